@@ -1,0 +1,41 @@
+"""Baseline server for bench/yjs_fanout.py: stock pycrdt-websocket on hypercorn.
+
+`WebsocketServer` + `ASGIServer` exactly as pycrdt-websocket ships them, served by
+hypercorn with its defaults except a listen backlog of 1024 (so that hundreds of
+simultaneous connects are not refused). The room name is the whole request path,
+so `ws://HOST:PORT/yjs/room` is a room named "/yjs/room".
+
+    python bench/baseline_pycrdt.py --host 127.0.0.1 --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from pycrdt.websocket import ASGIServer, WebsocketServer
+
+
+async def run(host: str, port: int) -> None:
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.backlog = 1024
+    config.accesslog = None
+    websocket_server = WebsocketServer()
+    app = ASGIServer(websocket_server)
+    async with websocket_server:
+        await serve(app, config)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    asyncio.run(run(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

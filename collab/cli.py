@@ -1,0 +1,42 @@
+"""The ``inkwire`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import anyio
+
+from collab.app import CollabApp
+from collab.config import Config
+from collab.server import serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="inkwire", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the collab server")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=3042)
+    serve_cmd.add_argument(
+        "--grace", type=float, default=Config.grace_period, help="seconds an empty room stays"
+    )
+    serve_cmd.add_argument("--max-users", type=int, default=Config.max_users)
+    serve_cmd.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "serve":
+        config = Config(grace_period=args.grace, max_users=args.max_users)
+        app = CollabApp(config=config)
+        logging.getLogger("inkwire").info("serving on http://%s:%d", args.host, args.port)
+        anyio.run(serve, app, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

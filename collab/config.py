@@ -1,0 +1,20 @@
+"""Server settings, with the defaults a deployment starts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    grace_period: float = 30.0  # seconds a room stays loaded after its last client leaves
+    max_users: int = 50  # connections per room
+    max_rooms: int = 10_000
+    max_message_size: int = 16 << 20  # bytes in one incoming frame
+    awareness_interval: float = 0.05  # at most one awareness broadcast per client per interval
+    max_lag: int = 10_000  # entries a client may fall behind before it is cut off
+    max_lag_bytes: int = 64 << 20  # bytes a client may fall behind
+    max_outbox: int = 256  # direct frames (sync replies...) waiting for one client
+    load_timeout: float = 30.0  # seconds to load a room from the store
+    close_timeout: float = 1.0  # seconds to deliver a close frame before giving up
+    ping_interval: float | None = 20.0  # WebSocket pings, to detect dead peers

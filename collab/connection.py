@@ -1,0 +1,219 @@
+"""One y-websocket connection: a reader, a writer and an awareness throttle.
+
+The three tasks share one task group. Any of them, or the room (a slow
+consumer), or the server (shutdown) may end the connection with
+:meth:`Connection.fail`, which records the close code and cancels the group;
+the handler then sends the close frame, bounded by a timeout because a
+client that stopped reading may never take it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from typing import Any
+
+import anyio
+
+from collab.metrics import Stats
+from collab.protocol import (
+    AwarenessEntry,
+    AwarenessMessage,
+    ProtocolError,
+    QueryAwarenessMessage,
+    SyncMessage,
+    SyncType,
+    parse_awareness_update,
+    parse_message,
+)
+from collab.room import Room, RoomFull
+from collab.rooms import Rooms, ServerFull
+from relays.fanout import Subscriber
+
+log = logging.getLogger("inkwire.connection")
+
+DIAGRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_ids = itertools.count(1)
+
+ASGIReceive = Any
+ASGISend = Any
+
+
+class Connection:
+    def __init__(self, room: Room, peer: str) -> None:
+        self.id = next(_ids)
+        self.room = room
+        self.peer = peer
+        self.config = room.config
+        self.stats: Stats = room.stats
+        self.subscriber = Subscriber(on_overflow=self._overflow)
+        self.client_ids: set[int] = set()
+        self.close_code = 1000
+        self.close_reason = ""
+        self.peer_closed = False
+        self._scope: anyio.CancelScope | None = None
+        self._awareness_pending: dict[int, AwarenessEntry] = {}
+        self._awareness_next = 0.0
+        self._awareness_wakeup: anyio.Event | None = None
+
+    def fail(self, code: int, reason: str, counter: str | None = None) -> None:
+        """End this connection with a close code; other clients are untouched."""
+        if self._scope is None or self._scope.cancel_called:
+            return
+        self.close_code, self.close_reason = code, reason
+        if counter is not None:
+            self.stats.reject(counter)
+        self._scope.cancel()
+
+    def _overflow(self) -> None:
+        self.stats.slow_consumer_closes += 1
+        self.fail(4009, "slow consumer")
+
+    async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
+        async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
+            tg.start_soon(self._write, send)
+            tg.start_soon(self._throttle_awareness)
+            await self._read(receive)
+            tg.cancel_scope.cancel()
+
+    # --- reading ------------------------------------------------------------
+
+    async def _read(self, receive: ASGIReceive) -> None:
+        room = self.room
+        limit = self.config.max_message_size
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self.peer_closed = True
+                self.close_code = message.get("code", 1005)
+                self.close_reason = "client closed"
+                return
+            data = message.get("bytes")
+            if data is None:
+                self.fail(1003, "text frames are not part of the y-websocket protocol", "text")
+                return
+            if len(data) > limit:
+                self.fail(1009, f"message over {limit} bytes", "too_big")
+                return
+            try:
+                parsed = parse_message(data)
+                if isinstance(parsed, SyncMessage):
+                    if parsed.kind is SyncType.STEP1:
+                        room.sync_reply(self, parsed.payload)
+                    else:
+                        room.apply_update(self, parsed.payload)
+                elif isinstance(parsed, AwarenessMessage):
+                    self._receive_awareness(parse_awareness_update(parsed.update))
+                elif isinstance(parsed, QueryAwarenessMessage):
+                    snapshot = room.awareness_snapshot()
+                    if snapshot is not None:
+                        room.send_direct(self, snapshot)
+            except ProtocolError as exc:
+                log.warning(
+                    "rejected room=%s client=%d peer=%s reason=%r",
+                    room.name,
+                    self.id,
+                    self.peer,
+                    str(exc),
+                )
+                self.fail(1007, f"malformed message: {exc}", "malformed")
+                return
+
+    # --- writing: one writer drains the shared log from this client's cursor
+
+    async def _write(self, send: ASGISend) -> None:
+        room = self.room
+        log_ = room.log
+        stats = self.stats
+        subscriber = self.subscriber
+        while True:
+            batch = await log_.next_batch(subscriber)
+            if isinstance(batch, bytes):
+                frames = [batch]
+            else:
+                frames = room.frames_for(batch[0], batch[1], self.id)
+            for frame in frames:
+                await send({"type": "websocket.send", "bytes": frame})
+                stats.frames_out += 1
+                stats.bytes_out += len(frame)
+
+    # --- awareness: at most one broadcast per client per interval ------------
+
+    def _receive_awareness(self, entries: list[AwarenessEntry]) -> None:
+        accepted = self.room.update_awareness(self, entries)
+        if not accepted:
+            return
+        for entry in accepted:
+            self._awareness_pending[entry.client_id] = entry
+        if self._awareness_wakeup is not None:
+            self._awareness_wakeup.set()
+            self._awareness_wakeup = None
+
+    async def _throttle_awareness(self) -> None:
+        interval = self.config.awareness_interval
+        while True:
+            if not self._awareness_pending:
+                event = self._awareness_wakeup = anyio.Event()
+                await event.wait()
+            delay = self._awareness_next - anyio.current_time()
+            if delay > 0:
+                await anyio.sleep(delay)
+            pending, self._awareness_pending = self._awareness_pending, {}
+            self.room.broadcast_awareness(self, list(pending.values()))
+            self._awareness_next = anyio.current_time() + interval
+
+
+async def serve_yjs(
+    scope: dict[str, Any], receive: ASGIReceive, send: ASGISend, rooms: Rooms
+) -> None:
+    """The ASGI handler for ``WS /yjs/{diagram}``."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    diagram = scope["path"][len("/yjs/") :]
+    client = scope.get("client") or ("?", 0)
+    peer = f"{client[0]}:{client[1]}"
+    await send({"type": "websocket.accept"})
+    if not DIAGRAM_NAME.fullmatch(diagram):
+        rooms.stats.reject("bad_name")
+        await _close(send, 4400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+        return
+    try:
+        room = await rooms.acquire(diagram)
+    except ServerFull:
+        await _close(send, 1013, "server full: too many rooms")
+        return
+    except Exception:
+        await _close(send, 1011, "diagram could not be loaded")
+        return
+    conn = Connection(room, peer)
+    try:
+        room.join(conn)
+    except RoomFull:
+        rooms.stats.reject("room_full")
+        await _close(send, 4429, "room full")
+        return
+    rooms.opened(conn)
+    log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
+    try:
+        await conn.run(receive, send)
+    finally:
+        room.leave(conn)
+        rooms.closed(conn)
+        log.info(
+            "close room=%s client=%d peer=%s code=%d reason=%r",
+            diagram,
+            conn.id,
+            peer,
+            conn.close_code,
+            conn.close_reason,
+        )
+    if not conn.peer_closed:
+        with anyio.move_on_after(rooms.config.close_timeout):
+            await _close(send, conn.close_code, conn.close_reason)
+
+
+async def _close(send: ASGISend, code: int, reason: str) -> None:
+    await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -1,0 +1,332 @@
+"""A room: one diagram's document, its awareness and its fan-out log.
+
+Everything here runs on the event loop without awaiting between reading a
+client's message and appending its effect to the log, so the order in which
+updates are applied, logged and answered (a joiner's sync reply) is one
+order. The room's own tasks, persisting and unloading, live in its task group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+from pycrdt import Doc
+
+from collab.config import Config
+from collab.metrics import Stats
+from collab.protocol import (
+    AwarenessEntry,
+    ProtocolError,
+    awareness_message,
+    encode_awareness_update,
+    sync_step1,
+    sync_step2,
+    sync_update,
+)
+from relays.fanout import FanoutLog, Subscriber
+from storage import Store
+from storage.updates import merge_many
+
+if TYPE_CHECKING:
+    from collab.connection import Connection
+
+log = logging.getLogger("inkwire.room")
+
+EMPTY_UPDATE = b"\x00\x00"
+SERVER = 0  # author id of entries the room itself writes
+
+
+class RoomFull(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Entry:
+    """One log entry: a Yjs update, or awareness changes, and who sent it."""
+
+    author: int
+    update: bytes | None = None
+    awareness: Sequence[AwarenessEntry] = ()
+
+
+@dataclass(slots=True)
+class AwarenessRecord:
+    entry: AwarenessEntry
+    owner: Connection | None
+
+
+class Flush:
+    """The frames for one run of log entries, computed once and shared.
+
+    Every client whose writer reads the same run gets the same bytes; a
+    client that wrote some of the run gets its own variant without them.
+    """
+
+    __slots__ = ("authors", "entries", "variants")
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries = entries
+        self.authors = {entry.author for entry in entries}
+        self.variants: dict[int, list[bytes]] = {}
+
+    def frames(self, exclude: int) -> list[bytes]:
+        frames = self.variants.get(exclude)
+        if frames is None:
+            frames = self.variants[exclude] = self._render(exclude)
+        return frames
+
+    def _render(self, exclude: int) -> list[bytes]:
+        updates: list[bytes] = []
+        states: dict[int, AwarenessEntry] = {}
+        for entry in self.entries:
+            if entry.author == exclude:
+                continue
+            if entry.update is not None:
+                updates.append(entry.update)
+            for state in entry.awareness:
+                states[state.client_id] = state
+        frames = []
+        if updates:
+            frames.append(sync_update(merge_many(updates)))
+        if states:
+            frames.append(awareness_message(encode_awareness_update(list(states.values()))))
+        return frames
+
+
+class Room:
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        config: Config,
+        stats: Stats,
+        previous: Room | None = None,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.config = config
+        self.stats = stats
+        self.doc = Doc()
+        self.log: FanoutLog[Entry] = FanoutLog(
+            max_lag=config.max_lag, max_lag_bytes=config.max_lag_bytes
+        )
+        self.connections: set[Connection] = set()
+        self.awareness: dict[int, AwarenessRecord] = {}
+        self.loaded = anyio.Event()
+        self.closed = anyio.Event()
+        self.closing = False
+        self.load_error: BaseException | None = None
+        self._previous = previous
+        self._pending: list[bytes] = []  # applied, not yet durable
+        self._persist_wakeup: anyio.Event | None = None
+        self._occupancy: anyio.Event | None = None
+        self._flushes: dict[tuple[int, int], Flush] = {}
+        self._sync_cache: dict[bytes, bytes] = {}
+        self._sync_cache_head = -1
+        self._snapshot: bytes | None = None
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Load, serve until empty for the grace period, persist, unload."""
+        try:
+            if self._previous is not None:
+                await self._previous.closed.wait()  # its last saves come first
+                self._previous = None
+            try:
+                with anyio.fail_after(self.config.load_timeout):
+                    state = await self.store.load(self.name)
+                if state:
+                    self.doc.apply_update(state)
+            except Exception as exc:
+                log.exception("room=%s load failed", self.name)
+                self.load_error = exc
+                self.closing = True
+                return
+            finally:
+                self.loaded.set()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._persist_loop)
+                await self._wait_until_idle()
+                self.closing = True
+                tg.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._persist_pending()
+        finally:
+            self.closing = True
+            self.closed.set()
+
+    async def _wait_until_idle(self) -> None:
+        while True:
+            if self.connections:
+                await self._occupancy_changed()
+                continue
+            with anyio.move_on_after(self.config.grace_period):
+                while not self.connections:
+                    await self._occupancy_changed()
+            if not self.connections:
+                return
+
+    async def _occupancy_changed(self) -> None:
+        event = self._occupancy = anyio.Event()
+        await event.wait()
+
+    def _notify_occupancy(self) -> None:
+        if self._occupancy is not None:
+            self._occupancy.set()
+            self._occupancy = None
+
+    # --- persistence: nothing is visible before it is durable ---------------
+
+    async def _persist_loop(self) -> None:
+        while True:
+            if not self._pending:
+                event = self._persist_wakeup = anyio.Event()
+                await event.wait()
+            await self._persist_pending()
+
+    async def _persist_pending(self) -> None:
+        upto = self.log.head
+        count = len(self._pending)
+        while count:
+            try:
+                await self.store.append(self.name, self._pending[:count])
+            except Exception:
+                log.exception("room=%s store append failed; retrying", self.name)
+                await anyio.sleep(0.5)
+            else:
+                del self._pending[:count]
+                break
+        self.log.publish(upto)
+
+    def _append(self, entry: Entry, size: int) -> None:
+        self.log.append(entry, size)
+        if entry.update is not None:
+            self._pending.append(entry.update)
+        if self._pending:
+            if self._persist_wakeup is not None:
+                self._persist_wakeup.set()
+                self._persist_wakeup = None
+        else:
+            self.log.publish()
+
+    # --- connections --------------------------------------------------------
+
+    def join(self, conn: Connection) -> None:
+        if len(self.connections) >= self.config.max_users:
+            raise RoomFull
+        self.connections.add(conn)
+        self.log.add(conn.subscriber)
+        self._notify_occupancy()
+        self.log.send_direct(conn.subscriber, sync_step1(self.doc.get_state()))
+        snapshot = self.awareness_snapshot()
+        if snapshot is not None:
+            self.log.send_direct(conn.subscriber, snapshot)
+
+    def leave(self, conn: Connection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        self.log.remove(conn.subscriber)
+        removed = []
+        for client_id in conn.client_ids:
+            record = self.awareness.pop(client_id, None)
+            if record is not None and not record.entry.removed:
+                removed.append(AwarenessEntry(client_id, record.entry.clock + 1, "null"))
+        if removed:
+            self._snapshot = None
+            self._append(Entry(SERVER, awareness=removed), 16 * len(removed))
+        self._notify_occupancy()
+
+    def frames_for(self, start: int, entries: Sequence[Entry], conn_id: int) -> list[bytes]:
+        key = (start, start + len(entries))
+        flush = self._flushes.get(key)
+        if flush is None:
+            if len(self._flushes) > 64:
+                self._flushes.clear()
+            flush = self._flushes[key] = Flush(entries)
+        return flush.frames(conn_id if conn_id in flush.authors else SERVER)
+
+    def send_direct(self, conn: Connection, frame: bytes, *, after: int = 0) -> None:
+        if len(conn.subscriber.outbox) >= self.config.max_outbox:
+            conn.fail(4009, "slow consumer", "slow_consumer")
+            return
+        self.log.send_direct(conn.subscriber, frame, after=after)
+
+    # --- sync ---------------------------------------------------------------
+
+    def sync_reply(self, conn: Connection, state_vector: bytes) -> None:
+        """Answer SyncStep1 with the diff, then stream the log from this point.
+
+        The diff is encoded once per (document state, state vector): twenty
+        clients joining a large diagram at once share one encoded reply.
+        """
+        head = self.log.head
+        if self._sync_cache_head != head:
+            self._sync_cache = {}
+            self._sync_cache_head = head
+        frame = self._sync_cache.get(state_vector)
+        if frame is None:
+            try:
+                diff = self.doc.get_update(state_vector)
+            except Exception as exc:
+                raise ProtocolError("invalid state vector") from exc
+            frame = self._sync_cache[state_vector] = sync_step2(diff)
+            self.stats.sync_encodes += 1
+        self.send_direct(conn, frame, after=head)
+        self.log.attach(conn.subscriber, head)
+
+    def apply_update(self, conn: Connection, update: bytes) -> None:
+        if update == EMPTY_UPDATE:
+            return
+        try:
+            self.doc.apply_update(update)
+        except Exception as exc:
+            raise ProtocolError("update rejected by the CRDT") from exc
+        except BaseException as exc:  # pyo3 panics derive from BaseException
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise ProtocolError("update rejected by the CRDT") from exc
+        self.stats.updates_in += 1
+        self._append(Entry(conn.id, update=update), len(update))
+
+    # --- awareness ----------------------------------------------------------
+
+    def update_awareness(self, conn: Connection, entries: Sequence[AwarenessEntry]) -> list[
+        AwarenessEntry
+    ]:
+        """Record the states this connection may set; return those that changed."""
+        accepted = []
+        for entry in entries:
+            record = self.awareness.get(entry.client_id)
+            if record is None:
+                if entry.removed:
+                    continue
+            elif record.owner is not conn:
+                continue  # a client id belongs to the connection that set it first
+            elif not (
+                entry.clock > record.entry.clock
+                or (entry.clock == record.entry.clock and entry.removed and not record.entry.removed)
+            ):
+                continue
+            self.awareness[entry.client_id] = AwarenessRecord(entry, conn)
+            conn.client_ids.add(entry.client_id)
+            accepted.append(entry)
+        if accepted:
+            self._snapshot = None
+        return accepted
+
+    def broadcast_awareness(self, conn: Connection, entries: Sequence[AwarenessEntry]) -> None:
+        self._append(Entry(conn.id, awareness=entries), 32 * len(entries))
+
+    def awareness_snapshot(self) -> bytes | None:
+        if self._snapshot is None:
+            states = [r.entry for r in self.awareness.values() if not r.entry.removed]
+            if not states:
+                return None
+            self._snapshot = awareness_message(encode_awareness_update(states))
+        return self._snapshot

@@ -1,0 +1,170 @@
+"""Fan-out: one shared log, one cursor and one writer per subscriber.
+
+Both the Yjs rooms and the JSON relays deliver through this module. A
+publisher appends an entry once; every subscriber's writer task reads the
+entries past its own cursor and turns them into frames (coalescing them as it
+likes), so nothing is copied or spawned per recipient. Entries appended but
+not yet *published* (e.g. awaiting a durable commit) are invisible to writers.
+
+A subscriber that falls more than ``max_lag`` entries or ``max_lag_bytes``
+bytes behind would pin the log in memory; it is cut off instead (its
+``on_overflow`` callback closes the connection), so memory stays bounded and
+nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+TRIM_EVERY = 256  # entries appended between lag checks and log trims
+
+
+@dataclass(slots=True, eq=False)
+class Subscriber:
+    """One reader of a :class:`FanoutLog`: a cursor plus a private outbox.
+
+    ``cursor`` is ``None`` until the subscriber is attached at a position;
+    until then the writer only sends outbox frames. Outbox frames carry the
+    log position they must not overtake: they are sent once every entry
+    before that position is published.
+    """
+
+    on_overflow: Callable[[], None]
+    cursor: int | None = None
+    outbox: deque[tuple[int, bytes]] = field(default_factory=deque)
+    wakeup: anyio.Event | None = None
+    overflowed: bool = False
+
+    def wake(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
+            self.wakeup = None
+
+
+class FanoutLog(Generic[T]):
+    """An append-only, trimmed log of entries shared by all subscribers."""
+
+    def __init__(self, *, max_lag: int = 10_000, max_lag_bytes: int = 64 << 20) -> None:
+        self.max_lag = max_lag
+        self.max_lag_bytes = max_lag_bytes
+        self._entries: list[T] = []
+        self._sizes: list[int] = []  # cumulative byte size, parallel to _entries
+        self._base = 0  # log position of _entries[0]
+        self._bytes_base = 0
+        self.head = 0  # position after the last appended entry
+        self.published = 0  # position after the last entry writers may see
+        self._since_trim = 0
+        self.subscribers: set[Subscriber] = set()
+        self._idle: set[Subscriber] = set()
+
+    # --- publishing -------------------------------------------------------
+
+    def append(self, entry: T, size: int) -> int:
+        """Add an entry (not yet visible to writers); return its position."""
+        position = self.head
+        total = self._sizes[-1] if self._sizes else self._bytes_base
+        self._entries.append(entry)
+        self._sizes.append(total + size)
+        self.head += 1
+        self._since_trim += 1
+        return position
+
+    def publish(self, upto: int | None = None) -> None:
+        """Make entries before ``upto`` (default: all) visible and wake writers."""
+        upto = self.head if upto is None else min(upto, self.head)
+        if upto <= self.published:
+            return
+        self.published = upto
+        if self._since_trim >= TRIM_EVERY:
+            self._trim()
+        idle, self._idle = self._idle, set()
+        for subscriber in idle:
+            subscriber.wake()
+
+    def send_direct(self, subscriber: Subscriber, frame: bytes, *, after: int = 0) -> None:
+        """Queue a frame for one subscriber, ordered after log position ``after``."""
+        subscriber.outbox.append((after, frame))
+        self._idle.discard(subscriber)
+        subscriber.wake()
+
+    # --- subscribing ------------------------------------------------------
+
+    def add(self, subscriber: Subscriber) -> None:
+        self.subscribers.add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        self._idle.discard(subscriber)
+
+    def attach(self, subscriber: Subscriber, position: int) -> None:
+        """Start (or restart) delivering log entries from ``position`` on."""
+        subscriber.cursor = max(position, self._base)
+        self._idle.discard(subscriber)
+        subscriber.wake()
+
+    async def next_batch(self, subscriber: Subscriber) -> tuple[int, Sequence[T]] | bytes:
+        """Wait for the subscriber's next outbox frame or run of entries.
+
+        Returns either one direct frame, or ``(start, entries)``: the
+        published entries from the subscriber's cursor on, after which its
+        cursor has moved past them.
+        """
+        while True:
+            outbox = subscriber.outbox
+            cursor = subscriber.cursor
+            published = self.published
+            if outbox:
+                after = outbox[0][0]
+                limit = min(after, published)
+                if cursor is not None and cursor < limit:
+                    return self._take(subscriber, cursor, limit)
+                if after <= published:
+                    return outbox.popleft()[1]
+            elif cursor is not None and cursor < published:
+                return self._take(subscriber, cursor, published)
+            event = subscriber.wakeup = anyio.Event()
+            self._idle.add(subscriber)
+            await event.wait()
+
+    def _take(self, subscriber: Subscriber, cursor: int, end: int) -> tuple[int, Sequence[T]]:
+        subscriber.cursor = end
+        return cursor, self._entries[cursor - self._base : end - self._base]
+
+    # --- memory bound -----------------------------------------------------
+
+    def _trim(self) -> None:
+        """Cut off subscribers that lag too far, then drop entries all have read."""
+        self._since_trim = 0
+        head_bytes = self._sizes[-1] if self._sizes else self._bytes_base
+        low = self.head
+        for subscriber in list(self.subscribers):
+            cursor = subscriber.cursor
+            if cursor is None:
+                continue
+            lag_bytes = head_bytes - self._bytes_at(cursor)
+            if self.head - cursor > self.max_lag or lag_bytes > self.max_lag_bytes:
+                subscriber.overflowed = True
+                self.remove(subscriber)
+                subscriber.on_overflow()
+                continue
+            low = min(low, cursor)
+        drop = low - self._base
+        if drop > 0:
+            self._bytes_base = self._sizes[drop - 1]
+            del self._entries[:drop]
+            del self._sizes[:drop]
+            self._base = low
+
+    def _bytes_at(self, position: int) -> int:
+        index = position - self._base
+        return self._sizes[index - 1] if index > 0 else self._bytes_base
+
+
+Sender = Callable[[bytes], Awaitable[None]]

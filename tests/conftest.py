@@ -1,0 +1,141 @@
+"""Fixtures: real servers on free loopback ports, cleaned up after each test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from collab.app import CollabApp
+from collab.config import Config
+from collab.server import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    port: int
+    app: CollabApp | None = None
+    stop: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def yjs_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/yjs"
+
+
+async def wait_ready(url: str, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        async with httpx.AsyncClient() as client:
+            while True:
+                try:
+                    if (await client.get(f"{url}/health/ready")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await anyio.sleep(0.02)
+
+
+async def _serve_app(
+    app: CollabApp, port: int, stop: anyio.Event
+) -> AsyncIterator[RunningServer]:
+    server = RunningServer(port=port, app=app, stop=stop)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(app, "127.0.0.1", port, shutdown_trigger=stop.wait))
+        await wait_ready(server.http_url)
+        yield server
+        stop.set()
+
+
+@pytest.fixture
+async def collab_server() -> AsyncIterator[RunningServer]:
+    """An in-process collab server (hypercorn on a free port, memory store)."""
+    app = CollabApp(config=Config(grace_period=1.0))
+    async for server in _serve_app(app, free_port(), anyio.Event()):
+        yield server
+
+
+@pytest.fixture
+def make_server() -> object:
+    """Start in-process servers with custom config: ``async with make_server(config)``."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def start(config: Config | None = None, app: CollabApp | None = None):  # type: ignore[no-untyped-def]
+        app = app or CollabApp(config=config or Config(grace_period=1.0))
+        async for server in _serve_app(app, free_port(), anyio.Event()):
+            yield server
+
+    return start
+
+
+@dataclass
+class ServerProcess:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def yjs_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/yjs"
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[object]:
+    """Start ``inkwire serve`` as a real subprocess; every one is killed at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        port = free_port()
+        log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "collab.cli", "serve", "--port", str(port), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        started.append(ServerProcess(port, process))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {(tmp_path / f'server-{port}.log').read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                    return started[-1]
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not become ready")
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.wait(timeout=10)

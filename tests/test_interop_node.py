@@ -1,0 +1,386 @@
+"""Interop with the stock JavaScript client: yjs + y-websocket running in Node.
+
+Each Node peer is ``tests/interop/peer.mjs``, scripted over stdin/stdout with
+one JSON command per line (see the top of that file). The Node packages are
+pinned in ``tests/interop/package.json``; install them with ``make test`` or
+``cd tests/interop && npm ci``. Without them (or without ``node``) these tests
+skip, except under CI (``CI`` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+pytestmark = pytest.mark.anyio
+
+INTEROP_DIR = Path(__file__).parent / "interop"
+PEER_SCRIPT = INTEROP_DIR / "peer.mjs"
+NODE_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
+
+# How long a departed peer may linger in the others' awareness.
+AWARENESS_REMOVAL_LIMIT_S = 1.0
+
+
+def _missing_node_deps() -> str | None:
+    if shutil.which("node") is None:
+        return "`node` is not on PATH (install Node.js 20+)"
+    missing = [
+        name
+        for name in NODE_PACKAGES
+        if not (INTEROP_DIR / "node_modules" / name / "package.json").is_file()
+    ]
+    if missing:
+        return (
+            f"Node packages not installed in {INTEROP_DIR}/node_modules ({', '.join(missing)}): "
+            "run `make test` or `cd tests/interop && npm ci`"
+        )
+    return None
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(autouse=True)
+def _require_node() -> None:
+    reason = _missing_node_deps()
+    if reason is None:
+        return
+    if _in_ci():
+        pytest.fail(f"CI is set, so the Node interop tests must run: {reason}")
+    pytest.skip(reason)
+
+
+class PeerError(Exception):
+    """The Node peer answered a command with an error, or died."""
+
+
+class NodePeer:
+    """One stock y-websocket client in a Node process, driven by JSON lines.
+
+    Use ``async with NodePeer.spawn("a") as peer:``; the process is ended on exit
+    (``close`` → stdin closed → killed, each step bounded). Requests may be
+    issued concurrently from several tasks: replies are matched by ``id``.
+    """
+
+    def __init__(self, process: Process, name: str) -> None:
+        self.name = name
+        self.process = process
+        self.client_id: int | None = None
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self._stdin = process.stdin
+        self._stdout = BufferedByteReceiveStream(process.stdout)
+        self._next_id = 0
+        self._replies: dict[Any, dict[str, Any]] = {}
+        self._read_lock = anyio.Lock()
+        self._write_lock = anyio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def spawn(cls, name: str) -> AsyncIterator[NodePeer]:
+        process = await anyio.open_process(
+            ["node", str(PEER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # inherited: pytest shows it with a failing test
+            cwd=INTEROP_DIR,
+        )
+        peer = cls(process, name)
+        try:
+            yield peer
+        finally:
+            await peer.aclose()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def send(self, cmd: str, **kw: Any) -> int:
+        """Write one command; return its id (for :meth:`receive`)."""
+        self._next_id += 1
+        rid = self._next_id
+        line = json.dumps({"id": rid, "cmd": cmd, **kw}) + "\n"
+        async with self._write_lock:
+            try:
+                await self._stdin.send(line.encode())
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                raise PeerError(f"peer {self.name}: cannot send {cmd!r}: {exc!r}") from exc
+        return rid
+
+    async def receive(self, rid: int, *, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait for the reply to command ``rid``; raise PeerError if it is an error."""
+        with anyio.fail_after(timeout):
+            while rid not in self._replies:
+                async with self._read_lock:
+                    if rid in self._replies:
+                        break
+                    try:
+                        line = await self._stdout.receive_until(b"\n", 16 * 1024 * 1024)
+                    except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
+                        raise PeerError(
+                            f"peer {self.name} exited (code {self.process.returncode}) "
+                            f"before answering command {rid}"
+                        ) from exc
+                    msg = json.loads(line)
+                    self._replies[msg.get("id")] = msg
+        reply = self._replies.pop(rid)
+        if "error" in reply:
+            raise PeerError(f"peer {self.name}: {reply['error']}")
+        return reply
+
+    async def request(self, cmd: str, *, timeout: float | None = None, **kw: Any) -> dict[str, Any]:
+        """Send a command and wait (bounded) for its reply."""
+        if timeout is None:
+            timeout = kw.get("timeout_ms", 5000) / 1000 + 5.0
+        rid = await self.send(cmd, **kw)
+        return await self.receive(rid, timeout=timeout)
+
+    async def connect(self, url: str, room: str) -> int:
+        reply = await self.request("connect", url=url, room=room, clientName=self.name)
+        assert reply["ok"] == "synced", reply
+        self.client_id = int(reply["clientID"])
+        return self.client_id
+
+    async def dump(self) -> dict[str, Any]:
+        elements: dict[str, Any] = (await self.request("dump"))["elements"]
+        return elements
+
+    async def peers(self) -> dict[int, Any]:
+        return {int(k): v for k, v in (await self.request("peers"))["peers"].items()}
+
+    async def kill(self) -> None:
+        """SIGKILL: no goodbye of any kind reaches the server, the socket just drops."""
+        if self.alive:
+            self.process.kill()
+        with anyio.fail_after(5):
+            await self.process.wait()
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.alive:
+                with anyio.move_on_after(2):
+                    await self.request("close", timeout=2)
+            with anyio.move_on_after(2):
+                await self._stdin.aclose()
+                await self.process.wait()
+            if self.alive:
+                self.process.kill()
+                with anyio.move_on_after(5):
+                    await self.process.wait()
+            with anyio.move_on_after(2):
+                await self.process.aclose()
+
+
+@asynccontextmanager
+async def connected_peers(server: Any, room: str, *names: str) -> AsyncIterator[list[NodePeer]]:
+    async with AsyncExitStack() as stack:
+        peers = [await stack.enter_async_context(NodePeer.spawn(name)) for name in names]
+        for peer in peers:
+            await peer.connect(server.yjs_url, room)
+        yield peers
+
+
+def new_room() -> str:
+    return f"interop-{uuid.uuid4().hex[:12]}"
+
+
+def element(
+    eid: str,
+    *,
+    x: float,
+    y: float,
+    version: int = 1,
+    nonce: int = 0,
+    index: str = "a0",
+    deleted: bool = False,
+    kind: str = "rectangle",
+) -> dict[str, Any]:
+    """An Excalidraw-like element, stored whole as one Y.Map value."""
+    return {
+        "id": eid,
+        "type": kind,
+        "x": x,
+        "y": y,
+        "width": 120,
+        "height": 80,
+        "angle": 0,
+        "strokeColor": "#1e1e1e",
+        "backgroundColor": "transparent",
+        "version": version,
+        "versionNonce": nonce,
+        "index": index,
+        "isDeleted": deleted,
+        "groupIds": [],
+        "boundElements": None,
+        "updated": 1_700_000_000_000 + version,
+    }
+
+
+async def test_concurrent_map_edits_converge(collab_server: Any) -> None:
+    room = new_room()
+    with anyio.fail_after(60):
+        async with connected_peers(collab_server, room, "a", "b") as (a, b):
+            expected: dict[str, list[dict[str, Any]]] = {}  # key -> acceptable values
+
+            # 1. Both peers write at once: own keys plus the same keys, in one
+            #    transaction each, commands sent to both before either is answered.
+            batch: dict[NodePeer, dict[str, Any]] = {}
+            for peer, dx in ((a, 0), (b, 1000)):
+                entries = {
+                    f"{peer.name}-{i}": element(
+                        f"{peer.name}-{i}", x=dx + i * 10, y=i, index=f"a{i}", nonce=i
+                    )
+                    for i in range(10)
+                }
+                for i in range(3):
+                    entries[f"shared-{i}"] = element(
+                        f"shared-{i}", x=dx, y=i, version=2, nonce=dx + i, index=f"b{i}"
+                    )
+                batch[peer] = entries
+            rids = {peer: await peer.send("set_many", entries=entries) for peer, entries in batch.items()}
+            for peer, rid in rids.items():
+                await peer.receive(rid)
+            for entries in batch.values():
+                for key, value in entries.items():
+                    expected.setdefault(key, []).append(value)
+
+            # 2. A burst of single edits of one hot key from both sides, interleaved.
+            sends = []
+            for version in range(3, 23):
+                for peer, dx in ((a, 0), (b, 1000)):
+                    value = element("hot", x=dx + version, y=version, version=version, nonce=dx)
+                    expected.setdefault("hot", []).append(value)
+                    sends.append((peer, await peer.send("set", key="hot", value=value)))
+            for peer, rid in sends:
+                await peer.receive(rid)
+
+            # 3. Guaranteed concurrency on one key: a edits it offline while b edits
+            #    it online; a also tombstones one of b's elements that b moves. a's
+            #    offline edits reach the room through the sync handshake on reconnect.
+            await a.request("disconnect")
+            offline_a = {
+                "offline": element("offline", x=1, y=1, version=5, nonce=1),
+                "b-3": {**batch[b]["b-3"], "isDeleted": True, "version": 2, "versionNonce": 77},
+                "a-only-offline": element("a-only-offline", x=5, y=5),
+            }
+            online_b = {
+                "offline": element("offline", x=2, y=2, version=5, nonce=2),
+                "b-3": {**batch[b]["b-3"], "x": 999, "version": 2, "versionNonce": 88},
+            }
+            await a.request("set_many", entries=offline_a)
+            await b.request("set_many", entries=online_b)
+            for entries in (offline_a, online_b):
+                for key, value in entries.items():
+                    expected.setdefault(key, []).append(value)
+            await a.request("reconnect")
+
+            # 4. Each peer's last write is a marker. Yjs integrates a client's
+            #    updates in clock order, so seeing the other's marker means having
+            #    everything that peer wrote before it.
+            for peer in (a, b):
+                marker = element(f"done-{peer.name}", x=0, y=0, index="z0")
+                await peer.request("set", key=marker["id"], value=marker)
+                expected[marker["id"]] = [marker]
+            await a.request("wait_key", key="done-b", timeout_ms=10_000)
+            await b.request("wait_key", key="done-a", timeout_ms=10_000)
+
+            dump_a, dump_b = await a.dump(), await b.dump()
+            assert dump_a == dump_b, "the two peers did not converge"
+            assert set(dump_a) == set(expected)
+            for key, value in dump_a.items():
+                assert value in expected[key], f"{key}: {value!r} was never written"
+                if len(expected[key]) == 1:
+                    assert value == expected[key][0]
+            # Y.Map resolves the concurrent writes of one key the same way everywhere;
+            # a late joiner (state from the server alone) must see that same map.
+            async with connected_peers(collab_server, room, "c") as (c,):
+                await c.request("wait_key", key="done-b", timeout_ms=5_000)
+                await c.request("wait_key", key="done-a", timeout_ms=5_000)
+                assert await c.dump() == dump_a
+
+
+async def test_awareness_is_shared(collab_server: Any) -> None:
+    room = new_room()
+    with anyio.fail_after(30):
+        async with connected_peers(collab_server, room, "a", "b") as (a, b):
+            assert a.client_id is not None
+            assert b.client_id is not None
+            state_a = {
+                "user": {"name": "Ada", "color": "#e03131"},
+                "pointer": {"x": 10.5, "y": 20, "tool": "pointer"},
+                "button": "up",
+                "selectedElementIds": {"el-1": True},
+            }
+            await a.request("awareness", state=state_a)
+            seen = await b.request("wait_peer", clientID=a.client_id, state=state_a)
+            assert seen["peers"][str(a.client_id)] == state_a
+
+            # Pointer moves propagate too, and the other way round.
+            moved = {**state_a, "pointer": {"x": 300, "y": -42.25, "tool": "laser"}}
+            await a.request("awareness", state=moved)
+            await b.request("wait_peer", clientID=a.client_id, state={"pointer": moved["pointer"]})
+            state_b = {"user": {"name": "Grace", "color": "#1971c2"}, "pointer": {"x": 1, "y": 2}}
+            await b.request("awareness", state=state_b)
+            await a.request("wait_peer", clientID=b.client_id, state=state_b)
+
+            # A late joiner gets every current state on joining.
+            async with connected_peers(collab_server, room, "c") as (c,):
+                await c.request("wait_peer", clientID=a.client_id, state=moved, timeout_ms=2000)
+                await c.request("wait_peer", clientID=b.client_id, state=state_b, timeout_ms=2000)
+
+
+async def test_server_has_no_awareness_state_of_its_own(collab_server: Any) -> None:
+    with anyio.fail_after(30):
+        async with connected_peers(collab_server, new_room(), "a", "b") as (a, b):
+            await a.request("awareness", state={"user": {"name": "Ada", "color": "#e03131"}})
+            await b.request("awareness", state={"user": {"name": "Grace", "color": "#1971c2"}})
+            await a.request("wait_peer", clientID=b.client_id)
+            await b.request("wait_peer", clientID=a.client_id)
+            await anyio.sleep(0.2)  # let anything else the server would announce arrive
+            assert set(await a.peers()) == {b.client_id}
+            assert set(await b.peers()) == {a.client_id}
+
+
+@pytest.mark.parametrize("how", ["kill", "close"])
+async def test_departed_peer_leaves_awareness_within_a_second(
+    collab_server: Any, how: str
+) -> None:
+    with anyio.fail_after(30):
+        async with connected_peers(collab_server, new_room(), "a", "b", "c") as (a, b, c):
+            state = {"user": {"name": "Ada", "color": "#e03131"}, "pointer": {"x": 1, "y": 1}}
+            await a.request("awareness", state=state)
+            await c.request("awareness", state={"user": {"name": "Cy", "color": "#2f9e44"}})
+            await b.request("wait_peer", clientID=a.client_id, state=state)
+            await b.request("wait_peer", clientID=c.client_id)
+
+            # b starts watching before a goes, so the clock measures delivery only.
+            rid = await b.send("wait_peer", clientID=a.client_id, present=False, timeout_ms=5000)
+            await anyio.sleep(0.05)
+            started = time.monotonic()
+            if how == "kill":
+                await a.kill()
+            else:
+                await a.request("close")
+            await b.receive(rid, timeout=10)
+            elapsed = time.monotonic() - started
+            assert elapsed < AWARENESS_REMOVAL_LIMIT_S, (
+                f"{how}: peer still in awareness after {elapsed:.3f} s"
+            )
+            # Only a went away.
+            assert c.client_id in await b.peers()
+            await c.request("wait_peer", clientID=a.client_id, present=False, timeout_ms=1000)
