@@ -25,6 +25,7 @@ class Stats:
     bytes_out: int = 0
     slow_consumer_closes: int = 0
     sync_encodes: int = 0
+    fanout_renders: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
 
     def reject(self, reason: str) -> None:
@@ -46,6 +47,7 @@ class StatsCollector:
             "bytes_out": ("Payload bytes sent", s.bytes_out),
             "slow_consumer_closes": ("Clients closed for not keeping up", s.slow_consumer_closes),
             "sync_encodes": ("Document diffs encoded for joiners", s.sync_encodes),
+            "fanout_renders": ("Coalesced frames encoded for fan-out", s.fanout_renders),
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(f"inkwire_{name}", doc, value)

@@ -38,6 +38,7 @@ log = logging.getLogger("inkwire.room")
 
 EMPTY_UPDATE = b"\x00\x00"
 SERVER = 0  # author id of entries the room itself writes
+NOBODY = -1  # the variant of a flush that leaves out no author
 
 
 class RoomFull(Exception):
@@ -66,10 +67,11 @@ class Flush:
     client that wrote some of the run gets its own variant without them.
     """
 
-    __slots__ = ("authors", "entries", "variants")
+    __slots__ = ("authors", "entries", "stats", "variants")
 
-    def __init__(self, entries: Sequence[Entry]) -> None:
+    def __init__(self, entries: Sequence[Entry], stats: Stats) -> None:
         self.entries = entries
+        self.stats = stats
         self.authors = {entry.author for entry in entries}
         self.variants: dict[int, list[bytes]] = {}
 
@@ -80,6 +82,7 @@ class Flush:
         return frames
 
     def _render(self, exclude: int) -> list[bytes]:
+        self.stats.fanout_renders += 1
         updates: list[bytes] = []
         states: dict[int, AwarenessEntry] = {}
         for entry in self.entries:
@@ -248,8 +251,8 @@ class Room:
         if flush is None:
             if len(self._flushes) > 64:
                 self._flushes.clear()
-            flush = self._flushes[key] = Flush(entries)
-        return flush.frames(conn_id if conn_id in flush.authors else SERVER)
+            flush = self._flushes[key] = Flush(entries, self.stats)
+        return flush.frames(conn_id if conn_id in flush.authors else NOBODY)
 
     def send_direct(self, conn: Connection, frame: bytes, *, after: int = 0) -> None:
         if len(conn.subscriber.outbox) >= self.config.max_outbox:

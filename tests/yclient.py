@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from pycrdt import Doc, Map, TransactionEvent
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from collab.protocol import (
     AwarenessEntry,
@@ -37,6 +38,7 @@ class Peer:
         self.elements: Map[Any] = self.doc.get("elements", type=Map)
         self.client_id = client_id
         self.awareness: dict[int, Any] = {}
+        self.awareness_seen: list[AwarenessEntry] = []
         self.frames: list[bytes] = []
         self.synced = anyio.Event()
         self.closed = anyio.Event()
@@ -71,32 +73,38 @@ class Peer:
 
     async def reader(self) -> None:
         try:
-            async for frame in self.ws:
-                assert isinstance(frame, bytes)
-                self.frames.append(frame)
-                message = parse_message(frame)
-                if isinstance(message, SyncMessage):
-                    if message.kind is SyncType.STEP1:
-                        await self.ws.send(sync_step2(self.doc.get_update(message.payload)))
-                    else:
-                        self._remote = True
-                        try:
-                            self.doc.apply_update(message.payload)
-                        finally:
-                            self._remote = False
-                        if message.kind is SyncType.STEP2:
-                            self.synced.set()
-                elif isinstance(message, AwarenessMessage):
-                    for entry in parse_awareness_update(message.update):
-                        if entry.removed:
-                            self.awareness.pop(entry.client_id, None)
-                        else:
-                            self.awareness[entry.client_id] = json.loads(entry.state)
+            await self._read_frames()
+        except ConnectionClosed:
+            pass
         finally:
             if self.ws.close_code is not None:
                 self.close_code = self.ws.close_code
                 self.close_reason = self.ws.close_reason or ""
             self.closed.set()
+
+    async def _read_frames(self) -> None:
+        async for frame in self.ws:
+            assert isinstance(frame, bytes)
+            self.frames.append(frame)
+            message = parse_message(frame)
+            if isinstance(message, SyncMessage):
+                if message.kind is SyncType.STEP1:
+                    await self.ws.send(sync_step2(self.doc.get_update(message.payload)))
+                else:
+                    self._remote = True
+                    try:
+                        self.doc.apply_update(message.payload)
+                    finally:
+                        self._remote = False
+                    if message.kind is SyncType.STEP2:
+                        self.synced.set()
+            elif isinstance(message, AwarenessMessage):
+                for entry in parse_awareness_update(message.update):
+                    self.awareness_seen.append(entry)
+                    if entry.removed:
+                        self.awareness.pop(entry.client_id, None)
+                    else:
+                        self.awareness[entry.client_id] = json.loads(entry.state)
 
     def snapshot(self) -> dict[str, Any]:
         return {key: value for key, value in self.elements.items()}
