@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-from pycrdt import Doc
+from pycrdt import Doc, TransactionEvent
 
 from collab.config import Config
 from collab.metrics import Stats
@@ -114,6 +114,7 @@ class Room:
         self.config = config
         self.stats = stats
         self.doc = Doc()
+        self._changes: bytes | None = None
         self.log: FanoutLog[Entry] = FanoutLog(
             max_lag=config.max_lag, max_lag_bytes=config.max_lag_bytes
         )
@@ -145,6 +146,7 @@ class Room:
                     state = await self.store.load(self.name)
                 if state:
                     self.doc.apply_update(state)
+                self.doc.observe(self._on_transaction)
             except Exception as exc:
                 log.exception("room=%s load failed", self.name)
                 self.load_error = exc
@@ -284,8 +286,16 @@ class Room:
         self.log.attach(conn.subscriber, head)
 
     def apply_update(self, conn: Connection, update: bytes) -> None:
+        """Apply a client's update; log what it changed, as the CRDT encodes it.
+
+        Forwarding the CRDT's own encoding of the transaction, not the
+        client's bytes, means peers never receive trailing garbage a lenient
+        decoder let through, and an update that changes nothing (a duplicate)
+        is neither stored nor sent.
+        """
         if update == EMPTY_UPDATE:
             return
+        self._changes = None
         try:
             self.doc.apply_update(update)
         except Exception as exc:
@@ -295,7 +305,12 @@ class Room:
                 raise
             raise ProtocolError("update rejected by the CRDT") from exc
         self.stats.updates_in += 1
-        self._append(Entry(conn.id, update=update), len(update))
+        changes, self._changes = self._changes, None
+        if changes is not None:
+            self._append(Entry(conn.id, update=changes), len(changes))
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self._changes = event.update
 
     # --- awareness ----------------------------------------------------------
 
