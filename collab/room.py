@@ -129,6 +129,7 @@ class Room:
         self._persist_wakeup: anyio.Event | None = None
         self._occupancy: anyio.Event | None = None
         self._flushes: dict[tuple[int, int], Flush] = {}
+        self._flushes_end = 0
         self._sync_cache: dict[bytes, bytes] = {}
         self._sync_cache_head = -1
         self._snapshot: bytes | None = None
@@ -248,12 +249,14 @@ class Room:
         self._notify_occupancy()
 
     def frames_for(self, start: int, entries: Sequence[Entry], conn_id: int) -> list[bytes]:
-        key = (start, start + len(entries))
-        flush = self._flushes.get(key)
+        end = start + len(entries)
+        flush = self._flushes.get((start, end))
         if flush is None:
-            if len(self._flushes) > 64:
+            if end > self._flushes_end:
+                # writers always read up to the newest position: older runs are done
                 self._flushes.clear()
-            flush = self._flushes[key] = Flush(entries, self.stats)
+                self._flushes_end = end
+            flush = self._flushes[(start, end)] = Flush(entries, self.stats)
         return flush.frames(conn_id if conn_id in flush.authors else NOBODY)
 
     def send_direct(self, conn: Connection, frame: bytes, *, after: int = 0) -> None:

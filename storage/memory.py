@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from storage.updates import merge_many
+from pycrdt import Doc
+
 
 class MemoryStore:
+    """Keeps one document per diagram, so overwritten content is collected.
+
+    Keeping the raw update log instead would grow without bound under
+    repeated edits of the same elements (Yjs merges keep deleted content).
+    """
+
     def __init__(self) -> None:
-        self._updates: dict[str, list[bytes]] = {}
+        self._docs: dict[str, Doc] = {}
 
     async def load(self, diagram: str) -> bytes | None:
-        updates = self._updates.get(diagram)
-        if not updates:
-            return None
-        merged = merge_many(updates)
-        self._updates[diagram] = [merged]
-        return merged
+        doc = self._docs.get(diagram)
+        return None if doc is None else doc.get_update()
 
     async def append(self, diagram: str, updates: Sequence[bytes]) -> None:
-        self._updates.setdefault(diagram, []).extend(updates)
+        doc = self._docs.get(diagram)
+        if doc is None:
+            doc = self._docs[diagram] = Doc()
+        for update in updates:
+            doc.apply_update(update)
 
     def diagrams(self) -> list[str]:
-        return sorted(self._updates)
+        return sorted(self._docs)
