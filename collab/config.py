@@ -17,4 +17,4 @@ class Config:
     max_outbox: int = 256  # direct frames (sync replies...) waiting for one client
     load_timeout: float = 30.0  # seconds to load a room from the store
     close_timeout: float = 1.0  # seconds to deliver a close frame before giving up
-    ping_interval: float | None = 20.0  # WebSocket pings, to detect dead peers
+    keepalive_interval: float | None = 10.0  # seconds of silence before a keepalive message

@@ -35,6 +35,7 @@ log = logging.getLogger("inkwire.connection")
 
 DIAGRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ids = itertools.count(1)
+KEEPALIVE = b"\x01\x01\x00"  # an awareness update with no entries
 
 ASGIReceive = Any
 ASGISend = Any
@@ -56,6 +57,7 @@ class Connection:
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
         self._awareness_wakeup: anyio.Event | None = None
+        self._last_sent = 0.0
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> None:
         """End this connection with a close code; other clients are untouched."""
@@ -75,6 +77,8 @@ class Connection:
             self._scope = tg.cancel_scope
             tg.start_soon(self._write, send)
             tg.start_soon(self._throttle_awareness)
+            if self.config.keepalive_interval:
+                tg.start_soon(self._keepalive, self.config.keepalive_interval)
             await self._read(receive)
             tg.cancel_scope.cancel()
 
@@ -138,6 +142,20 @@ class Connection:
                 await send({"type": "websocket.send", "bytes": frame})
                 stats.frames_out += 1
                 stats.bytes_out += len(frame)
+            self._last_sent = anyio.current_time()
+
+    async def _keepalive(self, interval: float) -> None:
+        """Send an empty awareness update when the line has been quiet.
+
+        The stock y-websocket client reconnects after 30 s without a message,
+        and this server does not echo a client's own awareness back (as the
+        Node server does), so a lone client would otherwise hear nothing. It
+        also makes a dead peer show up as a failed or stalled send.
+        """
+        while True:
+            await anyio.sleep(interval)
+            if anyio.current_time() - self._last_sent >= interval:
+                self.room.send_direct(self, KEEPALIVE)
 
     # --- awareness: at most one broadcast per client per interval ------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pycrdt import Doc, TransactionEvent
@@ -27,7 +27,7 @@ from collab.protocol import (
     sync_step2,
     sync_update,
 )
-from relays.fanout import FanoutLog, Subscriber
+from relays.fanout import FanoutLog
 from storage import Store
 from storage.updates import merge_many
 
@@ -113,8 +113,8 @@ class Room:
         self.store = store
         self.config = config
         self.stats = stats
-        self.doc = Doc()
-        self._changes: bytes | None = None
+        self.doc: Doc[Any] = Doc()
+        self._changes: list[bytes] = []  # what the transaction being applied changed
         self.log: FanoutLog[Entry] = FanoutLog(
             max_lag=config.max_lag, max_lag_bytes=config.max_lag_bytes
         )
@@ -298,7 +298,7 @@ class Room:
         """
         if update == EMPTY_UPDATE:
             return
-        self._changes = None
+        self._changes.clear()
         try:
             self.doc.apply_update(update)
         except Exception as exc:
@@ -308,18 +308,17 @@ class Room:
                 raise
             raise ProtocolError("update rejected by the CRDT") from exc
         self.stats.updates_in += 1
-        changes, self._changes = self._changes, None
-        if changes is not None:
+        for changes in self._changes:
             self._append(Entry(conn.id, update=changes), len(changes))
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        self._changes = event.update
+        self._changes.append(event.update)
 
     # --- awareness ----------------------------------------------------------
 
-    def update_awareness(self, conn: Connection, entries: Sequence[AwarenessEntry]) -> list[
-        AwarenessEntry
-    ]:
+    def update_awareness(
+        self, conn: Connection, entries: Sequence[AwarenessEntry]
+    ) -> list[AwarenessEntry]:
         """Record the states this connection may set; return those that changed."""
         accepted = []
         for entry in entries:
@@ -331,7 +330,9 @@ class Room:
                 continue  # a client id belongs to the connection that set it first
             elif not (
                 entry.clock > record.entry.clock
-                or (entry.clock == record.entry.clock and entry.removed and not record.entry.removed)
+                or (
+                    entry.clock == record.entry.clock and entry.removed and not record.entry.removed
+                )
             ):
                 continue
             self.awareness[entry.client_id] = AwarenessRecord(entry, conn)

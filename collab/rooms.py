@@ -31,8 +31,11 @@ class Rooms:
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
         self._tg: TaskGroup | None = None
+        self._emptied: anyio.Event | None = None
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Own the rooms' tasks until cancelled; rooms then persist and close."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
@@ -75,6 +78,13 @@ class Rooms:
     def closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.stats.connections -= 1
+        if not self.connections and self._emptied is not None:
+            self._emptied.set()
+
+    async def wait_all_closed(self) -> None:
+        if self.connections:
+            self._emptied = anyio.Event()
+            await self._emptied.wait()
 
     def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
         for conn in list(self.connections):

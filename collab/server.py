@@ -25,7 +25,9 @@ def hypercorn_config(app: CollabApp, host: str, port: int) -> HypercornConfig:
     config.max_app_queue_size = 1000
     # our own check closes with a reason; hypercorn's is the hard stop above it
     config.websocket_max_message_size = app.config.max_message_size + (1 << 20)
-    config.websocket_ping_interval = app.config.ping_interval
+    # hypercorn's ping task outlives a closed socket by up to one interval and
+    # then holds shutdown; the connection's own keepalive replaces it
+    config.websocket_ping_interval = None
     config.graceful_timeout = 1.0
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -51,7 +53,6 @@ async def serve(
                     break
         app.begin_shutdown()
         with anyio.move_on_after(SHUTDOWN_SECONDS):
-            while app.rooms.connections:
-                await anyio.sleep(0.02)
+            await app.rooms.wait_all_closed()
 
     await hypercorn_serve(app, hypercorn_config(app, host, port), shutdown_trigger=trigger)  # type: ignore[arg-type]

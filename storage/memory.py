@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pycrdt import Doc
 
@@ -15,7 +16,7 @@ class MemoryStore:
     """
 
     def __init__(self) -> None:
-        self._docs: dict[str, Doc] = {}
+        self._docs: dict[str, Doc[Any]] = {}
 
     async def load(self, diagram: str) -> bytes | None:
         doc = self._docs.get(diagram)

@@ -16,7 +16,8 @@ def merge_many(updates: Sequence[bytes]) -> bytes:
     parts = list(updates)
     while len(parts) > 1:
         parts = [
-            merge_updates(*parts[i : i + MERGE_GROUP]) if len(parts[i : i + MERGE_GROUP]) > 1
+            merge_updates(*parts[i : i + MERGE_GROUP])
+            if len(parts[i : i + MERGE_GROUP]) > 1
             else parts[i]
             for i in range(0, len(parts), MERGE_GROUP)
         ]

@@ -60,9 +60,7 @@ async def wait_ready(url: str, timeout: float = 10.0) -> None:
                 await anyio.sleep(0.02)
 
 
-async def _serve_app(
-    app: CollabApp, port: int, stop: anyio.Event
-) -> AsyncIterator[RunningServer]:
+async def _serve_app(app: CollabApp, port: int, stop: anyio.Event) -> AsyncIterator[RunningServer]:
     server = RunningServer(port=port, app=app, stop=stop)
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: serve(app, "127.0.0.1", port, shutdown_trigger=stop.wait))
@@ -126,7 +124,9 @@ def server_process(tmp_path: Path) -> Iterator[object]:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited: {(tmp_path / f'server-{port}.log').read_text()}")
+                raise RuntimeError(
+                    f"server exited: {(tmp_path / f'server-{port}.log').read_text()}"
+                )
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
                     return started[-1]
