@@ -1,0 +1,1176 @@
+"""Yjs room fan-out benchmark: inkwire against pycrdt-websocket and the Node y-websocket server.
+
+What it measures
+----------------
+Each server runs as a subprocess pinned to core 0 (`taskset -c 0`); this process, which is
+the load generator, pins itself to core 1. The three servers run one after another:
+
+* inkwire            `.venv/bin/inkwire serve --host 127.0.0.1 --port P` (skipped if it
+                     does not start)
+* pycrdt-websocket   0.16.5 `WebsocketServer` + `ASGIServer` on hypercorn, backlog 1024
+                     (bench/baseline_pycrdt.py)
+* node               `@y/websocket-server` 0.1.1 with yjs 13.6.33 (bench/node_modules)
+
+For each N (default 10, 100, 500), N receivers and one writer join a fresh room
+`ws://127.0.0.1:P/yjs/<room>`. Every client does the y-websocket handshake: it sends
+SyncStep1 with an empty state vector, answers the server's SyncStep1 with an empty
+SyncStep2, and counts as joined once the server's SyncStep2 arrives. The writer owns a
+pycrdt Doc and sends `Y.Map` sets on map "elements"; every value holds a unique marker
+`m000123;`, so a receiver finds which updates a frame carries (one per frame, or many
+merged into one) with a regex over the raw bytes, without decoding Yjs.
+
+1. warm-up: one update must reach every receiver, else the server "does not deliver".
+2. burst:   M updates written back to back. deliveries/s = N*M / (first send -> the
+            moment the last receiver holds every marker).
+3. paced:   150 updates at 50/s. Latency of a delivery = receive time - send time, both
+            `time.perf_counter_ns()` in this one process.
+
+Reported per phase: p50/p99 latency, server CPU µs per delivery (psutil CPU time of the
+server's process tree over the phase / deliveries), updates per received frame (how
+much the server coalesces), load-generator CPU as % of one core (near 100 % means the
+load generator, not the server, was the limit: the number is then a lower bound), and the
+server's peak RSS per N (VmHWM, reset through /proc/PID/clear_refs before each N).
+
+Big document: on a freshly started server a writer loads 10 000 elements (~6 MB of
+update) in 100 transactions and stays connected. Then one fresh client at a time joins
+(5 times; median reported): time from TCP connect to the complete SyncStep2 holding all
+10 000 markers. Then 20 clients join at once: time until all hold the document, and the
+server's peak RSS during that (and its RSS just before).
+
+The load generator is a lean asyncio.Protocol client: a minimal HTTP upgrade, masked
+client frames, and a parser for the server's unmasked frames (pings are answered).
+Latencies include the load generator's own processing time, equally for every server.
+
+Run
+---
+    make bench                       # npm ci in bench/, then this script
+    .venv/bin/python bench/yjs_fanout.py [--n 10,100,500] [--servers inkwire,pycrdt,node]
+                                         [--quick] [--json results.json]
+
+Server logs go to bench/results/<server>.log (git-ignored). Everything listens and
+connects on 127.0.0.1 only; every phase has a timeout; every server is killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import functools
+import gc
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+from pycrdt import Doc, Map
+
+HOST = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+NODE_SERVER = BENCH_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
+SERVER_CORE = 0
+LOADGEN_CORE = 1
+LOADGEN_BUSY_PCT = 80  # above this the load generator may be what limits a burst
+
+MARKER = re.compile(rb"m(\d{6});")
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+# y-websocket messages: [messageSync=0][step1=0 | step2=1 | update=2][varUint8Array]
+SYNC, STEP1, STEP2, UPDATE = 0, 0, 1, 2
+EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and an empty delete set
+
+
+# ---------------------------------------------------------------------------------------
+# y-websocket and WebSocket wire helpers
+# ---------------------------------------------------------------------------------------
+
+
+def varuint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def sync_message(kind: int, payload: bytes) -> bytes:
+    return bytes([SYNC, kind]) + varuint(len(payload)) + payload
+
+
+SYNC_STEP1_EMPTY = sync_message(STEP1, b"\x00")  # empty state vector
+SYNC_STEP2_EMPTY = sync_message(STEP2, EMPTY_UPDATE)
+
+
+def mask_payload(payload: bytes, key: bytes) -> bytes:
+    if not payload:
+        return b""
+    n = len(payload)
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+
+
+def client_frame(payload: bytes, opcode: int = 0x2) -> bytes:
+    """One final client->server frame (clients must mask, RFC 6455 5.3)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 1 << 16:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    key = os.urandom(4)
+    return head + key + mask_payload(payload, key)
+
+
+def upgrade_request(port: int, path: str, key: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def expected_accept(key: str) -> bytes:
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest())
+
+
+# ---------------------------------------------------------------------------------------
+# Load generator: one asyncio.Protocol per client
+# ---------------------------------------------------------------------------------------
+
+
+class Tracker:
+    """Delivery bookkeeping of one phase, shared by all receivers of a room."""
+
+    def __init__(self, send_ns: list[int], receivers: int, count: int) -> None:
+        self.send_ns = send_ns
+        self.count = count
+        self.pending = receivers
+        self.failed = 0
+        self.t_done = 0
+        self.done = asyncio.Event()
+
+    def receiver_finished(self, now: int, ok: bool = True) -> None:
+        self.failed += not ok
+        self.pending -= 1
+        if self.pending == 0:
+            self.t_done = now
+            self.done.set()
+
+
+class YClient(asyncio.Protocol):
+    """A y-websocket client that joins a room and (if tracking) records marker arrivals."""
+
+    def __init__(self, port: int, path: str, keep_step2: bool = False):
+        self.port = port
+        self.path = path
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        self.buf = bytearray()
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.joined = asyncio.get_running_loop().create_future()
+        self.step2_ns = 0
+        self.step2: bytes = b""
+        self.keep_step2 = keep_step2
+        self.tracker: Tracker | None = None
+        self.arrivals: list[tuple[int, list[bytes]]] = []  # (receive time, markers)
+        self.remaining = 0
+        self.frames = 0
+        self.close_code: int | None = None
+        self.lost = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(upgrade_request(self.port, self.path, self.key))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.joined.done():
+            self.joined.set_exception(ConnectionError(f"closed before joining: {exc}"))
+        if self.tracker is not None and self.remaining:
+            self.remaining = 0
+            self.tracker.receiver_finished(time.perf_counter_ns(), ok=False)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        self.buf += data
+        if not self.upgraded and not self.finish_upgrade():
+            return
+        end = self.walk_frames(now)
+        if end and self.remaining:
+            self.count_markers(now, end)
+        if end:
+            del self.buf[:end]
+
+    # -- protocol steps ---------------------------------------------------------------
+
+    def finish_upgrade(self) -> bool:
+        head_end = self.buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return False
+        head = bytes(self.buf[:head_end])
+        del self.buf[: head_end + 4]
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status + b" " or expected_accept(self.key) not in head:
+            self.fail(ConnectionError(f"upgrade refused: {status.decode(errors='replace')}"))
+            return False
+        self.upgraded = True
+        self.send(SYNC_STEP1_EMPTY)
+        return True
+
+    def walk_frames(self, now: int) -> int:
+        """Handle every complete frame in the buffer; return the offset after the last."""
+        buf = self.buf
+        size = len(buf)
+        pos = 0
+        while size - pos >= 2:
+            length = buf[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                start = pos + 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                start = pos + 10
+            end = start + length
+            if end > size:
+                break
+            self.on_frame(buf[pos] & 0x0F, start, end, now)
+            pos = end
+        return pos
+
+    def on_frame(self, opcode: int, start: int, end: int, now: int) -> None:
+        buf = self.buf
+        self.frames += 1
+        if opcode == 0x2 and end - start >= 2 and buf[start] == SYNC:
+            kind = buf[start + 1]
+            if kind == STEP1:
+                self.send(SYNC_STEP2_EMPTY)
+            elif kind == STEP2 and not self.joined.done():
+                self.step2_ns = now
+                if self.keep_step2:
+                    self.step2 = bytes(buf[start:end])
+                self.joined.set_result(None)
+        elif opcode == 0x9:
+            self.send(bytes(buf[start:end]), opcode=0xA)
+        elif opcode == 0x8:
+            raw = bytes(buf[start:end])
+            self.close_code = int.from_bytes(raw[:2], "big") if len(raw) >= 2 else 1005
+            if self.transport is not None:
+                self.transport.close()
+
+    def count_markers(self, now: int, end: int) -> None:
+        """Hot path: only note which markers arrived when; `settle` does the rest later."""
+        found = MARKER.findall(self.buf, 0, end)
+        if found:
+            self.arrivals.append((now, found))
+            self.remaining -= len(found)
+            if self.remaining <= 0:
+                self.remaining = 0
+                assert self.tracker is not None
+                self.tracker.receiver_finished(now)
+
+    def settle(self, send_ns: list[int], first: int, count: int) -> tuple[list[int], int]:
+        """Latencies of the phase's markers first..first+count-1, and how many arrived twice
+        (or were not expected: then the early "complete" above was premature)."""
+        seen = bytearray(count)
+        latencies: list[int] = []
+        extra = 0
+        for now, found in self.arrivals:
+            for digits in found:
+                k = int(digits) - first
+                if 0 <= k < count and not seen[k]:
+                    seen[k] = 1
+                    latencies.append(now - send_ns[first + k])
+                else:
+                    extra += 1
+        self.arrivals = []
+        self.tracker = None
+        self.remaining = 0
+        return latencies, extra
+
+    # -- helpers for the benchmark ------------------------------------------------------
+
+    def send(self, payload: bytes, opcode: int = 0x2) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(client_frame(payload, opcode))
+
+    def write_raw(self, frame: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(frame)
+
+    def fail(self, exc: Exception) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def begin(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.frames = 0
+        self.arrivals = []
+        self.remaining = tracker.count
+        if self.lost:
+            self.remaining = 0
+            tracker.receiver_finished(time.perf_counter_ns(), ok=False)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.send((1000).to_bytes(2, "big"), opcode=0x8)
+            self.transport.close()
+
+
+async def join(port: int, path: str, keep_step2: bool = False) -> YClient:
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: YClient(port, path, keep_step2), HOST, port)
+    await client.joined
+    return client
+
+
+async def join_many(port: int, path: str, count: int, limit_s: float) -> list:
+    """Join `count` clients, at most 50 handshakes in flight at once."""
+    gate = asyncio.Semaphore(50)
+
+    async def one() -> YClient:
+        async with gate:
+            return await join(port, path)
+
+    async with asyncio.timeout(limit_s):
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def close_all(clients: list[YClient]) -> None:
+    for client in clients:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Documents and updates (made with pycrdt, before any timing)
+# ---------------------------------------------------------------------------------------
+
+
+def small_updates(count: int) -> list[bytes]:
+    """`count` y-websocket update frames, each one `elements[eN] = {..."m0000N;"...}`."""
+    doc = Doc()
+    elements = doc.get("elements", type=Map)
+    updates: list[bytes] = []
+    sub = doc.observe(lambda event: updates.append(event.update))
+    for i in range(count):
+        elements[f"e{i:06d}"] = {"id": f"m{i:06d};", "type": "rectangle", "x": i, "version": 1}
+    doc.unobserve(sub)
+    return [client_frame(sync_message(UPDATE, update)) for update in updates]
+
+
+def excalidraw_element(i: int) -> dict:
+    """A freedraw-like element of roughly 600 bytes once encoded."""
+    return {
+        "id": f"m{i:06d};",
+        "type": "freedraw",
+        "x": 10.5 * i,
+        "y": 20.25 * i,
+        "width": 120.5,
+        "height": 80.25,
+        "angle": 0,
+        "strokeColor": "#1e1e1e",
+        "backgroundColor": "transparent",
+        "fillStyle": "solid",
+        "strokeWidth": 2,
+        "strokeStyle": "solid",
+        "roughness": 1,
+        "opacity": 100,
+        "groupIds": [],
+        "frameId": None,
+        "index": f"a{i:06d}",
+        "roundness": None,
+        "seed": 1000 + i,
+        "version": 7,
+        "versionNonce": 2000 + i,
+        "isDeleted": False,
+        "boundElements": None,
+        "updated": 1700000000000 + i,
+        "link": None,
+        "locked": False,
+        "pressures": [],
+        "simulatePressure": True,
+        "points": [[j * 1.5, j * 0.75] for j in range(19)],
+    }
+
+
+def big_doc_updates(elements: int, per_txn: int = 100) -> tuple[list[bytes], int]:
+    """Update frames that build an `elements`-element document; and the doc's size."""
+    doc = Doc()
+    emap = doc.get("elements", type=Map)
+    updates: list[bytes] = []
+    sub = doc.observe(lambda event: updates.append(event.update))
+    for first in range(0, elements, per_txn):
+        with doc.transaction():
+            for i in range(first, min(first + per_txn, elements)):
+                emap[f"e{i:06d}"] = excalidraw_element(i)
+    doc.unobserve(sub)
+    frames = [client_frame(sync_message(UPDATE, update)) for update in updates]
+    return frames, len(doc.get_update())
+
+
+# ---------------------------------------------------------------------------------------
+# Server processes
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    label: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    missing: str | None = None  # why it cannot run, if known before starting
+
+
+INKWIRE = ROOT / ".venv" / "bin" / "inkwire"
+# Passed to `inkwire serve` when its --help lists them: the room must admit N=500
+# receivers (default limit 50), and per-connection INFO logging is not what we measure.
+INKWIRE_OPTIONS = {"--max-users": "1000", "--log-level": "WARNING"}
+
+
+@functools.cache
+def inkwire_options() -> tuple[str, ...]:
+    try:
+        usage = subprocess.run(
+            [str(INKWIRE), "serve", "--help"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(x for k, v in INKWIRE_OPTIONS.items() if k in usage for x in (k, v))
+
+
+def server_specs(port: int) -> dict[str, ServerSpec]:
+    py = str(ROOT / ".venv" / "bin" / "python")
+    if not Path(py).exists():
+        py = sys.executable
+    node = shutil.which("node")
+    return {
+        "inkwire": ServerSpec(
+            "inkwire",
+            "inkwire",
+            [str(INKWIRE), "serve", "--host", HOST, "--port", str(port), *inkwire_options()],
+            missing=None if INKWIRE.exists() else f"{INKWIRE} not found",
+        ),
+        "pycrdt": ServerSpec(
+            "pycrdt",
+            "pycrdt-websocket 0.16.5 + hypercorn",
+            [py, str(BENCH_DIR / "baseline_pycrdt.py"), "--host", HOST, "--port", str(port)],
+        ),
+        "node": ServerSpec(
+            "node",
+            "Node @y/websocket-server 0.1.1",
+            [node or "node", str(NODE_SERVER)],
+            env={"HOST": HOST, "PORT": str(port)},
+            missing=(
+                "node not found"
+                if node is None
+                else None
+                if NODE_SERVER.exists()
+                else "bench/node_modules missing: run `cd bench && npm ci`"
+            ),
+        ),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A server subprocess pinned to SERVER_CORE, in its own process group."""
+
+    def __init__(self, spec: ServerSpec, port: int) -> None:
+        self.spec = spec
+        self.port = port
+        RESULTS_DIR.mkdir(exist_ok=True)
+        self.log_path = RESULTS_DIR / f"{spec.name}.log"
+        self.log = self.log_path.open("ab")
+        self.log.write(f"\n=== {time.ctime()} {' '.join(spec.argv)}\n".encode())
+        self.log.flush()
+        argv = ["taskset", "-c", str(SERVER_CORE), *spec.argv]
+        env = {**os.environ, **spec.env}
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        self.ps = psutil.Process(self.proc.pid)
+
+    async def wait_listening(self, limit_s: float = 20.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")
+            try:
+                _, writer = await asyncio.open_connection(HOST, self.port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
+        raise RuntimeError(f"not listening on port {self.port} after {limit_s:.0f} s")
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+    def reset_peak_rss(self) -> None:
+        for proc in self.tree():
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
+
+    def peak_rss(self) -> int | None:
+        total = 0
+        for proc in self.tree():
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+        return total or None
+
+    def log_tail(self, lines: int = 8) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return " | ".join(text)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@contextlib.asynccontextmanager
+async def running(spec: ServerSpec):
+    port = free_port()
+    spec = server_specs(port)[spec.name]
+    server = ServerProcess(spec, port)
+    try:
+        await server.wait_listening()
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Phases
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseStats:
+    updates: int
+    receivers: int
+    delivered: int
+    seconds: float
+    latencies_ms: tuple[float, float]  # p50, p99
+    server_cpu_s: float
+    loadgen_cpu_s: float
+    frames: int
+    failed: int  # receivers that did not get every marker (timed out or disconnected)
+    extra: int  # markers received twice or unexpected
+    complete: bool
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    @property
+    def server_us_per_delivery(self) -> float:
+        return 1e6 * self.server_cpu_s / self.delivered if self.delivered else float("nan")
+
+    @property
+    def server_pct(self) -> float:
+        return 100 * self.server_cpu_s / self.seconds if self.seconds else 0.0
+
+    @property
+    def loadgen_pct(self) -> float:
+        return 100 * self.loadgen_cpu_s / self.seconds if self.seconds else 0.0
+
+    @property
+    def updates_per_frame(self) -> float:
+        return self.delivered / self.frames if self.frames else 0.0
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1e6
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def run_phase(
+    server: ServerProcess,
+    writer: YClient,
+    receivers: list[YClient],
+    frames: list[bytes],
+    first: int,
+    send_ns: list[int],
+    interval: float | None,
+    limit_s: float,
+) -> PhaseStats:
+    """Send `frames` (markers first, first+1, ...) and wait until every receiver has all."""
+    tracker = Tracker(send_ns, len(receivers), len(frames))
+    for client in receivers:
+        client.begin(tracker)
+    cpu_server, cpu_self = server.cpu_seconds(), time.process_time()
+    with no_gc():
+        t0 = time.perf_counter_ns()
+        if interval is None:
+            for i, frame in enumerate(frames, first):
+                send_ns[i] = time.perf_counter_ns()
+                writer.write_raw(frame)
+        else:
+            await send_paced(writer, frames, first, send_ns, interval)
+        try:
+            async with asyncio.timeout(limit_s):
+                await tracker.done.wait()
+        except TimeoutError:
+            tracker.t_done = time.perf_counter_ns()
+        cpu_server = server.cpu_seconds() - cpu_server
+        cpu_self = time.process_time() - cpu_self
+    latencies: list[int] = []
+    extra = 0
+    for client in receivers:
+        mine, more = client.settle(send_ns, first, len(frames))
+        latencies += mine
+        extra += more
+    latencies.sort()
+    return PhaseStats(
+        updates=len(frames),
+        receivers=len(receivers),
+        delivered=len(latencies),
+        seconds=(tracker.t_done - t0) / 1e9,
+        latencies_ms=(percentile(latencies, 0.50), percentile(latencies, 0.99)),
+        server_cpu_s=cpu_server,
+        loadgen_cpu_s=cpu_self,
+        frames=sum(client.frames for client in receivers),
+        failed=tracker.failed + tracker.pending,
+        extra=extra,
+        complete=len(latencies) == len(frames) * len(receivers),
+    )
+
+
+async def send_paced(
+    writer: YClient, frames: list[bytes], first: int, send_ns: list[int], interval: float
+) -> None:
+    start = time.perf_counter()
+    for k, frame in enumerate(frames):
+        delay = start + k * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        send_ns[first + k] = time.perf_counter_ns()
+        writer.write_raw(frame)
+
+
+# ---------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    ns: list[int]
+    quick: bool
+
+    def burst(self, n: int) -> int:
+        m = max(400, min(5000, 200_000 // n))
+        return m // 4 if self.quick else m
+
+    @property
+    def paced(self) -> int:
+        return 50 if self.quick else 150
+
+    paced_rate = 50.0
+
+    @property
+    def big_elements(self) -> int:
+        return 2_000 if self.quick else 10_000
+
+    @property
+    def joins(self) -> int:
+        return 3 if self.quick else 5
+
+    @property
+    def crowd(self) -> int:
+        return 20
+
+
+@dataclass
+class FanoutResult:
+    n: int
+    burst: PhaseStats | None = None
+    paced: PhaseStats | None = None
+    peak_rss: int | None = None
+    error: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # close code -> receivers
+
+
+def dropped_receivers(clients: list[YClient]) -> dict[str, int]:
+    """Receivers the server disconnected during the run, by close code."""
+    codes: dict[str, int] = {}
+    for client in clients:
+        if client.lost:
+            code = str(client.close_code or "no close frame")
+            codes[code] = codes.get(code, 0) + 1
+    return codes
+
+
+async def run_fanout(server: ServerProcess, n: int, plan: Plan) -> FanoutResult:
+    result = FanoutResult(n)
+    m, paced = plan.burst(n), plan.paced
+    frames = small_updates(1 + m + paced)
+    send_ns = [0] * len(frames)
+    path = f"/yjs/bench-fanout-{n}-{uuid.uuid4().hex[:8]}"
+    clients: list[YClient] = []
+    server.reset_peak_rss()
+    try:
+        # The writer joins first, alone: pycrdt-websocket hangs clients that race to
+        # create a room (they wait forever on the room's start lock).
+        writer = await asyncio.wait_for(join(server.port, path), 10)
+        clients.append(writer)
+        receivers = await join_many(server.port, path, n, limit_s=60)
+        clients += receivers
+        warm = await run_phase(server, writer, receivers, frames[:1], 0, send_ns, None, 10)
+        if not warm.complete:
+            result.error = f"warm-up update reached {warm.delivered}/{n} receivers in 10 s"
+            return result
+        result.burst = await run_phase(
+            server, writer, receivers, frames[1 : 1 + m], 1, send_ns, None, 60
+        )
+        if not result.burst.complete:
+            result.error = "burst incomplete"
+            return result
+        result.paced = await run_phase(
+            server,
+            writer,
+            receivers,
+            frames[1 + m :],
+            1 + m,
+            send_ns,
+            1 / plan.paced_rate,
+            10,
+        )
+        if not result.paced.complete:
+            result.error = "paced phase incomplete"
+    except (OSError, TimeoutError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.peak_rss = server.peak_rss()
+        result.dropped = dropped_receivers(clients)
+        close_all(clients)
+        await asyncio.sleep(1.0)  # let the server drop the connections before the next N
+    return result
+
+
+@dataclass
+class BigDocResult:
+    elements: int
+    doc_bytes: int = 0
+    step2_bytes: int = 0
+    join_ms: list[float] = field(default_factory=list)
+    crowd: int = 0
+    crowd_ms: float = 0.0
+    rss_before: int = 0
+    peak_rss: int | None = None
+    error: str | None = None
+
+    @property
+    def join_median_ms(self) -> float:
+        return statistics.median(self.join_ms) if self.join_ms else float("nan")
+
+
+async def timed_join(port: int, path: str) -> tuple[YClient, float]:
+    t0 = time.perf_counter_ns()
+    client = await join(port, path, keep_step2=True)
+    return client, (client.step2_ns - t0) / 1e6
+
+
+def markers_in(client: YClient) -> int:
+    return len(MARKER.findall(client.step2))
+
+
+async def wait_for_full_doc(port: int, path: str, elements: int, limit_s: float) -> int:
+    """Join fresh clients until one receives the whole document; return its SyncStep2 size."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            client, _ = await timed_join(port, path)
+            client.close()
+            if markers_in(client) == elements:
+                return len(client.step2)
+            await asyncio.sleep(0.2)
+
+
+async def run_bigdoc(server: ServerProcess, plan: Plan) -> BigDocResult:
+    result = BigDocResult(plan.big_elements)
+    frames, result.doc_bytes = big_doc_updates(plan.big_elements)
+    path = f"/yjs/bench-bigdoc-{uuid.uuid4().hex[:8]}"
+    clients: list[YClient] = []
+    try:
+        writer = await asyncio.wait_for(join(server.port, path), 10)
+        clients.append(writer)
+        for frame in frames:
+            writer.write_raw(frame)
+        result.step2_bytes = await wait_for_full_doc(server.port, path, plan.big_elements, 60)
+        for _ in range(plan.joins):
+            client, ms = await asyncio.wait_for(timed_join(server.port, path), 30)
+            client.close()
+            if markers_in(client) != plan.big_elements:
+                raise RuntimeError(f"a joiner got {markers_in(client)} elements")
+            result.join_ms.append(ms)
+            await asyncio.sleep(0.2)
+        await run_crowd(server, path, plan, result, clients)
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        close_all(clients)
+    return result
+
+
+async def run_crowd(
+    server: ServerProcess, path: str, plan: Plan, result: BigDocResult, clients: list[YClient]
+) -> None:
+    gc.collect()
+    await asyncio.sleep(0.5)
+    result.rss_before = server.rss()
+    server.reset_peak_rss()
+    t0 = time.perf_counter_ns()
+    async with asyncio.timeout(60):
+        crowd = await asyncio.gather(
+            *(join(server.port, path, keep_step2=True) for _ in range(plan.crowd))
+        )
+    result.crowd_ms = (max(c.step2_ns for c in crowd) - t0) / 1e6
+    result.crowd = len(crowd)
+    clients.extend(crowd)
+    await asyncio.sleep(0.3)
+    result.peak_rss = server.peak_rss()
+
+
+# ---------------------------------------------------------------------------------------
+# Per-server driver
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerResult:
+    name: str
+    label: str
+    fanout: dict[int, FanoutResult] = field(default_factory=dict)
+    bigdoc: BigDocResult | None = None
+    skipped: str | None = None
+
+
+async def bench_server(spec: ServerSpec, plan: Plan) -> ServerResult:
+    result = ServerResult(spec.name, spec.label)
+    if spec.missing:
+        result.skipped = spec.missing
+        return result
+    try:
+        async with running(spec) as server:
+            for n in plan.ns:
+                say(f"  {spec.name}: N={n} ...")
+                result.fanout[n] = await run_fanout(server, n, plan)
+        async with running(spec) as server:
+            say(f"  {spec.name}: big document ...")
+            result.bigdoc = await run_bigdoc(server, plan)
+    except RuntimeError as exc:
+        result.skipped = f"did not start: {exc}"
+    return result
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+
+
+def mb(value: int | None) -> str:
+    return f"{value / 2**20:.0f} MB" if value else "-"
+
+
+COLUMNS = (
+    "columns: burst = M updates back to back to N receivers; µs/deliv = server CPU per"
+    " delivery;\n  server, loadgen = CPU % of one core during the phase; upd/frame = updates"
+    " per received frame;\n  paced = 50 updates/s; peak RSS = the server's VmHWM during that N"
+)
+
+
+def fmt_phase(phase: PhaseStats | None) -> dict[str, str]:
+    keys = ("rate", "latency", "us", "server", "coalesce", "loadgen")
+    if phase is None:
+        return dict.fromkeys(keys, "-")
+    values = (
+        f"{phase.deliveries_per_s / 1000:.1f} k",
+        f"{phase.latencies_ms[0]:.1f} / {phase.latencies_ms[1]:.1f}",
+        f"{phase.server_us_per_delivery:.2f}",
+        f"{phase.server_pct:.0f} %",
+        f"{phase.updates_per_frame:.1f}",
+        f"{phase.loadgen_pct:.0f} %",
+    )
+    return dict(zip(keys, values, strict=True))
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    head = "  ".join(c.rjust(w) for c, w in zip(header, widths, strict=True))
+    return "\n".join([head, "-" * len(head), *lines])
+
+
+def report_server(result: ServerResult, plan: Plan) -> str:
+    out = [f"\n== {result.label} =="]
+    if result.skipped:
+        return "\n".join([*out, f"skipped: {result.skipped}"])
+    header = ["N", "M", "burst deliv/s", "p50 / p99 ms", "µs/deliv", "server", "upd/frame"]
+    header += ["loadgen", "paced p50 / p99 ms", "µs/deliv", "loadgen", "peak RSS"]
+    rows = []
+    for n, fan in result.fanout.items():
+        b, p = fmt_phase(fan.burst), fmt_phase(fan.paced)
+        row = [str(n), str(plan.burst(n)), b["rate"], b["latency"], b["us"], b["server"]]
+        row += [b["coalesce"], b["loadgen"], p["latency"], p["us"], p["loadgen"]]
+        rows.append([*row, mb(fan.peak_rss)])
+    out.append(table(header, rows))
+    for n, fan in result.fanout.items():
+        if fan.error:
+            out.append(f"N={n}: {fan.error}{phase_note(fan)}")
+        if fan.dropped:
+            out.append(f"N={n}: server disconnected clients (close code: count) {fan.dropped}")
+    out.append(report_bigdoc(result.bigdoc))
+    return "\n".join(out)
+
+
+def phase_note(fan: FanoutResult) -> str:
+    for name, phase in (("burst", fan.burst), ("paced", fan.paced)):
+        if phase is not None and not phase.complete:
+            total = phase.updates * phase.receivers
+            return (
+                f" ({name}: {phase.delivered}/{total} deliveries, "
+                f"{phase.failed} receivers unfinished or disconnected, "
+                f"{phase.extra} duplicate or unexpected markers)"
+            )
+    return ""
+
+
+def report_bigdoc(big: BigDocResult | None) -> str:
+    if big is None:
+        return "big doc: not run"
+    if big.error and not big.join_ms:
+        return f"big doc: {big.error}"
+    joins = ", ".join(f"{ms:.0f}" for ms in big.join_ms)
+    line = (
+        f"big doc ({big.elements} elements, update {big.doc_bytes / 1e6:.1f} MB, "
+        f"SyncStep2 {big.step2_bytes / 1e6:.1f} MB): join median {big.join_median_ms:.1f} ms "
+        f"[{joins}]"
+    )
+    if big.crowd:
+        line += (
+            f"; {big.crowd} at once: all in {big.crowd_ms:.0f} ms, RSS {mb(big.rss_before)}"
+            f" before, peak {mb(big.peak_rss)}"
+        )
+    if big.error:
+        line += f"; error: {big.error}"
+    return line
+
+
+def burst_rate(result: ServerResult | None, n: int) -> float | None:
+    fan = result.fanout.get(n) if result and not result.skipped else None
+    if fan is None or fan.burst is None or not fan.burst.complete:
+        return None
+    return fan.burst.deliveries_per_s
+
+
+def paced_p99(result: ServerResult | None, n: int) -> float | None:
+    fan = result.fanout.get(n) if result and not result.skipped else None
+    if fan is None or fan.paced is None or not fan.paced.complete:
+        return None
+    return fan.paced.latencies_ms[1]
+
+
+def handshake(result: ServerResult | None) -> float | None:
+    big = result.bigdoc if result and not result.skipped else None
+    return big.join_median_ms if big and big.join_ms else None
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def ratio_row(
+    label: str, ink: float | None, node: float | None, py: float | None, target: str, ok: str
+) -> list[str]:
+    return [label, ratio(ink, node), ratio(ink, py), ratio(node, py), target, ok]
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else "met" if ok else "MISSED"
+
+
+def report_ratios(results: dict[str, ServerResult], plan: Plan) -> str:
+    """inkwire/baseline ratios, and the issue's targets where this run measured them."""
+    ink, node, py = (results.get(k) for k in ("inkwire", "node", "pycrdt"))
+    header = ["metric", "inkwire/node", "inkwire/pycrdt", "node/pycrdt", "target", "status"]
+    rows = []
+    for n in plan.ns:
+        i, nd, p = burst_rate(ink, n), burst_rate(node, n), burst_rate(py, n)
+        target, ok = "", None
+        if n == 100:
+            target = ">=1.0x node, >=3x pycrdt"
+            if i is not None and nd is not None and p is not None:
+                ok = i >= nd and i >= 3 * p
+        rows.append(ratio_row(f"burst deliveries/s N={n}", i, nd, p, target, verdict(ok)))
+    n_big = max(plan.ns)
+    i, nd, p = paced_p99(ink, n_big), paced_p99(node, n_big), paced_p99(py, n_big)
+    target, ok = "", None
+    if n_big == 500:
+        target = "<=1.5x node"
+        if i is not None and nd is not None:
+            ok = i <= 1.5 * nd
+    rows.append(ratio_row(f"paced p99 N={n_big} (lower=better)", i, nd, p, target, verdict(ok)))
+    i, nd, p = handshake(ink), handshake(node), handshake(py)
+    ok = None if i is None or p is None else i <= p
+    rows.append(ratio_row("big-doc join (lower=better)", i, nd, p, "<=1.0x pycrdt", verdict(ok)))
+    return "\n== ratios ==\n" + table(header, rows)
+
+
+def report_notes(results: dict[str, ServerResult]) -> str:
+    notes = []
+    for result in results.values():
+        for n, fan in result.fanout.items():
+            for name, phase in (("burst", fan.burst), ("paced", fan.paced)):
+                if (
+                    phase is not None
+                    and phase.loadgen_pct >= LOADGEN_BUSY_PCT
+                    and phase.server_pct < 90
+                ):
+                    notes.append(
+                        f"{result.name} N={n} {name}: load generator busy "
+                        f"{phase.loadgen_pct:.0f} % of its core, server {phase.server_pct:.0f} %:"
+                        " the rate may be a lower bound"
+                    )
+    return "\n".join(["", "notes:", *notes]) if notes else ""
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def pin_self() -> None:
+    if len(os.sched_getaffinity(0)) < 2 or (os.cpu_count() or 1) < 2:
+        say("warning: fewer than 2 cores: server and load generator share a core")
+        return
+    os.sched_setaffinity(0, {LOADGEN_CORE})
+
+
+async def run_all(names: list[str], plan: Plan) -> dict[str, ServerResult]:
+    specs = server_specs(0)
+    results = {}
+    for name in names:
+        say(f"{name}: starting")
+        results[name] = await bench_server(specs[name], plan)
+        if results[name].skipped:
+            say(f"{name}: skipped: {results[name].skipped}")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", help="receiver counts, comma-separated (default 10,100,500)")
+    parser.add_argument("--servers", default="inkwire,pycrdt,node")
+    parser.add_argument("--quick", action="store_true", help="fewer updates, smaller big doc")
+    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    args = parser.parse_args(argv)
+    default_n = "10,100" if args.quick else "10,100,500"
+    args.ns = [int(x) for x in (args.n or default_n).split(",") if x]
+    args.names = [x.strip() for x in args.servers.split(",") if x.strip()]
+    unknown = set(args.names) - {"inkwire", "pycrdt", "node"}
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    plan = Plan(ns=args.ns, quick=args.quick)
+    pin_self()
+    results = asyncio.run(run_all(args.names, plan))
+    print(
+        f"Yjs fan-out: servers on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}; "
+        f"burst M per N = {', '.join(f'{n}:{plan.burst(n)}' for n in plan.ns)}; "
+        f"paced {plan.paced} updates at {plan.paced_rate:.0f}/s"
+    )
+    print(COLUMNS)
+    for result in results.values():
+        print(report_server(result, plan))
+    print(report_ratios(results, plan))
+    print(report_notes(results))
+    if args.json:
+        args.json.write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
