@@ -515,6 +515,7 @@ class ServerProcess:
         self.log = self.log_path.open("ab")
         self.log.write(f"\n=== {time.ctime()} {' '.join(spec.argv)}\n".encode())
         self.log.flush()
+        self.log_start = self.log.tell()
         argv = ["taskset", "-c", str(SERVER_CORE), *spec.argv]
         env = {**os.environ, **spec.env}
         self.proc = subprocess.Popen(
@@ -575,9 +576,12 @@ class ServerProcess:
         return total or None
 
     def log_tail(self, lines: int = 8) -> str:
+        """The last lines this run of the server wrote to its log."""
         self.log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return " | ".join(text)
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_start)
+            text = log.read().decode(errors="replace").splitlines()[-lines:]
+        return " | ".join(text) or "(no output)"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -953,9 +957,9 @@ def mb(value: int | None) -> str:
 
 
 COLUMNS = (
-    "columns: burst = M updates back to back to N receivers; µs/deliv = server CPU per"
-    " delivery;\n  server, loadgen = CPU % of one core during the phase; upd/frame = updates"
-    " per received frame;\n  paced = 50 updates/s; peak RSS = the server's VmHWM during that N"
+    "columns: µs/deliv = server CPU per delivery; server, loadgen = CPU % of one core during"
+    " the phase;\n  upd/frame = updates per frame a receiver got (coalescing); peak RSS ="
+    " the server's VmHWM during that N"
 )
 
 
@@ -985,15 +989,18 @@ def report_server(result: ServerResult, plan: Plan) -> str:
     out = [f"\n== {result.label} =="]
     if result.skipped:
         return "\n".join([*out, f"skipped: {result.skipped}"])
-    header = ["N", "M", "burst deliv/s", "p50 / p99 ms", "µs/deliv", "server", "upd/frame"]
-    header += ["loadgen", "paced p50 / p99 ms", "µs/deliv", "loadgen", "peak RSS"]
-    rows = []
+    columns = ["latency", "us", "server", "loadgen", "coalesce"]
+    header = ["p50 / p99 ms", "µs/deliv", "server", "loadgen", "upd/frame"]
+    burst, paced = [], []
     for n, fan in result.fanout.items():
         b, p = fmt_phase(fan.burst), fmt_phase(fan.paced)
-        row = [str(n), str(plan.burst(n)), b["rate"], b["latency"], b["us"], b["server"]]
-        row += [b["coalesce"], b["loadgen"], p["latency"], p["us"], p["loadgen"]]
-        rows.append([*row, mb(fan.peak_rss)])
-    out.append(table(header, rows))
+        burst.append([str(n), str(plan.burst(n)), b["rate"], *(b[c] for c in columns)])
+        burst[-1].append(mb(fan.peak_rss))
+        paced.append([str(n), str(plan.paced), *(p[c] for c in columns)])
+    out.append("burst: M updates written back to back")
+    out.append(table(["N", "M", "deliveries/s", *header, "peak RSS"], burst))
+    out.append(f"paced: updates at {plan.paced_rate:.0f}/s")
+    out.append(table(["N", "updates", *header], paced))
     for n, fan in result.fanout.items():
         if fan.error:
             out.append(f"N={n}: {fan.error}{phase_note(fan)}")
