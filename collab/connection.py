@@ -169,6 +169,12 @@ class Connection:
             self._awareness_wakeup.set()
             self._awareness_wakeup = None
 
+    def flush_awareness(self) -> None:
+        """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
+        if self._awareness_pending:
+            pending, self._awareness_pending = self._awareness_pending, {}
+            self.room.broadcast_awareness(self, list(pending.values()))
+
     async def _throttle_awareness(self) -> None:
         interval = self.config.awareness_interval
         while True:
@@ -178,8 +184,7 @@ class Connection:
             delay = self._awareness_next - anyio.current_time()
             if delay > 0:
                 await anyio.sleep(delay)
-            pending, self._awareness_pending = self._awareness_pending, {}
-            self.room.broadcast_awareness(self, list(pending.values()))
+            self.flush_awareness()
             self._awareness_next = anyio.current_time() + interval
 
 
@@ -218,6 +223,7 @@ async def serve_yjs(
     try:
         await conn.run(receive, send)
     finally:
+        conn.flush_awareness()
         room.leave(conn)
         rooms.closed(conn)
         log.info(

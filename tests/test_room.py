@@ -182,6 +182,17 @@ async def test_awareness_is_coalesced_latest_wins(make_server) -> None:
             assert bob.awareness[1] == {"pointer": {"x": 29}}
 
 
+async def test_goodbye_null_state_held_by_the_throttle_is_still_sent(make_server) -> None:
+    async with make_server(Config(awareness_interval=0.5)) as server:
+        url = server.yjs_url + "/goodbye"
+        async with peer(url, 1) as alice:
+            async with peer(url, 2) as bob:
+                await bob.set_awareness({"user": {"name": "bob"}})
+                await wait_until(lambda: 2 in alice.awareness)
+                await bob.set_awareness(None)  # within the throttle window, then close
+            await wait_until(lambda: 2 not in alice.awareness, timeout=0.4)
+
+
 async def test_client_cannot_control_another_clients_awareness(collab_server) -> None:
     url = collab_server.yjs_url + "/spoof"
     async with peer(url, 1) as alice, peer(url, 2) as mallory:
