@@ -6,18 +6,21 @@ Each server runs as a subprocess pinned to core 0 (`taskset -c 0`); this process
 the load generator, pins itself to core 1. The three servers run one after another:
 
 * inkwire            `.venv/bin/inkwire serve --host 127.0.0.1 --port P` (skipped if it
-                     does not start)
+                     does not start), plus `--max-users 1000 --log-level WARNING` when its
+                     --help lists them (the default room limit of 50 would refuse N=100)
 * pycrdt-websocket   0.16.5 `WebsocketServer` + `ASGIServer` on hypercorn, backlog 1024
                      (bench/baseline_pycrdt.py)
 * node               `@y/websocket-server` 0.1.1 with yjs 13.6.33 (bench/node_modules)
 
-For each N (default 10, 100, 500), N receivers and one writer join a fresh room
-`ws://127.0.0.1:P/yjs/<room>`. Every client does the y-websocket handshake: it sends
+For each N (default 10, 100, 500), one writer and then N receivers join a fresh room
+`ws://127.0.0.1:P/yjs/<room>` (the writer first: pycrdt-websocket hangs clients that race
+to create a room). Every client does the y-websocket handshake: it sends
 SyncStep1 with an empty state vector, answers the server's SyncStep1 with an empty
 SyncStep2, and counts as joined once the server's SyncStep2 arrives. The writer owns a
 pycrdt Doc and sends `Y.Map` sets on map "elements"; every value holds a unique marker
 `m000123;`, so a receiver finds which updates a frame carries (one per frame, or many
-merged into one) with a regex over the raw bytes, without decoding Yjs.
+merged into one) with a regex over the raw bytes, without decoding Yjs. (The Node and
+pycrdt-websocket servers also echo each update to the writer; that is not counted.)
 
 1. warm-up: one update must reach every receiver, else the server "does not deliver".
 2. burst:   M updates written back to back. deliveries/s = N*M / (first send -> the
@@ -26,10 +29,11 @@ merged into one) with a regex over the raw bytes, without decoding Yjs.
             `time.perf_counter_ns()` in this one process.
 
 Reported per phase: p50/p99 latency, server CPU µs per delivery (psutil CPU time of the
-server's process tree over the phase / deliveries), updates per received frame (how
-much the server coalesces), load-generator CPU as % of one core (near 100 % means the
-load generator, not the server, was the limit: the number is then a lower bound), and the
-server's peak RSS per N (VmHWM, reset through /proc/PID/clear_refs before each N).
+server's process tree over the phase / deliveries), server and load-generator CPU as % of
+one core (whichever is near 100 % was the limit; a busy load generator beside an idle
+server makes the rate a lower bound, and the notes say so), updates per received frame
+(how much the server coalesces), and the server's peak RSS per N (VmHWM, reset through
+/proc/PID/clear_refs before each N).
 
 Big document: on a freshly started server a writer loads 10 000 elements (~6 MB of
 update) in 100 transactions and stays connected. Then one fresh client at a time joins
@@ -39,7 +43,9 @@ server's peak RSS during that (and its RSS just before).
 
 The load generator is a lean asyncio.Protocol client: a minimal HTTP upgrade, masked
 client frames, and a parser for the server's unmasked frames (pings are answered).
-Latencies include the load generator's own processing time, equally for every server.
+While a phase runs a receiver only notes (receive time, markers found); latencies and
+duplicate checks are computed after the phase. Latencies include the load generator's
+own processing time, equally for every server.
 
 Run
 ---
@@ -958,13 +964,14 @@ def mb(value: int | None) -> str:
 
 COLUMNS = (
     "columns: µs/deliv = server CPU per delivery; server, loadgen = CPU % of one core during"
-    " the phase;\n  upd/frame = updates per frame a receiver got (coalescing); peak RSS ="
-    " the server's VmHWM during that N"
+    " the phase\n  (paced µs/deliv includes the server's idle work: timers, pings); upd/frame ="
+    " updates per frame a\n  receiver got (coalescing); time = first send to last delivery;"
+    " peak RSS = the server's VmHWM during that N"
 )
 
 
 def fmt_phase(phase: PhaseStats | None) -> dict[str, str]:
-    keys = ("rate", "latency", "us", "server", "coalesce", "loadgen")
+    keys = ("rate", "latency", "us", "server", "coalesce", "loadgen", "time")
     if phase is None:
         return dict.fromkeys(keys, "-")
     values = (
@@ -974,6 +981,7 @@ def fmt_phase(phase: PhaseStats | None) -> dict[str, str]:
         f"{phase.server_pct:.0f} %",
         f"{phase.updates_per_frame:.1f}",
         f"{phase.loadgen_pct:.0f} %",
+        f"{phase.seconds:.2f}",
     )
     return dict(zip(keys, values, strict=True))
 
@@ -994,11 +1002,11 @@ def report_server(result: ServerResult, plan: Plan) -> str:
     burst, paced = [], []
     for n, fan in result.fanout.items():
         b, p = fmt_phase(fan.burst), fmt_phase(fan.paced)
-        burst.append([str(n), str(plan.burst(n)), b["rate"], *(b[c] for c in columns)])
+        burst.append([str(n), str(plan.burst(n)), b["time"], b["rate"], *(b[c] for c in columns)])
         burst[-1].append(mb(fan.peak_rss))
         paced.append([str(n), str(plan.paced), *(p[c] for c in columns)])
     out.append("burst: M updates written back to back")
-    out.append(table(["N", "M", "deliveries/s", *header, "peak RSS"], burst))
+    out.append(table(["N", "M", "time s", "deliveries/s", *header, "peak RSS"], burst))
     out.append(f"paced: updates at {plan.paced_rate:.0f}/s")
     out.append(table(["N", "updates", *header], paced))
     for n, fan in result.fanout.items():
@@ -1063,7 +1071,7 @@ def handshake(result: ServerResult | None) -> float | None:
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "n/a"
+    return f"{a / b:.3g}x" if a and b else "n/a"
 
 
 def ratio_row(
