@@ -30,12 +30,14 @@ from collab.protocol import (
 from collab.room import Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from relays.fanout import Subscriber
+from relays.wire import Frame, Sender
 
 log = logging.getLogger("inkwire.connection")
 
 DIAGRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ids = itertools.count(1)
-KEEPALIVE = b"\x01\x01\x00"  # an awareness update with no entries
+KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
+BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
 
 ASGIReceive = Any
 ASGISend = Any
@@ -58,6 +60,7 @@ class Connection:
         self._awareness_next = 0.0
         self._awareness_wakeup: anyio.Event | None = None
         self._last_sent = 0.0
+        self.raw_path = False  # frames written straight to the socket (see relays.wire)
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> None:
         """End this connection with a close code; other clients are untouched."""
@@ -132,16 +135,26 @@ class Connection:
         log_ = room.log
         stats = self.stats
         subscriber = self.subscriber
+        sender = Sender(send)
+        self.raw_path = sender.raw
         while True:
             batch = await log_.next_batch(subscriber)
-            if isinstance(batch, bytes):
+            if isinstance(batch, Frame):
                 frames = [batch]
             else:
                 frames = room.frames_for(batch[0], batch[1], self.id)
             for frame in frames:
-                await send({"type": "websocket.send", "bytes": frame})
+                size = len(frame.payload)
+                try:
+                    if size < BIG_FRAME:
+                        await sender.send(frame)
+                    else:
+                        async with room.big_sends:
+                            await sender.send(frame)
+                except (ConnectionError, OSError):
+                    return  # the peer is gone; the reader sees the disconnect
                 stats.frames_out += 1
-                stats.bytes_out += len(frame)
+                stats.bytes_out += size
             self._last_sent = anyio.current_time()
 
     async def _keepalive(self, interval: float) -> None:

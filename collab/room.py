@@ -28,6 +28,7 @@ from collab.protocol import (
     sync_update,
 )
 from relays.fanout import FanoutLog
+from relays.wire import Frame
 from storage import Store
 from storage.updates import merge_many
 
@@ -73,15 +74,15 @@ class Flush:
         self.entries = entries
         self.stats = stats
         self.authors = {entry.author for entry in entries}
-        self.variants: dict[int, list[bytes]] = {}
+        self.variants: dict[int, list[Frame]] = {}
 
-    def frames(self, exclude: int) -> list[bytes]:
+    def frames(self, exclude: int) -> list[Frame]:
         frames = self.variants.get(exclude)
         if frames is None:
             frames = self.variants[exclude] = self._render(exclude)
         return frames
 
-    def _render(self, exclude: int) -> list[bytes]:
+    def _render(self, exclude: int) -> list[Frame]:
         self.stats.fanout_renders += 1
         updates: list[bytes] = []
         states: dict[int, AwarenessEntry] = {}
@@ -94,9 +95,10 @@ class Flush:
                 states[state.client_id] = state
         frames = []
         if updates:
-            frames.append(sync_update(merge_many(updates)))
+            frames.append(Frame(sync_update(merge_many(updates))))
         if states:
-            frames.append(awareness_message(encode_awareness_update(list(states.values()))))
+            update = encode_awareness_update(list(states.values()))
+            frames.append(Frame(awareness_message(update)))
         return frames
 
 
@@ -130,9 +132,10 @@ class Room:
         self._occupancy: anyio.Event | None = None
         self._flushes: dict[tuple[int, int], Flush] = {}
         self._flushes_end = 0
-        self._sync_cache: dict[bytes, bytes] = {}
+        self._sync_cache: dict[bytes, Frame] = {}
         self._sync_cache_head = -1
-        self._snapshot: bytes | None = None
+        self._snapshot: Frame | None = None
+        self.big_sends = anyio.Semaphore(2)  # large frames in flight: each holds a copy
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -228,7 +231,7 @@ class Room:
         self.connections.add(conn)
         self.log.add(conn.subscriber)
         self._notify_occupancy()
-        self.log.send_direct(conn.subscriber, sync_step1(self.doc.get_state()))
+        self.log.send_direct(conn.subscriber, Frame(sync_step1(self.doc.get_state())))
         snapshot = self.awareness_snapshot()
         if snapshot is not None:
             self.log.send_direct(conn.subscriber, snapshot)
@@ -248,7 +251,7 @@ class Room:
             self._append(Entry(SERVER, awareness=removed), 16 * len(removed))
         self._notify_occupancy()
 
-    def frames_for(self, start: int, entries: Sequence[Entry], conn_id: int) -> list[bytes]:
+    def frames_for(self, start: int, entries: Sequence[Entry], conn_id: int) -> list[Frame]:
         end = start + len(entries)
         flush = self._flushes.get((start, end))
         if flush is None:
@@ -259,7 +262,7 @@ class Room:
             flush = self._flushes[(start, end)] = Flush(entries, self.stats)
         return flush.frames(conn_id if conn_id in flush.authors else NOBODY)
 
-    def send_direct(self, conn: Connection, frame: bytes, *, after: int = 0) -> None:
+    def send_direct(self, conn: Connection, frame: Frame, *, after: int = 0) -> None:
         if len(conn.subscriber.outbox) >= self.config.max_outbox:
             conn.fail(4009, "slow consumer", "slow_consumer")
             return
@@ -283,7 +286,7 @@ class Room:
                 diff = self.doc.get_update(state_vector)
             except Exception as exc:
                 raise ProtocolError("invalid state vector") from exc
-            frame = self._sync_cache[state_vector] = sync_step2(diff)
+            frame = self._sync_cache[state_vector] = Frame(sync_step2(diff))
             self.stats.sync_encodes += 1
         self.send_direct(conn, frame, after=head)
         self.log.attach(conn.subscriber, head)
@@ -345,10 +348,10 @@ class Room:
     def broadcast_awareness(self, conn: Connection, entries: Sequence[AwarenessEntry]) -> None:
         self._append(Entry(conn.id, awareness=entries), 32 * len(entries))
 
-    def awareness_snapshot(self) -> bytes | None:
+    def awareness_snapshot(self) -> Frame | None:
         if self._snapshot is None:
             states = [r.entry for r in self.awareness.values() if not r.entry.removed]
             if not states:
                 return None
-            self._snapshot = awareness_message(encode_awareness_update(states))
+            self._snapshot = Frame(awareness_message(encode_awareness_update(states)))
         return self._snapshot

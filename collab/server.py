@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import anyio
+import sniffio
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
@@ -55,4 +56,10 @@ async def serve(
         with anyio.move_on_after(SHUTDOWN_SECONDS):
             await app.rooms.wait_all_closed()
 
-    await hypercorn_serve(app, hypercorn_config(app, host, port), shutdown_trigger=trigger)  # type: ignore[arg-type]
+    config = hypercorn_config(app, host, port)
+    if sniffio.current_async_library() == "trio":
+        from hypercorn.trio import serve as trio_serve
+
+        await trio_serve(app, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
+    else:
+        await hypercorn_serve(app, config, shutdown_trigger=trigger)  # type: ignore[arg-type]

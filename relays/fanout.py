@@ -15,11 +15,13 @@ nobody else waits for it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import anyio
+
+from relays.wire import Frame
 
 T = TypeVar("T")
 
@@ -38,7 +40,7 @@ class Subscriber:
 
     on_overflow: Callable[[], None]
     cursor: int | None = None
-    outbox: deque[tuple[int, bytes]] = field(default_factory=deque)
+    outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
     wakeup: anyio.Event | None = None
     overflowed: bool = False
 
@@ -88,7 +90,7 @@ class FanoutLog(Generic[T]):
         for subscriber in idle:
             subscriber.wake()
 
-    def send_direct(self, subscriber: Subscriber, frame: bytes, *, after: int = 0) -> None:
+    def send_direct(self, subscriber: Subscriber, frame: Frame, *, after: int = 0) -> None:
         """Queue a frame for one subscriber, ordered after log position ``after``."""
         subscriber.outbox.append((after, frame))
         self._idle.discard(subscriber)
@@ -109,7 +111,7 @@ class FanoutLog(Generic[T]):
         self._idle.discard(subscriber)
         subscriber.wake()
 
-    async def next_batch(self, subscriber: Subscriber) -> tuple[int, Sequence[T]] | bytes:
+    async def next_batch(self, subscriber: Subscriber) -> tuple[int, Sequence[T]] | Frame:
         """Wait for the subscriber's next outbox frame or run of entries.
 
         Returns either one direct frame, or ``(start, entries)``: the
@@ -165,6 +167,3 @@ class FanoutLog(Generic[T]):
     def _bytes_at(self, position: int) -> int:
         index = position - self._base
         return self._sizes[index - 1] if index > 0 else self._bytes_base
-
-
-Sender = Callable[[bytes], Awaitable[None]]

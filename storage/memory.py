@@ -7,27 +7,41 @@ from typing import Any
 
 from pycrdt import Doc
 
+COMPACT_AFTER = 1000  # updates appended before they are folded into the base
+
 
 class MemoryStore:
-    """Keeps one document per diagram, so overwritten content is collected.
+    """Keeps each diagram as one encoded state plus the updates since.
 
-    Keeping the raw update log instead would grow without bound under
-    repeated edits of the same elements (Yjs merges keep deleted content).
+    Every ``COMPACT_AFTER`` updates the tail is folded into the base through a
+    scratch document, so content that was overwritten is collected (a plain
+    merge of Yjs updates keeps it) and memory stays near the encoded size.
     """
 
     def __init__(self) -> None:
-        self._docs: dict[str, Doc[Any]] = {}
+        self._base: dict[str, bytes] = {}
+        self._tail: dict[str, list[bytes]] = {}
 
     async def load(self, diagram: str) -> bytes | None:
-        doc = self._docs.get(diagram)
-        return None if doc is None else doc.get_update()
+        if diagram not in self._base and not self._tail.get(diagram):
+            return None
+        self._compact(diagram)
+        return self._base[diagram]
 
     async def append(self, diagram: str, updates: Sequence[bytes]) -> None:
-        doc = self._docs.get(diagram)
-        if doc is None:
-            doc = self._docs[diagram] = Doc()
-        for update in updates:
+        tail = self._tail.setdefault(diagram, [])
+        tail.extend(updates)
+        if len(tail) >= COMPACT_AFTER:
+            self._compact(diagram)
+
+    def _compact(self, diagram: str) -> None:
+        doc: Doc[Any] = Doc()
+        base = self._base.get(diagram)
+        if base is not None:
+            doc.apply_update(base)
+        for update in self._tail.pop(diagram, []):
             doc.apply_update(update)
+        self._base[diagram] = doc.get_update()
 
     def diagrams(self) -> list[str]:
-        return sorted(self._docs)
+        return sorted(self._base.keys() | self._tail.keys())

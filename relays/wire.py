@@ -1,0 +1,102 @@
+"""Sending WebSocket frames: straight to hypercorn's socket, or the ASGI way.
+
+The steady-rate cost of a room is one frame per client per update, and
+hypercorn's ASGI send path spends most of it in Python (wsproto framing per
+client, a lock, a drain) before the one syscall that matters. A server frame
+is unmasked, so its bytes are the same for every client: we frame a payload
+once and, where hypercorn serves the connection over asyncio streams and
+HTTP/1.1, write those bytes to each client's transport.
+
+Frames written this way are never compressed. That is valid even when
+permessage-deflate was negotiated (RFC 7692 lets an endpoint send any message
+uncompressed, RSV1 clear), and it leaves hypercorn's compressor context
+untouched, since only messages it compresses enter that context. Yjs updates
+are small; compressing them cost about three times the framing.
+
+Anything else (HTTP/2, the trio worker, a hypercorn whose internals differ)
+goes through the ASGI ``send``. Whole frames are written with one ``write``
+call, so they never interleave with the frames hypercorn writes itself (pongs,
+the close frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+HIGH_WATER = 64 * 1024  # bytes buffered in the transport before we wait for it to drain
+
+
+def frame(payload: bytes, opcode: int = 0x2) -> bytes:
+    """A final, unmasked WebSocket frame (RFC 6455, 5.2); binary by default."""
+    n = len(payload)
+    first = 0x80 | opcode
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 65536:
+        header = bytes((first, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + n.to_bytes(8, "big")
+    return header + payload
+
+
+class Frame:
+    """A message to send to many clients: its payload, and its wire bytes made once."""
+
+    __slots__ = ("_wire", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = frame(self.payload)
+        return self._wire
+
+    def __len__(self) -> int:
+        return len(self.payload)
+
+
+class Sender:
+    """Sends payloads to one client, by the fastest path its connection allows."""
+
+    __slots__ = ("_asgi_send", "_transport", "_writer")
+
+    def __init__(self, asgi_send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        self._asgi_send = asgi_send
+        self._writer = _raw_writer(asgi_send)
+        self._transport = self._writer.transport if self._writer is not None else None
+
+    @property
+    def raw(self) -> bool:
+        return self._transport is not None
+
+    async def send(self, message: Frame) -> None:
+        transport = self._transport
+        if transport is None:
+            await self._asgi_send({"type": "websocket.send", "bytes": message.payload})
+            return
+        if transport.is_closing():
+            raise ConnectionResetError("transport closed")
+        transport.write(message.wire)
+        if transport.get_write_buffer_size() > HIGH_WATER:
+            assert self._writer is not None
+            await self._writer.drain()
+
+
+def _raw_writer(asgi_send: Callable[..., Awaitable[None]]) -> asyncio.StreamWriter | None:
+    """hypercorn's StreamWriter behind an ASGI websocket ``send``, if safe to use."""
+    try:
+        stream = asgi_send.__self__  # type: ignore[attr-defined]  # hypercorn WSStream
+        if type(stream).__name__ != "WSStream":
+            return None
+        http = stream.send.__self__  # H11Protocol
+        if type(http).__name__ != "H11Protocol":
+            return None
+        writer = http.send.__self__.writer  # TCPServer.writer
+    except AttributeError:
+        return None
+    return writer if isinstance(writer, asyncio.StreamWriter) else None
