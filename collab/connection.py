@@ -12,6 +12,9 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import time
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,7 +30,7 @@ from collab.protocol import (
     parse_awareness_update,
     parse_message,
 )
-from collab.room import Room, RoomFull
+from collab.room import Entry, Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from relays.fanout import Subscriber
 from relays.wire import Frame, Sender
@@ -61,6 +64,7 @@ class Connection:
         self._awareness_wakeup: anyio.Event | None = None
         self._last_sent = 0.0
         self.raw_path = False  # frames written straight to the socket (see relays.wire)
+        self._clock = time.monotonic
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> None:
         """End this connection with a close code; other clients are untouched."""
@@ -137,6 +141,8 @@ class Connection:
         subscriber = self.subscriber
         sender = Sender(send)
         self.raw_path = sender.raw
+        if sender.raw:
+            subscriber.deliver_now = partial(self._deliver_now, sender)
         while True:
             batch = await log_.next_batch(subscriber)
             if isinstance(batch, Frame):
@@ -155,7 +161,18 @@ class Connection:
                     return  # the peer is gone; the reader sees the disconnect
                 stats.frames_out += 1
                 stats.bytes_out += size
-            self._last_sent = anyio.current_time()
+            self._last_sent = self._clock()
+
+    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[Entry]) -> bool:
+        """Called by the publisher: write this run straight out if the socket has room."""
+        frames = self.room.frames_for(start, entries, self.id)
+        if not sender.try_write(frames):
+            return False
+        stats = self.stats
+        stats.frames_out += len(frames)
+        stats.bytes_out += sum(len(frame.payload) for frame in frames)
+        self._last_sent = self._clock()
+        return True
 
     async def _keepalive(self, interval: float) -> None:
         """Send an empty awareness update when the line has been quiet.
@@ -167,7 +184,7 @@ class Connection:
         """
         while True:
             await anyio.sleep(interval)
-            if anyio.current_time() - self._last_sent >= interval:
+            if self._clock() - self._last_sent >= interval:
                 self.room.send_direct(self, KEEPALIVE)
 
     # --- awareness: at most one broadcast per client per interval ------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -36,9 +36,15 @@ class Subscriber:
     until then the writer only sends outbox frames. Outbox frames carry the
     log position they must not overtake: they are sent once every entry
     before that position is published.
+
+    ``deliver_now``, if set, lets the publisher hand an idle subscriber its
+    entries synchronously (a write that cannot block), sparing the wake-up
+    of its writer task; it returns False when it cannot, and the writer is
+    woken as usual.
     """
 
     on_overflow: Callable[[], None]
+    deliver_now: Callable[[int, Sequence[Any]], bool] | None = None
     cursor: int | None = None
     outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
     wakeup: anyio.Event | None = None
@@ -87,7 +93,18 @@ class FanoutLog(Generic[T]):
         if self._since_trim >= TRIM_EVERY:
             self._trim()
         idle, self._idle = self._idle, set()
+        runs: dict[int, Sequence[T]] = {}
         for subscriber in idle:
+            cursor = subscriber.cursor
+            deliver = subscriber.deliver_now
+            if deliver is not None and cursor is not None and not subscriber.outbox:
+                run = runs.get(cursor)
+                if run is None:
+                    run = runs[cursor] = self._entries[cursor - self._base : upto - self._base]
+                if deliver(cursor, run):
+                    subscriber.cursor = upto
+                    self._idle.add(subscriber)  # its writer goes on waiting
+                    continue
             subscriber.wake()
 
     def send_direct(self, subscriber: Subscriber, frame: Frame, *, after: int = 0) -> None:

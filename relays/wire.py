@@ -22,7 +22,7 @@ the close frame).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before we wait for it to drain
@@ -73,6 +73,19 @@ class Sender:
     @property
     def raw(self) -> bool:
         return self._transport is not None
+
+    def try_write(self, frames: Sequence[Frame]) -> bool:
+        """Write frames now if that cannot block (a raw socket with room); else False."""
+        transport = self._transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > HIGH_WATER
+        ):
+            return False
+        for message in frames:
+            transport.write(message.wire)
+        return True
 
     async def send(self, message: Frame) -> None:
         transport = self._transport
