@@ -74,12 +74,17 @@ class CollabApp:
         elif path == "/health/live":
             await _respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
+            saving = getattr(self.store, "healthy", True) and not any(
+                room.store_down for room in self.rooms.rooms.values()
+            )
+            ready = self.ready and saving
             body = {
-                "status": "ready" if self.ready else "not ready",
+                "status": "ready" if ready else "not ready",
                 "rooms": len(self.rooms.rooms),
                 "connections": len(self.rooms.connections),
+                "storage": "ok" if saving else "failing",
             }
-            await _respond_json(send, 200 if self.ready else 503, body)
+            await _respond_json(send, 200 if ready else 503, body)
         elif path == "/metrics":
             await _respond(
                 send, 200, render(self.stats), "text/plain; version=0.0.4; charset=utf-8"

@@ -11,6 +11,8 @@ import anyio
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
+from storage import MemoryStore
+from storage.sqlite import SQLiteStore, StorageError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
         "--grace", type=float, default=Config.grace_period, help="seconds an empty room stays"
     )
     serve_cmd.add_argument("--max-users", type=int, default=Config.max_users)
+    serve_cmd.add_argument(
+        "--db", default="inkwire.db", help="SQLite file to autosave to (':memory:' keeps nothing)"
+    )
     serve_cmd.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
 
@@ -33,7 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.command == "serve":
         config = Config(grace_period=args.grace, max_users=args.max_users)
-        app = CollabApp(config=config)
+        try:
+            store = MemoryStore() if args.db == ":memory:" else SQLiteStore(args.db)
+        except StorageError as exc:
+            parser.exit(2, f"inkwire: {exc}\n")
+        app = CollabApp(store=store, config=config)
         logging.getLogger("inkwire").info("serving on http://%s:%d", args.host, args.port)
         anyio.run(serve, app, args.host, args.port)
 

@@ -115,6 +115,7 @@ class Connection:
                         room.sync_reply(self, parsed.payload)
                     else:
                         room.apply_update(self, parsed.payload)
+                        await room.wait_until_saved_enough()
                 elif isinstance(parsed, AwarenessMessage):
                     self._receive_awareness(parse_awareness_update(parsed.update))
                 elif isinstance(parsed, QueryAwarenessMessage):

@@ -39,6 +39,8 @@ log = logging.getLogger("inkwire.room")
 
 EMPTY_UPDATE = b"\x00\x00"
 SERVER = 0  # author id of entries the room itself writes
+STORE_RETRY_SECONDS = 0.5
+MAX_UNSAVED = 2000  # updates applied but not yet saved before readers pause
 NOBODY = -1  # the variant of a flush that leaves out no author
 
 
@@ -128,6 +130,8 @@ class Room:
         self.load_error: BaseException | None = None
         self._previous = previous
         self._pending: list[bytes] = []  # applied, not yet durable
+        self.store_down = False
+        self._saved: anyio.Event | None = None
         self._persist_wakeup: anyio.Event | None = None
         self._occupancy: anyio.Event | None = None
         self._flushes: dict[tuple[int, int], Flush] = {}
@@ -199,24 +203,49 @@ class Room:
             await self._persist_pending()
 
     async def _persist_pending(self) -> None:
+        """Commit what is pending, then let clients see it.
+
+        If the store fails, live editing goes on (entries are published
+        without waiting, the room reports the outage) and the same batch is
+        retried until it is saved: nothing is dropped, only delayed.
+        """
         upto = self.log.head
         count = len(self._pending)
-        while count:
+        if count:
             try:
                 await self.store.append(self.name, self._pending[:count])
             except Exception:
-                log.exception("room=%s store append failed; retrying", self.name)
-                await anyio.sleep(0.5)
-            else:
-                del self._pending[:count]
-                break
+                if not self.store_down:
+                    log.exception("room=%s saving failed; serving unsaved, retrying", self.name)
+                self.store_down = True
+                self.log.publish()
+                await anyio.sleep(STORE_RETRY_SECONDS)
+                return
+            del self._pending[:count]
+            if self._saved is not None:
+                self._saved.set()
+                self._saved = None
+            if self.store_down:
+                log.warning("room=%s saving works again", self.name)
+                self.store_down = False
         self.log.publish(upto)
+
+    async def wait_until_saved_enough(self) -> None:
+        """Backpressure: a reader pauses while too much is applied but unsaved.
+
+        Pausing the read lets TCP slow the writing client down, instead of
+        holding an unbounded backlog in memory while the store catches up.
+        """
+        while len(self._pending) > MAX_UNSAVED and not self.store_down:
+            if self._saved is None:
+                self._saved = anyio.Event()
+            await self._saved.wait()
 
     def _append(self, entry: Entry, size: int) -> None:
         self.log.append(entry, size)
         if entry.update is not None:
             self._pending.append(entry.update)
-        if self._pending:
+        if self._pending and not self.store_down:
             if self._persist_wakeup is not None:
                 self._persist_wakeup.set()
                 self._persist_wakeup = None

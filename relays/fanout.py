@@ -89,9 +89,9 @@ class FanoutLog(Generic[T]):
         upto = self.head if upto is None else min(upto, self.head)
         if upto <= self.published:
             return
-        self.published = upto
         if self._since_trim >= TRIM_EVERY:
-            self._trim()
+            self._trim()  # before: lag counts only what subscribers could already send
+        self.published = upto
         idle, self._idle = self._idle, set()
         runs: dict[int, Sequence[T]] = {}
         for subscriber in idle:
@@ -159,16 +159,20 @@ class FanoutLog(Generic[T]):
     # --- memory bound -----------------------------------------------------
 
     def _trim(self) -> None:
-        """Cut off subscribers that lag too far, then drop entries all have read."""
+        """Cut off subscribers that lag too far, then drop entries all have read.
+
+        Lag counts published entries only: what a subscriber could have sent.
+        """
         self._since_trim = 0
-        head_bytes = self._sizes[-1] if self._sizes else self._bytes_base
-        low = self.head
+        published = self.published
+        published_bytes = self._bytes_at(published)
+        low = published
         for subscriber in list(self.subscribers):
             cursor = subscriber.cursor
             if cursor is None:
                 continue
-            lag_bytes = head_bytes - self._bytes_at(cursor)
-            if self.head - cursor > self.max_lag or lag_bytes > self.max_lag_bytes:
+            lag_bytes = published_bytes - self._bytes_at(cursor)
+            if published - cursor > self.max_lag or lag_bytes > self.max_lag_bytes:
                 subscriber.overflowed = True
                 self.remove(subscriber)
                 subscriber.on_overflow()

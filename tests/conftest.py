@@ -110,8 +110,10 @@ def server_process(tmp_path: Path) -> Iterator[object]:
     """Start ``inkwire serve`` as a real subprocess; every one is killed at teardown."""
     started: list[ServerProcess] = []
 
-    def start(*args: str) -> ServerProcess:
-        port = free_port()
+    def start(*args: str, port: int | None = None) -> ServerProcess:
+        port = port or free_port()
+        if "--db" not in args:
+            args = (*args, "--db", str(tmp_path / f"inkwire-{port}.db"))
         log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "collab.cli", "serve", "--port", str(port), *args],

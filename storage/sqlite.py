@@ -1,0 +1,317 @@
+"""SQLite persistence: the update log, checkpoints, files, relay history.
+
+One database file in WAL mode. Every update a room applies is appended to
+the ``updates`` log, and :meth:`SQLiteStore.append` returns only after the
+transaction holding it has committed, so an update is on disk before any
+other client is sent it. Appends that arrive while a commit is running are
+committed together by whichever caller runs next (group commit), in one
+worker thread, never on the event loop.
+
+Loading is the latest checkpoint (the full state at some seq) plus the
+updates after it. A checkpoint is written every ``checkpoint_every``
+updates; old updates are kept for replay.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import sqlite_utils
+from pycrdt import Doc
+
+SCHEMA_VERSION = 1
+RAW, ZLIB = b"\x00", b"\x01"  # blob codec prefix
+
+
+class StorageError(RuntimeError):
+    """The database cannot be used (corrupt, newer schema, unwritable...)."""
+
+
+def encode_blob(data: bytes, compress: bool) -> bytes:
+    if compress:
+        return ZLIB + zlib.compress(data, 1)
+    return RAW + data
+
+
+def decode_blob(blob: bytes) -> bytes:
+    codec, body = blob[:1], blob[1:]
+    if codec == RAW:
+        return body
+    if codec == ZLIB:
+        return zlib.decompress(body)
+    raise StorageError(f"unknown blob codec {codec!r}")
+
+
+@dataclass
+class _Pending:
+    diagram: str
+    updates: list[bytes]
+    origin: str | None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+    seqs: list[int] = field(default_factory=list)
+
+
+class SQLiteStore:
+    """The durable store behind rooms, the REST API and the CLI."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        compress: bool = False,
+        checkpoint_every: int = 500,
+        on_saved: Any = None,
+    ) -> None:
+        self.path = Path(path)
+        self.compress = compress
+        self.checkpoint_every = checkpoint_every
+        self.on_saved = on_saved  # called as on_saved(diagram, last_seq) after each commit
+        self._lock = threading.Lock()  # one connection, used from one thread at a time
+        self._conn = _connect(self.path)
+        self.db = sqlite_utils.Database(self._conn)
+        _migrate(self.db, self.path)
+        self._queue: list[_Pending] = []
+        self._committing = False
+        self._round: anyio.Event | None = None  # set when a commit round ends
+        self.healthy = True
+        self.last_error: str | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- the Store interface -------------------------------------------------
+
+    async def load(self, diagram: str) -> bytes | None:
+        return await anyio.to_thread.run_sync(self.state_at, diagram, None)
+
+    async def append(
+        self, diagram: str, updates: Sequence[bytes], origin: str | None = None
+    ) -> None:
+        """Return once the updates are committed; appends in flight commit together."""
+        pending = _Pending(diagram, list(updates), origin)
+        self._queue.append(pending)
+        while not pending.done.is_set():
+            if self._committing:
+                if self._round is None:
+                    self._round = anyio.Event()
+                await self._round.wait()  # a commit is running; ours may be in the next
+                continue
+            self._committing = True
+            batch, self._queue = self._queue, []
+            try:
+                await anyio.to_thread.run_sync(self._commit, batch)
+            except Exception as exc:
+                for item in batch:
+                    item.error = exc
+                self.healthy = False
+                self.last_error = str(exc)
+            finally:
+                self._committing = False
+                for item in batch:
+                    item.done.set()
+                finished, self._round = self._round, None
+                if finished is not None:
+                    finished.set()
+        if pending.error is not None:
+            raise StorageError(f"could not save to {self.path}: {pending.error}") from (
+                pending.error
+            )
+        if self.on_saved is not None and pending.seqs:
+            self.on_saved(diagram, pending.seqs[-1])
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        now = time.time()
+        due: set[str] = set()
+        with self._lock, self._conn:
+            for item in batch:
+                row = self._conn.execute(
+                    "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = ?", (item.diagram,)
+                ).fetchone()
+                if row is None:
+                    self._conn.execute(
+                        "INSERT INTO diagrams (id, created, updated, last_seq, checkpoint_seq)"
+                        " VALUES (?, ?, ?, 0, 0)",
+                        (item.diagram, now, now),
+                    )
+                    last, checkpoint = 0, 0
+                else:
+                    last, checkpoint = row
+                rows = []
+                for update in item.updates:
+                    last += 1
+                    item.seqs.append(last)
+                    rows.append(
+                        (
+                            item.diagram,
+                            last,
+                            last,
+                            now,
+                            item.origin,
+                            encode_blob(update, self.compress),
+                        )
+                    )
+                self._conn.executemany(
+                    "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._conn.execute(
+                    "UPDATE diagrams SET updated = ?, last_seq = ? WHERE id = ?",
+                    (now, last, item.diagram),
+                )
+                if last - checkpoint >= self.checkpoint_every:
+                    due.add(item.diagram)
+        self.healthy = True
+        self.last_error = None
+        for diagram in due:
+            self.checkpoint(diagram)
+
+    # --- reading and replay (synchronous; call from a thread) --------------
+
+    def state_at(self, diagram: str, seq: int | None = None) -> bytes | None:
+        """The full state after update ``seq`` (default: the latest), or None."""
+        with self._lock:
+            if seq is None:
+                row = self._conn.execute(
+                    "SELECT last_seq FROM diagrams WHERE id = ?", (diagram,)
+                ).fetchone()
+                if row is None:
+                    return None
+                seq = int(row[0])
+            checkpoint = self._conn.execute(
+                "SELECT seq, state FROM checkpoints WHERE diagram = ? AND seq <= ?"
+                " ORDER BY seq DESC LIMIT 1",
+                (diagram, seq),
+            ).fetchone()
+            start = 0
+            doc: Doc[Any] = Doc()
+            if checkpoint is not None:
+                start = int(checkpoint[0])
+                doc.apply_update(decode_blob(checkpoint[1]))
+            cursor = self._conn.execute(
+                "SELECT data FROM updates WHERE diagram = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                (diagram, start, seq),
+            )
+            found = checkpoint is not None
+            for (blob,) in cursor:
+                doc.apply_update(decode_blob(blob))
+                found = True
+        return doc.get_update() if found else None
+
+    def checkpoint(self, diagram: str) -> int | None:
+        """Write the full state at the latest seq; return that seq."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT last_seq FROM diagrams WHERE id = ?", (diagram,)
+            ).fetchone()
+        if row is None:
+            return None
+        seq = int(row[0])
+        state = self.state_at(diagram, seq)
+        if state is None:
+            return None
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (diagram, seq, ts, state) VALUES (?, ?, ?, ?)",
+                (diagram, seq, time.time(), encode_blob(state, self.compress)),
+            )
+            self._conn.execute(
+                "UPDATE diagrams SET checkpoint_seq = ? WHERE id = ?", (seq, diagram)
+            )
+        return seq
+
+    def updates(
+        self, diagram: str, after: int = 0
+    ) -> Iterator[tuple[int, float, str | None, bytes]]:
+        """The logged updates after seq ``after``: (seq, time, origin, update)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, ts, origin, data FROM updates WHERE diagram = ? AND seq > ?"
+                " ORDER BY seq",
+                (diagram, after),
+            ).fetchall()
+        for seq, ts, origin, blob in rows:
+            yield int(seq), float(ts), origin, decode_blob(blob)
+
+    def diagram_ids(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._conn.execute("SELECT id FROM diagrams ORDER BY id")]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: not a usable SQLite database ({exc})") from exc
+    return conn
+
+
+def _migrate(db: sqlite_utils.Database, path: Path) -> None:
+    """Create or upgrade the schema; refuse a database we do not understand."""
+    try:
+        tables = set(db.table_names())
+        if tables and "inkwire_meta" not in tables:
+            raise StorageError(f"{path}: not an inkwire database (tables: {sorted(tables)})")
+        version = 0
+        if "inkwire_meta" in tables:
+            row = db.execute(
+                "SELECT value FROM inkwire_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{path}: schema version {version} is newer than this inkwire understands"
+                f" ({SCHEMA_VERSION}); upgrade inkwire"
+            )
+        if version < 1:
+            with db.conn:
+                _create_v1(db)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: not a usable SQLite database ({exc})") from exc
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db.table("inkwire_meta").create({"key": str, "value": str}, pk="key")
+    db.table("diagrams").create(
+        {"id": str, "created": float, "updated": float, "last_seq": int, "checkpoint_seq": int},
+        pk="id",
+    )
+    db.table("updates").create(
+        {"diagram": str, "seq": int, "first_seq": int, "ts": float, "origin": str, "data": bytes},
+        pk=("diagram", "seq"),
+    )
+    db.table("checkpoints").create(
+        {"diagram": str, "seq": int, "ts": float, "state": bytes}, pk=("diagram", "seq")
+    )
+    db.table("files").create(
+        {
+            "diagram": str,
+            "file_id": str,
+            "mime": str,
+            "sha256": str,
+            "size": int,
+            "created": float,
+            "data": bytes,
+        },
+        pk=("diagram", "file_id"),
+    )
+    db.table("relay_events").create(
+        {"channel": str, "offset": int, "epoch": str, "ts": float, "event": str, "data": str},
+        pk=("channel", "offset"),
+    )
+    db.table("inkwire_meta").insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
