@@ -45,7 +45,12 @@ class CollabApp:
                 await receive()
                 await send({"type": "websocket.close", "code": 4404, "reason": "no such route"})
         elif kind == "http":
-            await self._http(scope, receive, send)
+            if scope["path"].startswith("/api/"):
+                from collab import api  # api imports this module's helpers
+
+                await api.handle(self, scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -74,7 +79,7 @@ class CollabApp:
         elif path == "/health/live":
             await _respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
-            saving = getattr(self.store, "healthy", True) and not any(
+            saving = self.store.healthy and not any(
                 room.store_down for room in self.rooms.rooms.values()
             )
             ready = self.ready and saving

@@ -169,6 +169,10 @@ class Room:
                 tg.cancel_scope.cancel()
             with anyio.CancelScope(shield=True):
                 await self._persist_pending()
+                try:
+                    await self.store.release(self.name)
+                except Exception:
+                    log.exception("room=%s checkpoint/compaction failed", self.name)
         finally:
             self.closing = True
             self.closed.set()
@@ -342,6 +346,22 @@ class Room:
         self.stats.updates_in += 1
         for changes in self._changes:
             self._append(Entry(conn.id, update=changes), len(changes))
+
+    async def apply_local(self, update: bytes) -> None:
+        """Apply an edit the server makes itself (REST restore, import, file metadata).
+
+        It takes a client update's path (logged as the CRDT encodes it, saved,
+        then fanned out) but has no sender, so every client receives it.
+        Returns once it is saved (or the store is down and it is served unsaved).
+        """
+        self._changes.clear()
+        self.doc.apply_update(update)
+        for changes in self._changes:
+            self._append(Entry(SERVER, update=changes), len(changes))
+        while self._pending and not self.store_down:
+            if self._saved is None:
+                self._saved = anyio.Event()
+            await self._saved.wait()
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._changes.append(event.update)

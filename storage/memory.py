@@ -35,6 +35,8 @@ class MemoryStore:
             self._compact(diagram)
 
     def _compact(self, diagram: str) -> None:
+        if diagram not in self._base and diagram not in self._tail:
+            return
         doc: Doc[Any] = Doc()
         base = self._base.get(diagram)
         if base is not None:
@@ -42,6 +44,13 @@ class MemoryStore:
         for update in self._tail.pop(diagram, []):
             doc.apply_update(update)
         self._base[diagram] = doc.get_update()
+
+    async def release(self, diagram: str) -> None:
+        self._compact(diagram)
+
+    @property
+    def healthy(self) -> bool:
+        return True
 
     def diagrams(self) -> list[str]:
         return sorted(self._base.keys() | self._tail.keys())

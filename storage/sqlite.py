@@ -28,6 +28,8 @@ import anyio.to_thread
 import sqlite_utils
 from pycrdt import Doc
 
+from storage.updates import merge_many
+
 SCHEMA_VERSION = 1
 RAW, ZLIB = b"\x00", b"\x01"  # blob codec prefix
 
@@ -70,11 +72,15 @@ class SQLiteStore:
         *,
         compress: bool = False,
         checkpoint_every: int = 500,
+        retention: float = 7 * 86400.0,
+        frame_seconds: float = 60.0,
         on_saved: Any = None,
     ) -> None:
         self.path = Path(path)
         self.compress = compress
         self.checkpoint_every = checkpoint_every
+        self.retention = retention  # full-resolution history kept this long, then merged
+        self.frame_seconds = frame_seconds
         self.on_saved = on_saved  # called as on_saved(diagram, last_seq) after each commit
         self._lock = threading.Lock()  # one connection, used from one thread at a time
         self._conn = _connect(self.path)
@@ -83,7 +89,7 @@ class SQLiteStore:
         self._queue: list[_Pending] = []
         self._committing = False
         self._round: anyio.Event | None = None  # set when a commit round ends
-        self.healthy = True
+        self.healthy = True  # False while saving fails
         self.last_error: str | None = None
 
     def close(self) -> None:
@@ -129,6 +135,19 @@ class SQLiteStore:
             )
         if self.on_saved is not None and pending.seqs:
             self.on_saved(diagram, pending.seqs[-1])
+
+    async def release(self, diagram: str) -> None:
+        """On unload: checkpoint (loading is then one read) and compact old history."""
+
+        def work() -> None:
+            self.checkpoint(diagram)
+            self.compact(
+                diagram,
+                older_than=time.time() - self.retention,
+                frame_seconds=self.frame_seconds,
+            )
+
+        await anyio.to_thread.run_sync(work)
 
     def _commit(self, batch: list[_Pending]) -> None:
         now = time.time()
@@ -230,6 +249,55 @@ class SQLiteStore:
                 "UPDATE diagrams SET checkpoint_seq = ? WHERE id = ?", (seq, diagram)
             )
         return seq
+
+    def compact(self, diagram: str, *, older_than: float, frame_seconds: float = 60.0) -> int:
+        """Merge updates logged before ``older_than`` into one frame per time slot.
+
+        Lossless: a merged Yjs update holds everything its parts held, and a
+        frame keeps the seq range and time of its last part, so the timeline
+        stays replayable at frame granularity. Returns the rows removed.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, first_seq, ts, origin, data FROM updates"
+                " WHERE diagram = ? AND ts < ? ORDER BY seq",
+                (diagram, older_than),
+            ).fetchall()
+        groups: list[list[tuple[int, int, float, str | None, bytes]]] = []
+        last_slot: float | None = None
+        for row in rows:
+            slot = row[2] // frame_seconds if frame_seconds > 0 else row[0]
+            if groups and slot == last_slot:
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+            last_slot = slot
+        removed = 0
+        with self._lock, self._conn:
+            for group in groups:
+                if len(group) < 2:
+                    continue
+                merged = merge_many([decode_blob(row[4]) for row in group])
+                origins = {row[3] for row in group}
+                last = group[-1]
+                self._conn.execute(
+                    "DELETE FROM updates WHERE diagram = ? AND seq >= ? AND seq <= ?",
+                    (diagram, group[0][1], last[0]),
+                )
+                self._conn.execute(
+                    "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        diagram,
+                        last[0],
+                        group[0][1],
+                        last[2],
+                        origins.pop() if len(origins) == 1 else None,
+                        encode_blob(merged, self.compress),
+                    ),
+                )
+                removed += len(group) - 1
+        return removed
 
     def updates(
         self, diagram: str, after: int = 0

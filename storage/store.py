@@ -21,3 +21,12 @@ class Store(Protocol):
     async def append(self, diagram: str, updates: Sequence[bytes]) -> None:
         """Durably record updates, in order; return only once they are saved."""
         ...
+
+    async def release(self, diagram: str) -> None:
+        """The room unloaded: a moment for checkpoints and compaction."""
+        ...
+
+    @property
+    def healthy(self) -> bool:
+        """False while saving fails (readiness reports it)."""
+        ...
