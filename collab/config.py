@@ -18,3 +18,4 @@ class Config:
     load_timeout: float = 30.0  # seconds to load a room from the store
     close_timeout: float = 1.0  # seconds to deliver a close frame before giving up
     keepalive_interval: float | None = 10.0  # seconds of silence before a keepalive message
+    max_file_bytes: int = 4 << 20  # one image PUT to /api/diagrams/{id}/files/{file_id}

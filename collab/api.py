@@ -1,0 +1,241 @@
+"""The REST API under ``/api/``: list, export, history, restore, import, files.
+
+The operations themselves live in :mod:`storage.replay` (shared with the
+CLI); this module routes, reads bodies with a cap, and applies edits
+through the live room, so they are saved and reach every connected client
+at once, exactly like a browser's edit. SQLite reads run in a worker
+thread. Errors are JSON: ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+
+from collab.app import Receive, Scope, Send
+from collab.app import _respond as respond
+from collab.app import _respond_json as respond_json
+from collab.connection import DIAGRAM_NAME
+from collab.rooms import ServerFull
+from storage import replay
+from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
+from storage.files import FileRejected, file_metadata, get_file, put_file
+from storage.memory import MemoryStore
+from storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from collab.app import CollabApp
+
+MAX_JSON_BODY = 32 * 1024 * 1024  # an .excalidraw file with inlined images
+FILE_ID = DIAGRAM_NAME  # Excalidraw file ids are hex/base64url digests
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def handle(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one ``/api/...`` request."""
+    try:
+        await _route(app, scope, receive, send)
+    except ApiError as exc:
+        await respond_json(send, exc.status, {"error": str(exc)})
+    except replay.NotFound as exc:
+        await respond_json(send, 404, {"error": str(exc)})
+    except (replay.BadRequest, InvalidDiagram) as exc:
+        await respond_json(send, 400, {"error": str(exc)})
+    except FileRejected as exc:
+        await respond_json(send, exc.status, {"error": str(exc)})
+    except ServerFull:
+        await respond_json(send, 503, {"error": "too many rooms loaded"})
+
+
+async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> None:
+    method = scope["method"]
+    parts = scope["path"].split("/")[2:]  # "", "api", ...
+    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+    if parts == ["diagrams"]:
+        _allow(method, "GET")
+        await respond_json(send, 200, await _list(app))
+        return
+    if len(parts) < 2 or parts[0] != "diagrams":
+        raise ApiError(404, "no such route")
+    diagram = parts[1]
+    if not DIAGRAM_NAME.fullmatch(diagram):
+        raise ApiError(400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+    rest = parts[2:]
+    if rest == []:
+        _allow(method, "GET")
+        await respond_json(send, 200, await _export(app, diagram, query.get("at")))
+    elif rest == ["history"]:
+        _allow(method, "GET")
+        store = _sqlite(app)
+        limit = _int(query.get("limit"), "limit", replay.HISTORY_PAGE)
+        before = _int(query.get("before"), "before", None)
+        page = await anyio.to_thread.run_sync(
+            lambda: replay.history(store, diagram, limit=limit, before=before)
+        )
+        await respond_json(send, 200, page)
+    elif rest == ["restore"]:
+        _allow(method, "POST")
+        body = _json(await read_body(receive, MAX_JSON_BODY))
+        at = body.get("at") if isinstance(body, dict) else None
+        if not isinstance(at, str | int) or isinstance(at, bool):
+            raise ApiError(400, 'body must be {"at": SEQ or ISO-8601 time}')
+        await respond_json(send, 200, await _restore(app, diagram, at))
+    elif rest == ["import"]:
+        _allow(method, "POST")
+        await respond_json(send, 200, await _import(app, diagram, await read_body(receive)))
+    elif len(rest) == 2 and rest[0] == "files":
+        if not FILE_ID.fullmatch(rest[1]):
+            raise ApiError(400, "file id must be 1-128 characters of [A-Za-z0-9._-]")
+        _allow(method, "GET", "PUT")
+        if method == "PUT":
+            await _put_file(app, diagram, rest[1], scope, receive, send)
+        else:
+            await _get_file(app, diagram, rest[1], send)
+    else:
+        raise ApiError(404, "no such route")
+
+
+# --- operations -----------------------------------------------------------------
+
+
+async def _list(app: CollabApp) -> list[dict[str, Any]]:
+    if isinstance(app.store, SQLiteStore):
+        store = app.store
+        return await anyio.to_thread.run_sync(replay.list_diagrams, store)
+    result: list[dict[str, Any]] = []
+    if isinstance(app.store, MemoryStore):  # no edit times kept: what can be told
+        for name in app.store.diagrams():
+            state = await app.store.load(name) or b""
+            count = len(to_excalidraw(state)["elements"])
+            result.append({"id": name, "elements": count, "last_edit": None, "size": len(state)})
+    return result
+
+
+async def _export(app: CollabApp, diagram: str, at: str | None) -> dict[str, Any]:
+    store = app.store if isinstance(app.store, SQLiteStore) else None
+    room = app.rooms.rooms.get(diagram)
+    if at is None and room is not None and not room.closing:
+        state = room.doc.get_update()
+    elif store is not None:
+        return await anyio.to_thread.run_sync(replay.export, store, diagram, at)
+    elif at is not None:
+        raise ApiError(501, "history needs the SQLite store (inkwire serve --db PATH)")
+    else:
+        loaded = await app.store.load(diagram)
+        if loaded is None:
+            raise replay.NotFound(f"no diagram {diagram!r}")
+        state = loaded
+    if store is None:
+        return to_excalidraw(state)
+    return await anyio.to_thread.run_sync(replay.export_state, store, diagram, state)
+
+
+async def _restore(app: CollabApp, diagram: str, at: str | int) -> dict[str, Any]:
+    store = _sqlite(app)
+    seq = await anyio.to_thread.run_sync(replay.resolve_at, store, diagram, at)
+    old = await anyio.to_thread.run_sync(store.state_at, diagram, seq)
+    room = await app.rooms.acquire(diagram)
+    # No await between reading the live doc and applying: the edit is against it.
+    update = replay.restore_update(old, room.doc.get_update())
+    await room.apply_local(update)
+    return {"diagram": diagram, "restored": seq, "changed": update != replay.EMPTY}
+
+
+async def _import(app: CollabApp, diagram: str, raw: bytes) -> dict[str, Any]:
+    scene, blobs = replay.parse_import(raw)  # InvalidDiagram -> 400, nothing changed
+    if blobs:
+        store = _sqlite(app)
+        for file_id, (mime, data) in blobs.items():
+            info = scene.files[file_id]
+            await anyio.to_thread.run_sync(put_file, store, diagram, file_id, mime, data, info)
+    room = await app.rooms.acquire(diagram)
+    update = forward_edit(room.doc.get_update(), scene)
+    await room.apply_local(update)
+    return {"diagram": diagram, "elements": len(scene.elements), "files": len(blobs)}
+
+
+async def _put_file(
+    app: CollabApp, diagram: str, file_id: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    store = _sqlite(app)
+    limit = app.config.max_file_bytes
+    mime = _header(scope, b"content-type")
+    length = _header(scope, b"content-length")
+    if length.isdigit() and int(length) > limit:
+        raise FileRejected(413, f"file is {length} bytes; the limit is {limit}")
+    data = await read_body(receive, limit)
+    info = file_metadata(mime, data, max_bytes=limit)  # 413 / 415 before anything is stored
+    await anyio.to_thread.run_sync(put_file, store, diagram, file_id, info["mimeType"], data, info)
+    room = await app.rooms.acquire(diagram)
+    await room.apply_local(replay.set_file_update(room.doc.get_update(), file_id, info))
+    await respond_json(send, 201, {"id": file_id, **info})
+
+
+async def _get_file(app: CollabApp, diagram: str, file_id: str, send: Send) -> None:
+    store = _sqlite(app)
+    found = await anyio.to_thread.run_sync(get_file, store, diagram, file_id)
+    if found is None:
+        raise ApiError(404, f"no file {file_id!r} in diagram {diagram!r}")
+    mime, data = found
+    await respond(send, 200, data, mime)
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+async def read_body(receive: Receive, limit: int = MAX_JSON_BODY) -> bytes:
+    """The request body, or 413 as soon as it passes ``limit`` (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise FileRejected(413, f"request body over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _sqlite(app: CollabApp) -> SQLiteStore:
+    if not isinstance(app.store, SQLiteStore):
+        raise ApiError(501, "this needs the SQLite store (inkwire serve --db PATH)")
+    return app.store
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        raise ApiError(405, f"method {method} not allowed; use {' or '.join(allowed)}")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not JSON: {exc}") from None
+
+
+def _int(text: str | None, name: str, default: int | None) -> Any:
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise ApiError(400, f"{name} must be a non-negative integer")
+    return int(text)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""

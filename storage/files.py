@@ -1,0 +1,89 @@
+"""Image files of diagrams: the bytes in SQLite's ``files`` table, metadata in the doc.
+
+Only the image types Excalidraw itself produces are accepted. SVG is
+*refused*, not sanitized, when it carries anything active (``<script``,
+``on*=`` event handlers, ``javascript:`` URLs, external ``href``s, or
+``<foreignObject>``): a sanitizer that misses one trick serves script from
+our origin, while refusing costs a user nothing Excalidraw makes itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.sqlite import SQLiteStore
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+ALLOWED_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"})
+_SVG_ACTIVE = [
+    (re.compile(rb"<\s*script", re.I), "a <script> element"),
+    (re.compile(rb"\son[a-z]+\s*=", re.I), "an on* event handler attribute"),
+    (re.compile(rb"javascript\s*:", re.I), "a javascript: URL"),
+    (re.compile(rb"<\s*foreignObject", re.I), "a <foreignObject> element"),
+    (
+        re.compile(rb"href\s*=\s*[\"']\s*(?!#|data:image/)[^\"']", re.I),
+        "an external href (only #fragment and data:image/ links are allowed)",
+    ),
+]
+
+
+class FileRejected(ValueError):
+    """A file we will not store; ``status`` is the HTTP answer (413 or 415)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def check_file(mime: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The normalized MIME type, or :class:`FileRejected` saying why not."""
+    mime = mime.split(";")[0].strip().lower()
+    if len(data) > max_bytes:
+        raise FileRejected(413, f"file is {len(data)} bytes; the limit is {max_bytes}")
+    if mime not in ALLOWED_TYPES:
+        allowed = ", ".join(sorted(ALLOWED_TYPES))
+        raise FileRejected(415, f"type {mime or '(none)'!r} is not accepted; use one of {allowed}")
+    if mime == "image/svg+xml":
+        for pattern, what in _SVG_ACTIVE:
+            if pattern.search(data):
+                raise FileRejected(415, f"SVG refused: it contains {what}")
+    return mime
+
+
+def file_metadata(
+    mime: str, data: bytes, *, created: Any = None, max_bytes: int = MAX_FILE_BYTES
+) -> dict[str, Any]:
+    """What the doc's ``files`` map holds for a file: never the bytes themselves."""
+    mime = check_file(mime, data, max_bytes)
+    when = created if isinstance(created, int | float) else int(time.time() * 1000)
+    return {
+        "mimeType": mime,
+        "created": when,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def put_file(
+    store: SQLiteStore, diagram: str, file_id: str, mime: str, data: bytes, info: dict[str, Any]
+) -> None:
+    """Store the bytes (idempotent per file id: Excalidraw file ids are content ids)."""
+    with store._lock, store._conn:
+        store._conn.execute(
+            "INSERT OR REPLACE INTO files (diagram, file_id, mime, sha256, size, created, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (diagram, file_id, mime, info["sha256"], len(data), info["created"], data),
+        )
+
+
+def get_file(store: SQLiteStore, diagram: str, file_id: str) -> tuple[str, bytes] | None:
+    """(mime, bytes) of a stored file, or None."""
+    with store._lock:
+        row = store._conn.execute(
+            "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
+        ).fetchone()
+    return None if row is None else (str(row[0]), bytes(row[1]))

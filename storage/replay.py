@@ -1,0 +1,272 @@
+"""Replay of saved diagrams: list, export (now or then), history, restore, import.
+
+One function per operation, used by both the REST API and the CLI, so the
+two cannot drift. Reads are synchronous SQLite work (run them in a worker
+thread from async code); the edits (:func:`restore_update`,
+:func:`import_update`) only *compute* a Yjs update against a given current
+state and leave applying it to the caller: the API applies it through the
+live room (saved, then sent to every client), the CLI appends it to the
+database when no server runs.
+
+The state at any seq is the latest checkpoint at or before it plus the
+updates after it (``SQLiteStore.state_at``), so the cost of an export does
+not grow with the length of the history.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from pycrdt import Map
+
+from storage.excalidraw import (
+    Scene,
+    forward_edit,
+    live,
+    load_doc,
+    parse_excalidraw,
+    scene_of,
+    to_excalidraw,
+)
+from storage.files import get_file, put_file
+from storage.sqlite import decode_blob
+
+if TYPE_CHECKING:
+    from storage.sqlite import SQLiteStore
+
+EMPTY = b"\x00\x00"  # the Yjs update that changes nothing
+HISTORY_PAGE = 50
+HISTORY_MAX_PAGE = 1000
+
+
+class NotFound(LookupError):
+    """No such diagram, or no version at that point."""
+
+
+class BadRequest(ValueError):
+    """An argument that cannot be understood (a malformed ``at``...)."""
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+# --- "at": a seq or a moment ----------------------------------------------------
+
+
+def parse_at(text: str | int) -> int | datetime:
+    """An ``at`` argument: a non-negative seq, or an ISO-8601 time (UTC if no offset)."""
+    if isinstance(text, int):
+        if text < 0:
+            raise BadRequest("at: a seq must be >= 0")
+        return text
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"at: {text!r} is neither a seq nor an ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def resolve_at(store: SQLiteStore, diagram: str, at: str | int) -> int:
+    """The seq ``at`` names: itself, or the latest seq saved at or before that time."""
+    when = parse_at(at)
+    last = last_seq(store, diagram)
+    if isinstance(when, int):
+        if when > last:
+            raise NotFound(f"diagram {diagram!r} has no seq {when} (latest is {last})")
+        return when
+    with store._lock:
+        row = store._conn.execute(
+            # at millisecond precision, the precision history shows times in
+            "SELECT max(seq) FROM updates WHERE diagram = ? AND CAST(ts * 1000 AS INTEGER) <= ?",
+            (diagram, math.floor(when.timestamp() * 1000 + 1e-6)),
+        ).fetchone()
+    if row is None or row[0] is None:
+        raise NotFound(f"diagram {diagram!r} has no version at or before {when.isoformat()}")
+    return int(row[0])
+
+
+def last_seq(store: SQLiteStore, diagram: str) -> int:
+    with store._lock:
+        row = store._conn.execute(
+            "SELECT last_seq FROM diagrams WHERE id = ?", (diagram,)
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"no diagram {diagram!r}")
+    return int(row[0])
+
+
+# --- list and export ------------------------------------------------------------
+
+
+def list_diagrams(store: SQLiteStore) -> list[dict[str, Any]]:
+    """Every saved diagram: id, live element count, last edit, state size, last seq."""
+    with store._lock:
+        rows = store._conn.execute(
+            "SELECT id, updated, last_seq FROM diagrams ORDER BY id"
+        ).fetchall()
+    result = []
+    for diagram, updated, seq in rows:
+        state = store.state_at(diagram, int(seq)) or b""
+        elements = scene_of(load_doc(state)).elements
+        result.append(
+            {
+                "id": diagram,
+                "elements": len(live(elements)),
+                "last_edit": iso(float(updated)),
+                "size": len(state),
+                "seq": int(seq),
+            }
+        )
+    return result
+
+
+def export(store: SQLiteStore, diagram: str, at: str | int | None = None) -> dict[str, Any]:
+    """The diagram (now, or at ``at``) as a ``.excalidraw`` dict."""
+    seq = last_seq(store, diagram) if at is None else resolve_at(store, diagram, at)
+    return export_state(store, diagram, store.state_at(diagram, seq))
+
+
+def export_state(store: SQLiteStore | None, diagram: str, state: bytes | None) -> dict[str, Any]:
+    """A ``.excalidraw`` dict of a given state, files inlined from the store."""
+    if store is None:
+        return to_excalidraw(state)
+    return to_excalidraw(state, lambda file_id: get_file(store, diagram, file_id))
+
+
+# --- history ----------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    seq: int
+    first_seq: int
+    ts: float
+    origin: str | None
+    data: bytes
+
+
+def history(
+    store: SQLiteStore, diagram: str, *, limit: int = HISTORY_PAGE, before: int | None = None
+) -> dict[str, Any]:
+    """One page of versions, newest first, with what each changed in ``elements``.
+
+    Only the page is computed: the state just before its oldest version is
+    loaded (checkpoint + tail) and the page's updates are replayed on it,
+    observing which element keys each one touched. ``next_before`` pages on.
+    """
+    limit = max(1, min(limit, HISTORY_MAX_PAGE))
+    last_seq(store, diagram)  # NotFound for an unknown diagram
+    bound = before if before is not None else 2**62
+    with store._lock:
+        raw = store._conn.execute(
+            "SELECT seq, first_seq, ts, origin, data FROM updates"
+            " WHERE diagram = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (diagram, bound, limit),
+        ).fetchall()
+    rows = [_Row(int(s), int(f or s), float(t), o, decode_blob(d)) for s, f, t, o, d in raw]
+    rows.reverse()
+    versions: list[dict[str, Any]] = []
+    if rows:
+        doc = load_doc(store.state_at(diagram, rows[0].first_seq - 1))
+        elements = doc.get("elements", type=Map)
+        touched: dict[str, dict[str, Any]] = {}
+        subscription = elements.observe(lambda event: touched.update(event.keys))
+        for row in rows:
+            touched.clear()
+            doc.apply_update(row.data)
+            versions.append(_version(row, touched))
+        elements.unobserve(subscription)
+    versions.reverse()
+    more = len(rows) == limit and rows[0].first_seq > 1
+    return {
+        "diagram": diagram,
+        "versions": versions,
+        "next_before": rows[0].seq if more else None,
+    }
+
+
+def _version(row: _Row, touched: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    added, changed, removed = [], [], []
+    for eid, change in sorted(touched.items()):
+        old, new = change.get("oldValue"), change.get("newValue")
+        was = isinstance(old, dict) and not old.get("isDeleted")
+        now = isinstance(new, dict) and not new.get("isDeleted")
+        if now and not was:
+            added.append(eid)
+        elif was and not now:
+            removed.append(eid)
+        elif now:
+            changed.append(eid)
+    return {
+        "seq": row.seq,
+        "time": iso(row.ts),
+        "origin": row.origin,
+        "added": added,
+        "changed": changed,
+        "removed": removed,
+    }
+
+
+# --- edits: computed here, applied by the caller -----------------------------------
+
+
+def restore_update(old: bytes | None, current: bytes | None) -> bytes:
+    """The forward edit that makes ``current`` show the content of state ``old``."""
+    return forward_edit(current, scene_of(load_doc(old)))
+
+
+def parse_import(raw: bytes | str | Any) -> tuple[Scene, dict[str, tuple[str, bytes]]]:
+    """Validate an ``.excalidraw`` file (``InvalidDiagram`` says why not).
+
+    The scene is what the diagram will show: elements the file does not have
+    become tombstones in :func:`forward_edit` (the file *becomes* the
+    diagram, as an edit). The images (id -> (mime, bytes)) are for the
+    caller to store before applying the edit.
+    """
+    return parse_excalidraw(raw)
+
+
+def set_file_update(current: bytes | None, file_id: str, info: dict[str, Any]) -> bytes:
+    """The edit that records an image's metadata in the doc's ``files`` map."""
+    doc = load_doc(current)
+    before = doc.get_state()
+    doc.get("files", type=Map)[file_id] = info
+    return doc.get_update(before)
+
+
+# --- the same edits on the database file, when no server runs ----------------------
+
+
+async def restore_in_store(store: SQLiteStore, diagram: str, at: str | int) -> dict[str, Any]:
+    """Restore ``at`` as a new update appended to the log (origin ``restore``)."""
+
+    def compute() -> tuple[int, bytes]:
+        seq = resolve_at(store, diagram, at)
+        return seq, restore_update(store.state_at(diagram, seq), store.state_at(diagram))
+
+    seq, update = await anyio.to_thread.run_sync(compute)
+    if update != EMPTY:
+        await store.append(diagram, [update], origin="restore")
+    return {"diagram": diagram, "restored": seq, "changed": update != EMPTY}
+
+
+async def import_in_store(store: SQLiteStore, diagram: str, raw: bytes) -> dict[str, Any]:
+    """Make an ``.excalidraw`` file the diagram's content, appended (origin ``import``)."""
+    scene, blobs = parse_import(raw)
+    for file_id, (mime, data) in blobs.items():
+        await anyio.to_thread.run_sync(
+            put_file, store, diagram, file_id, mime, data, scene.files[file_id]
+        )
+    current = await anyio.to_thread.run_sync(store.state_at, diagram, None)
+    update = forward_edit(current, scene)
+    if update != EMPTY:
+        await store.append(diagram, [update], origin="import")
+    return {"diagram": diagram, "elements": len(scene.elements), "files": len(blobs)}
