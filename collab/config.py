@@ -15,6 +15,7 @@ class Config:
     max_lag: int = 10_000  # entries a client may fall behind before it is cut off
     max_lag_bytes: int = 64 << 20  # bytes a client may fall behind
     max_outbox: int = 256  # direct frames (sync replies...) waiting for one client
+    checkpoint_quiet: float = 10.0  # seconds without edits before a room checkpoints
     load_timeout: float = 30.0  # seconds to load a room from the store
     close_timeout: float = 1.0  # seconds to deliver a close frame before giving up
     keepalive_interval: float | None = 10.0  # seconds of silence before a keepalive message

@@ -169,10 +169,7 @@ class Room:
                 tg.cancel_scope.cancel()
             with anyio.CancelScope(shield=True):
                 await self._persist_pending()
-                try:
-                    await self.store.release(self.name)
-                except Exception:
-                    log.exception("room=%s checkpoint/compaction failed", self.name)
+                await self._release()
         finally:
             self.closing = True
             self.closed.set()
@@ -200,11 +197,29 @@ class Room:
     # --- persistence: nothing is visible before it is durable ---------------
 
     async def _persist_loop(self) -> None:
+        """Save pending updates as they come; after a quiet spell, checkpoint."""
+        saved_since_release = False
         while True:
             if not self._pending:
                 event = self._persist_wakeup = anyio.Event()
-                await event.wait()
+                if not saved_since_release:
+                    await event.wait()
+                else:
+                    with anyio.move_on_after(self.config.checkpoint_quiet) as quiet:
+                        await event.wait()
+                    if quiet.cancelled_caught:
+                        self._persist_wakeup = None
+                        await self._release()
+                        saved_since_release = False
+                        continue
             await self._persist_pending()
+            saved_since_release = True
+
+    async def _release(self) -> None:
+        try:
+            await self.store.release(self.name)
+        except Exception:
+            log.exception("room=%s checkpoint/compaction failed", self.name)
 
     async def _persist_pending(self) -> None:
         """Commit what is pending, then let clients see it.

@@ -232,11 +232,13 @@ class SQLiteStore:
         """Write the full state at the latest seq; return that seq."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT last_seq FROM diagrams WHERE id = ?", (diagram,)
+                "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = ?", (diagram,)
             ).fetchone()
         if row is None:
             return None
         seq = int(row[0])
+        if seq == row[1]:
+            return seq  # nothing new since the last checkpoint
         state = self.state_at(diagram, seq)
         if state is None:
             return None
