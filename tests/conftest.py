@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -34,10 +35,8 @@ def free_port() -> int:
 
 
 @dataclass
-class RunningServer:
+class ServerAddress:
     port: int
-    app: CollabApp | None = None
-    stop: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def http_url(self) -> str:
@@ -46,6 +45,11 @@ class RunningServer:
     @property
     def yjs_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/yjs"
+
+
+@dataclass
+class RunningServer(ServerAddress):
+    app: CollabApp
 
 
 async def wait_ready(url: str, timeout: float = 10.0) -> None:
@@ -60,10 +64,13 @@ async def wait_ready(url: str, timeout: float = 10.0) -> None:
                 await anyio.sleep(0.02)
 
 
-async def _serve_app(app: CollabApp, port: int, stop: anyio.Event) -> AsyncIterator[RunningServer]:
-    server = RunningServer(port=port, app=app, stop=stop)
+@asynccontextmanager
+async def running(app: CollabApp) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` in this event loop (asyncio or trio) on a free port until exit."""
+    server = RunningServer(free_port(), app)
+    stop = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(app, "127.0.0.1", port, shutdown_trigger=stop.wait))
+        tg.start_soon(lambda: serve(app, "127.0.0.1", server.port, shutdown_trigger=stop.wait))
         await wait_ready(server.http_url)
         yield server
         stop.set()
@@ -72,37 +79,25 @@ async def _serve_app(app: CollabApp, port: int, stop: anyio.Event) -> AsyncItera
 @pytest.fixture
 async def collab_server() -> AsyncIterator[RunningServer]:
     """An in-process collab server (hypercorn on a free port, memory store)."""
-    app = CollabApp(config=Config(grace_period=1.0))
-    async for server in _serve_app(app, free_port(), anyio.Event()):
+    async with running(CollabApp(config=Config(grace_period=1.0))) as server:
         yield server
 
 
 @pytest.fixture
-def make_server() -> object:
-    """Start in-process servers with custom config: ``async with make_server(config)``."""
-    from contextlib import asynccontextmanager
+def make_server() -> Callable[..., AbstractAsyncContextManager[RunningServer]]:
+    """In-process servers with custom settings: ``async with make_server(config)``."""
 
-    @asynccontextmanager
-    async def start(config: Config | None = None, app: CollabApp | None = None):  # type: ignore[no-untyped-def]
-        app = app or CollabApp(config=config or Config(grace_period=1.0))
-        async for server in _serve_app(app, free_port(), anyio.Event()):
-            yield server
+    def start(
+        config: Config | None = None, app: CollabApp | None = None
+    ) -> AbstractAsyncContextManager[RunningServer]:
+        return running(app or CollabApp(config=config or Config(grace_period=1.0)))
 
     return start
 
 
 @dataclass
-class ServerProcess:
-    port: int
+class ServerProcess(ServerAddress):
     process: subprocess.Popen[bytes]
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def yjs_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/yjs"
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
 """Both send paths: frames written to hypercorn's socket, and plain ASGI sends."""
 
-import anyio
 import pytest
 
 from clients import DiagramClient
 from collab.app import CollabApp
 from collab.config import Config
-from collab.server import serve
-from tests.conftest import free_port, wait_ready
+from tests.conftest import running
 from tests.yclient import peer, wait_until
 
 
@@ -32,14 +30,11 @@ async def test_two_peers_sync_on_the_raw_path(collab_server, compression) -> Non
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_server_under_trio_uses_the_asgi_path(anyio_backend) -> None:
     app = CollabApp(config=Config(grace_period=0.1))
-    port = free_port()
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(app, "127.0.0.1", port, shutdown_trigger=stop.wait))
-        await wait_ready(f"http://127.0.0.1:{port}")
-        url = f"ws://127.0.0.1:{port}/yjs"
-        async with DiagramClient(url, "trio") as a, DiagramClient(url, "trio") as b:
+    async with running(app) as server:
+        async with (
+            DiagramClient(server.yjs_url, "trio") as a,
+            DiagramClient(server.yjs_url, "trio") as b,
+        ):
             a.add_element({"id": "r1", "type": "rectangle", "x": 1, "y": 2})
             await b.wait_for(lambda c: c.get_element("r1") is not None, timeout=5)
             assert {c.raw_path for c in app.rooms.connections} == {False}
-        stop.set()
