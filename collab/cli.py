@@ -8,6 +8,7 @@ import sys
 
 import anyio
 
+from collab import cli_replay
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
@@ -29,7 +30,11 @@ def main(argv: list[str] | None = None) -> None:
         "--db", default="inkwire.db", help="SQLite file to autosave to (':memory:' keeps nothing)"
     )
     serve_cmd.add_argument("--log-level", default="INFO")
+    cli_replay.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in cli_replay.COMMANDS:
+        logging.basicConfig(level="WARNING", stream=sys.stderr)
+        sys.exit(cli_replay.run(args))
 
     logging.basicConfig(
         level=args.log_level.upper(),
