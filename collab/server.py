@@ -22,8 +22,9 @@ def hypercorn_config(app: CollabApp, host: str, port: int) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
     config.backlog = 1024
-    # let the app read ahead: the default of 10 queued messages caps coalescing
-    config.max_app_queue_size = 1000
+    # let the app read ahead (the default of 10 queued messages caps coalescing),
+    # but not too far: the queue counts messages, each up to the size limit
+    config.max_app_queue_size = 128
     # our own check closes with a reason; hypercorn's is the hard stop above it
     config.websocket_max_message_size = app.config.max_message_size + (1 << 20)
     # hypercorn's ping task outlives a closed socket by up to one interval and
