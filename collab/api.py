@@ -145,7 +145,7 @@ async def _restore(app: CollabApp, diagram: str, at: str | int) -> dict[str, Any
     room = await app.rooms.acquire(diagram)
     # No await between reading the live doc and applying: the edit is against it.
     update = replay.restore_update(old, room.doc.get_update())
-    await room.apply_local(update)
+    await room.apply_local(update, origin="restore")
     return {"diagram": diagram, "restored": seq, "changed": update != replay.EMPTY}
 
 
@@ -158,7 +158,7 @@ async def _import(app: CollabApp, diagram: str, raw: bytes) -> dict[str, Any]:
             await anyio.to_thread.run_sync(put_file, store, diagram, file_id, mime, data, info)
     room = await app.rooms.acquire(diagram)
     update = forward_edit(room.doc.get_update(), scene)
-    await room.apply_local(update)
+    await room.apply_local(update, origin="import")
     return {"diagram": diagram, "elements": len(scene.elements), "files": len(blobs)}
 
 
@@ -175,7 +175,9 @@ async def _put_file(
     info = file_metadata(mime, data, max_bytes=limit)  # 413 / 415 before anything is stored
     await anyio.to_thread.run_sync(put_file, store, diagram, file_id, info["mimeType"], data, info)
     room = await app.rooms.acquire(diagram)
-    await room.apply_local(replay.set_file_update(room.doc.get_update(), file_id, info))
+    await room.apply_local(
+        replay.set_file_update(room.doc.get_update(), file_id, info), origin="file upload"
+    )
     await respond_json(send, 201, {"id": file_id, **info})
 
 

@@ -10,6 +10,7 @@ client that stopped reading may never take it.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import time
@@ -64,6 +65,7 @@ class Connection:
         self._awareness_wakeup: anyio.Event | None = None
         self._last_sent = 0.0
         self.raw_path = False  # frames written straight to the socket (see relays.wire)
+        self.user_name: str | None = None  # from its awareness state, for the history
         self._clock = time.monotonic
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> None:
@@ -190,10 +192,17 @@ class Connection:
 
     # --- awareness: at most one broadcast per client per interval ------------
 
+    @property
+    def origin(self) -> str:
+        """Who made this connection's edits, as the history shows it."""
+        return self.user_name or f"client-{self.id}"
+
     def _receive_awareness(self, entries: list[AwarenessEntry]) -> None:
         accepted = self.room.update_awareness(self, entries)
         if not accepted:
             return
+        if self.user_name is None:
+            self.user_name = _user_name(accepted)
         for entry in accepted:
             self._awareness_pending[entry.client_id] = entry
         if self._awareness_wakeup is not None:
@@ -217,6 +226,16 @@ class Connection:
                 await anyio.sleep(delay)
             self.flush_awareness()
             self._awareness_next = anyio.current_time() + interval
+
+
+def _user_name(entries: list[AwarenessEntry]) -> str | None:
+    for entry in entries:
+        state = json.loads(entry.state)
+        user = state.get("user") if isinstance(state, dict) else None
+        name = user.get("name") if isinstance(user, dict) else None
+        if isinstance(name, str) and name:
+            return name[:64]
+    return None
 
 
 async def serve_yjs(

@@ -130,6 +130,7 @@ class Room:
         self.load_error: BaseException | None = None
         self._previous = previous
         self._pending: list[bytes] = []  # applied, not yet durable
+        self._pending_origins: list[str | None] = []  # who made each pending update
         self.store_down = False
         self._saved: anyio.Event | None = None
         self._persist_wakeup: anyio.Event | None = None
@@ -232,7 +233,9 @@ class Room:
         count = len(self._pending)
         if count:
             try:
-                await self.store.append(self.name, self._pending[:count])
+                await self.store.append(
+                    self.name, self._pending[:count], self._pending_origins[:count]
+                )
             except Exception:
                 if not self.store_down:
                     log.exception("room=%s saving failed; serving unsaved, retrying", self.name)
@@ -241,6 +244,7 @@ class Room:
                 await anyio.sleep(STORE_RETRY_SECONDS)
                 return
             del self._pending[:count]
+            del self._pending_origins[:count]
             if self._saved is not None:
                 self._saved.set()
                 self._saved = None
@@ -255,15 +259,19 @@ class Room:
         Pausing the read lets TCP slow the writing client down, instead of
         holding an unbounded backlog in memory while the store catches up.
         """
-        while len(self._pending) > MAX_UNSAVED and not self.store_down:
+        await self._wait_saved(MAX_UNSAVED)
+
+    async def _wait_saved(self, most: int) -> None:
+        while len(self._pending) > most and not self.store_down:
             if self._saved is None:
                 self._saved = anyio.Event()
             await self._saved.wait()
 
-    def _append(self, entry: Entry, size: int) -> None:
+    def _append(self, entry: Entry, size: int, origin: str | None = None) -> None:
         self.log.append(entry, size)
         if entry.update is not None:
             self._pending.append(entry.update)
+            self._pending_origins.append(origin)
         if self._pending and not self.store_down:
             if self._persist_wakeup is not None:
                 self._persist_wakeup.set()
@@ -349,9 +357,8 @@ class Room:
         """
         if update == EMPTY_UPDATE:
             return
-        self._changes.clear()
         try:
-            self.doc.apply_update(update)
+            self._apply(conn.id, conn.origin, update)
         except Exception as exc:
             raise ProtocolError("update rejected by the CRDT") from exc
         except BaseException as exc:  # pyo3 panics derive from BaseException
@@ -359,24 +366,22 @@ class Room:
                 raise
             raise ProtocolError("update rejected by the CRDT") from exc
         self.stats.updates_in += 1
-        for changes in self._changes:
-            self._append(Entry(conn.id, update=changes), len(changes))
 
-    async def apply_local(self, update: bytes) -> None:
+    def _apply(self, author: int, origin: str | None, update: bytes) -> None:
+        self._changes.clear()
+        self.doc.apply_update(update)
+        for changes in self._changes:
+            self._append(Entry(author, update=changes), len(changes), origin)
+
+    async def apply_local(self, update: bytes, origin: str = "server") -> None:
         """Apply an edit the server makes itself (REST restore, import, file metadata).
 
         It takes a client update's path (logged as the CRDT encodes it, saved,
         then fanned out) but has no sender, so every client receives it.
         Returns once it is saved (or the store is down and it is served unsaved).
         """
-        self._changes.clear()
-        self.doc.apply_update(update)
-        for changes in self._changes:
-            self._append(Entry(SERVER, update=changes), len(changes))
-        while self._pending and not self.store_down:
-            if self._saved is None:
-                self._saved = anyio.Event()
-            await self._saved.wait()
+        self._apply(SERVER, origin, update)
+        await self._wait_saved(0)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._changes.append(event.update)

@@ -28,7 +28,12 @@ class MemoryStore:
         self._compact(diagram)
         return self._base[diagram]
 
-    async def append(self, diagram: str, updates: Sequence[bytes]) -> None:
+    async def append(
+        self,
+        diagram: str,
+        updates: Sequence[bytes],
+        origins: str | Sequence[str | None] | None = None,
+    ) -> None:
         tail = self._tail.setdefault(diagram, [])
         tail.extend(updates)
         if len(tail) >= COMPACT_AFTER:

@@ -254,7 +254,7 @@ async def restore_in_store(store: SQLiteStore, diagram: str, at: str | int) -> d
 
     seq, update = await anyio.to_thread.run_sync(compute)
     if update != EMPTY:
-        await store.append(diagram, [update], origin="restore")
+        await store.append(diagram, [update], "restore")
     return {"diagram": diagram, "restored": seq, "changed": update != EMPTY}
 
 
@@ -268,5 +268,5 @@ async def import_in_store(store: SQLiteStore, diagram: str, raw: bytes) -> dict[
     current = await anyio.to_thread.run_sync(store.state_at, diagram, None)
     update = forward_edit(current, scene)
     if update != EMPTY:
-        await store.append(diagram, [update], origin="import")
+        await store.append(diagram, [update], "import")
     return {"diagram": diagram, "elements": len(scene.elements), "files": len(blobs)}

@@ -57,7 +57,7 @@ def decode_blob(blob: bytes) -> bytes:
 class _Pending:
     diagram: str
     updates: list[bytes]
-    origin: str | None
+    origins: list[str | None]
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
     seqs: list[int] = field(default_factory=list)
@@ -102,10 +102,18 @@ class SQLiteStore:
         return await anyio.to_thread.run_sync(self.state_at, diagram, None)
 
     async def append(
-        self, diagram: str, updates: Sequence[bytes], origin: str | None = None
+        self,
+        diagram: str,
+        updates: Sequence[bytes],
+        origins: str | Sequence[str | None] | None = None,
     ) -> None:
-        """Return once the updates are committed; appends in flight commit together."""
-        pending = _Pending(diagram, list(updates), origin)
+        """Return once the updates are committed; appends in flight commit together.
+
+        ``origins`` names who made the updates: one name for all, or one each.
+        """
+        if origins is None or isinstance(origins, str):
+            origins = [origins] * len(updates)
+        pending = _Pending(diagram, list(updates), list(origins))
         self._queue.append(pending)
         while not pending.done.is_set():
             if self._committing:
@@ -167,7 +175,7 @@ class SQLiteStore:
                 else:
                     last, checkpoint = row
                 rows = []
-                for update in item.updates:
+                for update, origin in zip(item.updates, item.origins, strict=True):
                     last += 1
                     item.seqs.append(last)
                     rows.append(
@@ -176,7 +184,7 @@ class SQLiteStore:
                             last,
                             last,
                             now,
-                            item.origin,
+                            origin,
                             encode_blob(update, self.compress),
                         )
                     )

@@ -18,8 +18,13 @@ class Store(Protocol):
         """The diagram's whole saved state as one Yjs update, or None if new."""
         ...
 
-    async def append(self, diagram: str, updates: Sequence[bytes]) -> None:
-        """Durably record updates, in order; return only once they are saved."""
+    async def append(
+        self,
+        diagram: str,
+        updates: Sequence[bytes],
+        origins: str | Sequence[str | None] | None = None,
+    ) -> None:
+        """Durably record updates, in order (with who made them); return once saved."""
         ...
 
     async def release(self, diagram: str) -> None:

@@ -45,6 +45,8 @@ def app(tmp_path: Path) -> CollabApp:
 async def draw(url: str, name: str) -> None:
     """Three versions: add a, b; add c; change a and delete b."""
     async with peer(f"{url}/{name}", 11) as p:
+        await p.set_awareness({"user": {"name": "ada", "color": "#f00"}})
+        await anyio.sleep(0.05)
         with p.doc.transaction():
             p.set("a", element("a", "a2"))
             p.set("b", element("b", "a1"))
@@ -77,6 +79,7 @@ async def test_export_history_and_at(make_server: Any, app: CollabApp) -> None:
         assert [v["seq"] for v in versions] == [3, 2, 1]  # newest first
         assert (versions[2]["added"], versions[1]["added"]) == (["a", "b"], ["c"])
         assert (versions[0]["changed"], versions[0]["removed"]) == (["a"], ["b"])
+        assert {v["origin"] for v in versions} == {"ada"}  # the user named in its presence
         assert datetime.fromisoformat(versions[0]["time"]).tzinfo is not None
 
         page = (await http.get("/api/diagrams/plan/history?limit=2")).json()
@@ -110,6 +113,7 @@ async def test_restore_is_a_forward_edit_live_clients_see(make_server: Any, app:
         history = (await http.get("/api/diagrams/plan/history")).json()["versions"]
         assert [v["seq"] for v in history] == [4, 3, 2, 1]  # later history kept
         assert history[0]["added"] == ["b"] and history[0]["removed"] == ["c"]
+        assert history[0]["origin"] == "restore"
         third = (await http.get("/api/diagrams/plan?at=3")).json()
         assert [e["id"] for e in third["elements"]] == ["a", "c"]
         bad = await http.post("/api/diagrams/plan/restore", json={"at": "nonsense"})

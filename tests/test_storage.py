@@ -77,7 +77,7 @@ def test_reload_after_checkpoints_and_compaction_equals_the_live_document(
                     reference.apply_update(update)
                     for other in clients:
                         other.apply_update(update)  # clients stay in sync, like a room
-                await store.append("d", updates, origin=f"client-{a}")
+                await store.append("d", updates, f"client-{a}")
             elif kind == "checkpoint":
                 store.checkpoint("d")
             else:  # compact everything older than now, in slots of `a` seconds
