@@ -12,7 +12,7 @@ from collab import cli_replay
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
-from storage import MemoryStore
+from storage import MemoryStore, Store
 from storage.sqlite import SQLiteStore, StorageError
 
 
@@ -29,6 +29,16 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--db", default="inkwire.db", help="SQLite file to autosave to (':memory:' keeps nothing)"
     )
+    serve_cmd.add_argument(
+        "--checkpoint-every", type=int, default=500, help="updates between checkpoints"
+    )
+    serve_cmd.add_argument(
+        "--retention",
+        type=float,
+        default=7 * 86400,
+        help="seconds of full-resolution history before it is merged per minute",
+    )
+    serve_cmd.add_argument("--compress", action="store_true", help="zlib-compress saved blobs")
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     args = parser.parse_args(argv)
@@ -44,7 +54,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         config = Config(grace_period=args.grace, max_users=args.max_users)
         try:
-            store = MemoryStore() if args.db == ":memory:" else SQLiteStore(args.db)
+            store: Store = (
+                MemoryStore()
+                if args.db == ":memory:"
+                else SQLiteStore(
+                    args.db,
+                    compress=args.compress,
+                    checkpoint_every=args.checkpoint_every,
+                    retention=args.retention,
+                )
+            )
         except StorageError as exc:
             parser.exit(2, f"inkwire: {exc}\n")
         app = CollabApp(store=store, config=config)
