@@ -72,18 +72,16 @@ def put_file(
     store: SQLiteStore, diagram: str, file_id: str, mime: str, data: bytes, info: dict[str, Any]
 ) -> None:
     """Store the bytes (idempotent per file id: Excalidraw file ids are content ids)."""
-    with store._lock, store._conn:
-        store._conn.execute(
-            "INSERT OR REPLACE INTO files (diagram, file_id, mime, sha256, size, created, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (diagram, file_id, mime, info["sha256"], len(data), info["created"], data),
-        )
+    store.write(
+        "INSERT OR REPLACE INTO files (diagram, file_id, mime, sha256, size, created, data)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (diagram, file_id, mime, info["sha256"], len(data), info["created"], data),
+    )
 
 
 def get_file(store: SQLiteStore, diagram: str, file_id: str) -> tuple[str, bytes] | None:
     """(mime, bytes) of a stored file, or None."""
-    with store._lock:
-        row = store._conn.execute(
-            "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
-        ).fetchone()
-    return None if row is None else (str(row[0]), bytes(row[1]))
+    rows = store.query(
+        "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
+    )
+    return (str(rows[0][0]), bytes(rows[0][1])) if rows else None

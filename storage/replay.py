@@ -82,25 +82,21 @@ def resolve_at(store: SQLiteStore, diagram: str, at: str | int) -> int:
         if when > last:
             raise NotFound(f"diagram {diagram!r} has no seq {when} (latest is {last})")
         return when
-    with store._lock:
-        row = store._conn.execute(
-            # at millisecond precision, the precision history shows times in
-            "SELECT max(seq) FROM updates WHERE diagram = ? AND CAST(ts * 1000 AS INTEGER) <= ?",
-            (diagram, math.floor(when.timestamp() * 1000 + 1e-6)),
-        ).fetchone()
-    if row is None or row[0] is None:
+    (row,) = store.query(
+        # at millisecond precision, the precision history shows times in
+        "SELECT max(seq) FROM updates WHERE diagram = ? AND CAST(ts * 1000 AS INTEGER) <= ?",
+        (diagram, math.floor(when.timestamp() * 1000 + 1e-6)),
+    )
+    if row[0] is None:
         raise NotFound(f"diagram {diagram!r} has no version at or before {when.isoformat()}")
     return int(row[0])
 
 
 def last_seq(store: SQLiteStore, diagram: str) -> int:
-    with store._lock:
-        row = store._conn.execute(
-            "SELECT last_seq FROM diagrams WHERE id = ?", (diagram,)
-        ).fetchone()
-    if row is None:
+    rows = store.query("SELECT last_seq FROM diagrams WHERE id = ?", (diagram,))
+    if not rows:
         raise NotFound(f"no diagram {diagram!r}")
-    return int(row[0])
+    return int(rows[0][0])
 
 
 # --- list and export ------------------------------------------------------------
@@ -108,10 +104,7 @@ def last_seq(store: SQLiteStore, diagram: str) -> int:
 
 def list_diagrams(store: SQLiteStore) -> list[dict[str, Any]]:
     """Every saved diagram: id, live element count, last edit, state size, last seq."""
-    with store._lock:
-        rows = store._conn.execute(
-            "SELECT id, updated, last_seq FROM diagrams ORDER BY id"
-        ).fetchall()
+    rows = store.query("SELECT id, updated, last_seq FROM diagrams ORDER BY id")
     result = []
     for diagram, updated, seq in rows:
         state = store.state_at(diagram, int(seq)) or b""
@@ -165,12 +158,11 @@ def history(
     limit = max(1, min(limit, HISTORY_MAX_PAGE))
     last_seq(store, diagram)  # NotFound for an unknown diagram
     bound = before if before is not None else 2**62
-    with store._lock:
-        raw = store._conn.execute(
-            "SELECT seq, first_seq, ts, origin, data FROM updates"
-            " WHERE diagram = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (diagram, bound, limit),
-        ).fetchall()
+    raw = store.query(
+        "SELECT seq, first_seq, ts, origin, data FROM updates"
+        " WHERE diagram = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (diagram, bound, limit),
+    )
     rows = [_Row(int(s), int(f or s), float(t), o, decode_blob(d)) for s, f, t, o, d in raw]
     rows.reverse()
     versions: list[dict[str, Any]] = []

@@ -322,6 +322,16 @@ class SQLiteStore:
         for seq, ts, origin, blob in rows:
             yield int(seq), float(ts), origin, decode_blob(blob)
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read query, run under the store's connection lock."""
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One statement in its own transaction, under the connection lock."""
+        with self._lock, self._conn:
+            self._conn.execute(sql, params)
+
     def diagram_ids(self) -> list[str]:
         with self._lock:
             return [row[0] for row in self._conn.execute("SELECT id FROM diagrams ORDER BY id")]
