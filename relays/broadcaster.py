@@ -36,21 +36,22 @@ def _payload_builder(spec: EventSpec) -> Callable[[dict[str, Any]], dict[str, An
     """A function from bound arguments to the (unvalidated) payload."""
     method = spec.method
     params = {p.name for p in method.params}
+    # (payload field, its source, whether a null is sent rather than left out)
     plan = [
-        (f.name, method.source(f.name))
+        (f.name, method.source(f.name), f.required and f.type == "any")
         for f in spec.payload
         if method.source(f.name).param in params
     ]
 
     def build(arguments: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {}
-        for name, source in plan:
+        for name, source, keep_null in plan:
             value = arguments.get(source.param)
             if source.key is not None:
                 value = value.get(source.key) if isinstance(value, dict) else None
             if source.via is not None and value is not None:
                 value = CONVERTERS[source.via](value)
-            if value is not None:
+            if value is not None or keep_null:
                 payload[name] = value
         return payload
 

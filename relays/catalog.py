@@ -87,9 +87,11 @@ def fields(spec: str) -> tuple[Field, ...]:
     return tuple(parsed)
 
 
-def _check_value(owner: str, spec: Field, value: object) -> None:
+def _check_value(owner: str, spec: Field, data: Mapping[str, Any]) -> None:
+    value = data.get(spec.name)
     if value is None:
-        if spec.required:
+        # A required field of type `any` may be null, as long as it is there.
+        if spec.required and not (spec.type == "any" and spec.name in data):
             raise ProtocolError(
                 ErrorCode.INVALID_PAYLOAD, f"{owner}: missing required field '{spec.name}'"
             )
@@ -106,7 +108,7 @@ def check_fields(owner: str, specs: Iterable[Field], data: object) -> dict[str, 
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_PAYLOAD, f"{owner}: data must be an object")
     for spec in specs:
-        _check_value(owner, spec, data.get(spec.name))
+        _check_value(owner, spec, data)
     return data
 
 

@@ -44,10 +44,10 @@ def _check_event(event: EventSpec) -> None:
         if name not in payload:
             raise CatalogError(f"{method.name}: {name} is not a payload field of {event.name}")
     for spec in event.payload:
-        if spec.name == "timestamp" and spec.name not in params:
-            continue  # filled in when published
         source = method.source(spec.name)
         if source.param not in params:
+            if not spec.required or spec.name == "timestamp":
+                continue  # left out (the timestamp is filled in when published)
             raise CatalogError(f"{method.name}: no argument supplies {event.name}.{spec.name}")
         if source.via is not None and source.via not in CONVERTERS:
             raise CatalogError(f"{method.name}: unknown converter {source.via}")
