@@ -75,6 +75,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -480,7 +481,18 @@ def server_specs(port: int) -> dict[str, ServerSpec]:
         "inkwire": ServerSpec(
             "inkwire",
             "inkwire",
-            [str(INKWIRE), "serve", "--host", HOST, "--port", str(port), *inkwire_options()],
+            [
+                str(INKWIRE),
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                # autosaving as shipped, to a fresh file per run (the baselines save nothing)
+                "--db",
+                str(Path(tempfile.gettempdir()) / f"inkwire-bench-{os.getpid()}-{port}.db"),
+                *inkwire_options(),
+            ],
             missing=None if INKWIRE.exists() else f"{INKWIRE} not found",
         ),
         "pycrdt": ServerSpec(
@@ -1172,7 +1184,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     plan = Plan(ns=args.ns, quick=args.quick)
     pin_self()
-    results = asyncio.run(run_all(args.names, plan))
+    try:
+        results = asyncio.run(run_all(args.names, plan))
+    finally:
+        for path in Path(tempfile.gettempdir()).glob(f"inkwire-bench-{os.getpid()}-*.db*"):
+            path.unlink(missing_ok=True)
     print(
         f"Yjs fan-out: servers on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}; "
         f"burst M per N = {', '.join(f'{n}:{plan.burst(n)}' for n in plan.ns)}; "

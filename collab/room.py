@@ -133,6 +133,7 @@ class Room:
         self._pending_origins: list[str | None] = []  # who made each pending update
         self.store_down = False
         self._saved: anyio.Event | None = None
+        self._maintenance: anyio.Event | None = None
         self._persist_wakeup: anyio.Event | None = None
         self._occupancy: anyio.Event | None = None
         self._flushes: dict[tuple[int, int], Flush] = {}
@@ -165,6 +166,7 @@ class Room:
                 self.loaded.set()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._persist_loop)
+                tg.start_soon(self._maintain_loop)
                 await self._wait_until_idle()
                 self.closing = True
                 tg.cancel_scope.cancel()
@@ -216,6 +218,16 @@ class Room:
             await self._persist_pending()
             saved_since_release = True
 
+    async def _maintain_loop(self) -> None:
+        """After saves, let the store do what they made due, without holding saves up."""
+        while True:
+            event = self._maintenance = anyio.Event()
+            await event.wait()
+            try:
+                await self.store.maintain(self.name)
+            except Exception:
+                log.exception("room=%s store maintenance failed", self.name)
+
     async def _release(self) -> None:
         try:
             await self.store.release(self.name)
@@ -245,6 +257,9 @@ class Room:
                 return
             del self._pending[:count]
             del self._pending_origins[:count]
+            if self._maintenance is not None:
+                self._maintenance.set()
+                self._maintenance = None
             if self._saved is not None:
                 self._saved.set()
                 self._saved = None

@@ -50,6 +50,9 @@ class MemoryStore:
             doc.apply_update(update)
         self._base[diagram] = doc.get_update()
 
+    async def maintain(self, diagram: str) -> None:
+        pass  # appends compact as they go
+
     async def release(self, diagram: str) -> None:
         self._compact(diagram)
 

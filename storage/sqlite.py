@@ -87,6 +87,7 @@ class SQLiteStore:
         self.db = sqlite_utils.Database(self._conn)
         _migrate(self.db, self.path)
         self._queue: list[_Pending] = []
+        self._due: set[str] = set()  # diagrams owed a checkpoint (see maintain)
         self._committing = False
         self._round: anyio.Event | None = None  # set when a commit round ends
         self.healthy = True  # False while saving fails
@@ -144,6 +145,12 @@ class SQLiteStore:
         if self.on_saved is not None and pending.seqs:
             self.on_saved(diagram, pending.seqs[-1])
 
+    async def maintain(self, diagram: str) -> None:
+        """Write a checkpoint the log made due, apart from commits so they never wait."""
+        if diagram in self._due:
+            self._due.discard(diagram)
+            await anyio.to_thread.run_sync(self.checkpoint, diagram)
+
     async def release(self, diagram: str) -> None:
         """On unload: checkpoint (loading is then one read) and compact old history."""
 
@@ -159,7 +166,6 @@ class SQLiteStore:
 
     def _commit(self, batch: list[_Pending]) -> None:
         now = time.time()
-        due: set[str] = set()
         with self._lock, self._conn:
             for item in batch:
                 row = self._conn.execute(
@@ -198,11 +204,9 @@ class SQLiteStore:
                     (now, last, item.diagram),
                 )
                 if last - checkpoint >= self.checkpoint_every:
-                    due.add(item.diagram)
+                    self._due.add(item.diagram)
         self.healthy = True
         self.last_error = None
-        for diagram in due:
-            self.checkpoint(diagram)
 
     # --- reading and replay (synchronous; call from a thread) --------------
 
@@ -221,20 +225,20 @@ class SQLiteStore:
                 " ORDER BY seq DESC LIMIT 1",
                 (diagram, seq),
             ).fetchone()
-            start = 0
-            doc: Doc[Any] = Doc()
-            if checkpoint is not None:
-                start = int(checkpoint[0])
-                doc.apply_update(decode_blob(checkpoint[1]))
-            cursor = self._conn.execute(
+            start = 0 if checkpoint is None else int(checkpoint[0])
+            rows = self._conn.execute(
                 "SELECT data FROM updates WHERE diagram = ? AND seq > ? AND seq <= ? ORDER BY seq",
                 (diagram, start, seq),
-            )
-            found = checkpoint is not None
-            for (blob,) in cursor:
-                doc.apply_update(decode_blob(blob))
-                found = True
-        return doc.get_update() if found else None
+            ).fetchall()
+        if checkpoint is None and not rows:
+            return None
+        # the CRDT work happens outside the lock: commits need not wait for it
+        doc: Doc[Any] = Doc()
+        if checkpoint is not None:
+            doc.apply_update(decode_blob(checkpoint[1]))
+        for (blob,) in rows:
+            doc.apply_update(decode_blob(blob))
+        return doc.get_update()
 
     def checkpoint(self, diagram: str) -> int | None:
         """Write the full state at the latest seq; return that seq."""
@@ -253,7 +257,8 @@ class SQLiteStore:
         with self._lock, self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (diagram, seq, ts, state) VALUES (?, ?, ?, ?)",
-                (diagram, seq, time.time(), encode_blob(state, self.compress)),
+                # always compressed: large, rare, and read once per load
+                (diagram, seq, time.time(), encode_blob(state, True)),
             )
             self._conn.execute(
                 "UPDATE diagrams SET checkpoint_seq = ? WHERE id = ?", (seq, diagram)

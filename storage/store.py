@@ -27,6 +27,10 @@ class Store(Protocol):
         """Durably record updates, in order (with who made them); return once saved."""
         ...
 
+    async def maintain(self, diagram: str) -> None:
+        """Saving went well: a moment for work it made due (a checkpoint)."""
+        ...
+
     async def release(self, diagram: str) -> None:
         """The room unloaded: a moment for checkpoints and compaction."""
         ...

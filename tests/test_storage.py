@@ -78,6 +78,7 @@ def test_reload_after_checkpoints_and_compaction_equals_the_live_document(
                     for other in clients:
                         other.apply_update(update)  # clients stay in sync, like a room
                 await store.append("d", updates, f"client-{a}")
+                await store.maintain("d")  # checkpoints every 7 updates
             elif kind == "checkpoint":
                 store.checkpoint("d")
             else:  # compact everything older than now, in slots of `a` seconds
@@ -222,3 +223,21 @@ async def test_quiet_room_checkpoints_and_saved_hook_fires(make_server, tmp_path
             return [row[0] for row in rows]
 
         await wait_until(lambda: checkpoints() == [3], timeout=3)
+
+
+@pytest.mark.anyio
+async def test_live_room_checkpoints_every_k_updates(make_server, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "k.db", checkpoint_every=5)
+    app = CollabApp(store=store, config=Config(checkpoint_quiet=60, grace_period=5))
+    async with make_server(app=app) as server, peer(server.yjs_url + "/k", 1) as alice:
+        for i in range(12):
+            await alice.send_set(f"k{i}", {"id": f"k{i}"})
+            await anyio.sleep(0.01)
+
+        def checkpoints() -> list[int]:
+            return [row[0] for row in store.query("SELECT seq FROM checkpoints ORDER BY seq")]
+
+        await wait_until(lambda: len(checkpoints()) >= 2, timeout=3)
+        assert all(seq >= 5 for seq in checkpoints())
+        reloaded = SQLiteStore(tmp_path / "k.db")
+        assert len(elements_of(reloaded.state_at("k"))) == 12
