@@ -224,9 +224,13 @@ class Room:
             event = self._maintenance = anyio.Event()
             await event.wait()
             try:
-                await self.store.maintain(self.name)
+                await self.store.maintain(self.name, self._saved_state)
             except Exception:
                 log.exception("room=%s store maintenance failed", self.name)
+
+    def _saved_state(self) -> bytes | None:
+        """The document's state if all of it is saved (then it is the saved state)."""
+        return None if self._pending or self.store_down else self.doc.get_update()
 
     async def _release(self) -> None:
         try:

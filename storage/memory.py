@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pycrdt import Doc
@@ -50,7 +50,9 @@ class MemoryStore:
             doc.apply_update(update)
         self._base[diagram] = doc.get_update()
 
-    async def maintain(self, diagram: str) -> None:
+    async def maintain(
+        self, diagram: str, saved_state: Callable[[], bytes | None] | None = None
+    ) -> None:
         pass  # appends compact as they go
 
     async def release(self, diagram: str) -> None:

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,7 @@ class SQLiteStore:
         _migrate(self.db, self.path)
         self._queue: list[_Pending] = []
         self._due: set[str] = set()  # diagrams owed a checkpoint (see maintain)
+        self._last_seq: dict[str, int] = {}  # as of the last commit
         self._committing = False
         self._round: anyio.Event | None = None  # set when a commit round ends
         self.healthy = True  # False while saving fails
@@ -145,10 +146,23 @@ class SQLiteStore:
         if self.on_saved is not None and pending.seqs:
             self.on_saved(diagram, pending.seqs[-1])
 
-    async def maintain(self, diagram: str) -> None:
-        """Write a checkpoint the log made due, apart from commits so they never wait."""
-        if diagram in self._due:
-            self._due.discard(diagram)
+    async def maintain(
+        self, diagram: str, saved_state: Callable[[], bytes | None] | None = None
+    ) -> None:
+        """Write a checkpoint the log made due, apart from commits so they never wait.
+
+        ``saved_state``, from a room, returns its live document's state when
+        that is exactly what has been saved (nothing pending), sparing the
+        replay of the log since the last checkpoint; else None.
+        """
+        if diagram not in self._due:
+            return
+        self._due.discard(diagram)
+        seq = self._last_seq.get(diagram)
+        state = saved_state() if saved_state is not None else None
+        if state is not None and seq is not None:
+            await anyio.to_thread.run_sync(self._write_checkpoint, diagram, seq, state)
+        else:
             await anyio.to_thread.run_sync(self.checkpoint, diagram)
 
     async def release(self, diagram: str) -> None:
@@ -205,6 +219,7 @@ class SQLiteStore:
                 )
                 if last - checkpoint >= self.checkpoint_every:
                     self._due.add(item.diagram)
+                self._last_seq[item.diagram] = last
         self.healthy = True
         self.last_error = None
 
@@ -254,6 +269,10 @@ class SQLiteStore:
         state = self.state_at(diagram, seq)
         if state is None:
             return None
+        self._write_checkpoint(diagram, seq, state)
+        return seq
+
+    def _write_checkpoint(self, diagram: str, seq: int, state: bytes) -> None:
         with self._lock, self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (diagram, seq, ts, state) VALUES (?, ?, ?, ?)",
@@ -261,9 +280,9 @@ class SQLiteStore:
                 (diagram, seq, time.time(), encode_blob(state, True)),
             )
             self._conn.execute(
-                "UPDATE diagrams SET checkpoint_seq = ? WHERE id = ?", (seq, diagram)
+                "UPDATE diagrams SET checkpoint_seq = ? WHERE id = ? AND checkpoint_seq < ?",
+                (seq, diagram, seq),
             )
-        return seq
 
     def compact(self, diagram: str, *, older_than: float, frame_seconds: float = 60.0) -> int:
         """Merge updates logged before ``older_than`` into one frame per time slot.

@@ -9,7 +9,7 @@ SQLite with group commit later, behind the same two methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 
@@ -27,7 +27,9 @@ class Store(Protocol):
         """Durably record updates, in order (with who made them); return once saved."""
         ...
 
-    async def maintain(self, diagram: str) -> None:
+    async def maintain(
+        self, diagram: str, saved_state: Callable[[], bytes | None] | None = None
+    ) -> None:
         """Saving went well: a moment for work it made due (a checkpoint)."""
         ...
 
