@@ -153,17 +153,21 @@ class SQLiteStore:
 
         ``saved_state``, from a room, returns its live document's state when
         that is exactly what has been saved (nothing pending), sparing the
-        replay of the log since the last checkpoint; else None.
+        replay of the log since the last checkpoint; else None, and the
+        checkpoint waits for a moment when it is (the room calls again after
+        its next save, when it goes quiet, and when it unloads).
         """
         if diagram not in self._due:
             return
         self._due.discard(diagram)
         seq = self._last_seq.get(diagram)
         state = saved_state() if saved_state is not None else None
-        if state is not None and seq is not None:
-            await anyio.to_thread.run_sync(self._write_checkpoint, diagram, seq, state)
-        else:
-            await anyio.to_thread.run_sync(self.checkpoint, diagram)
+        if state is None or seq is None:
+            # mid-burst: replaying the log here would compete with the burst;
+            # the next quiet moment (or unload) writes it from the live document
+            self._due.add(diagram)
+            return
+        await anyio.to_thread.run_sync(self._write_checkpoint, diagram, seq, state)
 
     async def release(self, diagram: str) -> None:
         """On unload: checkpoint (loading is then one read) and compact old history."""

@@ -78,7 +78,8 @@ def test_reload_after_checkpoints_and_compaction_equals_the_live_document(
                     for other in clients:
                         other.apply_update(update)  # clients stay in sync, like a room
                 await store.append("d", updates, f"client-{a}")
-                await store.maintain("d")  # checkpoints every 7 updates
+                # checkpoints every 7 updates, from the live state as a room would
+                await store.maintain("d", reference.get_update)
             elif kind == "checkpoint":
                 store.checkpoint("d")
             else:  # compact everything older than now, in slots of `a` seconds
