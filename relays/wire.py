@@ -42,18 +42,23 @@ def frame(payload: bytes, opcode: int = 0x2) -> bytes:
 
 
 class Frame:
-    """A message to send to many clients: its payload, and its wire bytes made once."""
+    """A message to send to many clients: its payload, and its wire bytes made once.
 
-    __slots__ = ("_wire", "payload")
+    Binary by default (Yjs); ``text=True`` for the JSON relays, whose clients
+    expect text frames (the payload must then be UTF-8).
+    """
 
-    def __init__(self, payload: bytes) -> None:
+    __slots__ = ("_wire", "payload", "text")
+
+    def __init__(self, payload: bytes, *, text: bool = False) -> None:
         self.payload = payload
+        self.text = text
         self._wire: bytes | None = None
 
     @property
     def wire(self) -> bytes:
         if self._wire is None:
-            self._wire = frame(self.payload)
+            self._wire = frame(self.payload, 0x1 if self.text else 0x2)
         return self._wire
 
     def __len__(self) -> int:
@@ -90,7 +95,10 @@ class Sender:
     async def send(self, message: Frame) -> None:
         transport = self._transport
         if transport is None:
-            await self._asgi_send({"type": "websocket.send", "bytes": message.payload})
+            if message.text:
+                await self._asgi_send({"type": "websocket.send", "text": message.payload.decode()})
+            else:
+                await self._asgi_send({"type": "websocket.send", "bytes": message.payload})
             return
         if transport.is_closing():
             raise ConnectionResetError("transport closed")
