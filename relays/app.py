@@ -1,0 +1,255 @@
+"""The relay as a pure ASGI app, one per catalog.
+
+Routes: ``WS /`` and ``/ws`` (the relay protocol), ``POST /publish`` (events
+from other processes), ``GET /health/live``, ``/health/ready``, ``/metrics``.
+The app owns its :class:`~relays.hub.Hub`; an embedding service publishes
+through :attr:`RelayApp.broadcast` and may answer requests itself with
+:meth:`RelayApp.handle`. Being plain ASGI, it can be mounted into a service's
+own hypercorn app as well as served by :func:`relays.serve`.
+
+Auth (``Authorization: Bearer`` / ``?token=``, close 4001) is not enforced
+yet: the welcome says ``authenticated: false``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+
+from relays.broadcaster import Broadcaster
+from relays.catalog import Catalog
+from relays.connection import RelayConnection
+from relays.hub import Hub, HubSettings, Published
+from relays.metrics import RelayStats, render
+from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
+
+log = logging.getLogger("inkwire.relay")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
+
+WS_PATHS = frozenset(("/", "/ws"))
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    hub: HubSettings = field(default_factory=HubSettings)
+    max_message_size: int = 1 << 20  # a bigger client frame closes with 1009
+    max_publish_body: int = 8 << 20  # bytes of one POST /publish
+    close_timeout: float = 1.0  # for a close frame a stuck client may never take
+
+
+class RelayApp:
+    """One catalog's relay: hub, connections, handlers, HTTP endpoints."""
+
+    def __init__(self, catalog: Catalog, settings: RelaySettings | None = None) -> None:
+        self.catalog = catalog
+        self.settings = settings or RelaySettings()
+        self.hub = Hub(catalog, self.settings.hub)
+        self.stats = RelayStats()
+        self.handlers: dict[str, Handler] = {}
+        self.connections: set[RelayConnection] = set()
+        self.ready = True  # also when mounted in an app that sends no lifespan events
+        self._closed: anyio.Event | None = None  # set when the last connection ends
+        self.broadcast = Broadcaster(catalog, self._broadcast)
+
+    async def _broadcast(
+        self, event: str, channels: list[str], payload: dict[str, Any]
+    ) -> list[Published]:
+        return self.hub.publish_prepared(event, channels, payload)
+
+    def publish(self, event: str, data: object) -> list[Published]:
+        """Validate and publish an event by name (INVALID_PAYLOAD if refused)."""
+        return self.hub.publish(event, data)
+
+    def handle(self, name: str) -> Callable[[Handler], Handler]:
+        """``@relay.handle("trigger_render")``: answer a request from the service's state.
+
+        The handler gets the request's data (validated against the catalog's
+        params when the catalog knows the request) and returns the response
+        data; raising :class:`ProtocolError` answers with that error.
+        """
+
+        def register(handler: Handler) -> Handler:
+            self.handlers[name] = handler
+            return handler
+
+        return register
+
+    # --- ASGI --------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            if scope["path"] in WS_PATHS or scope["path"] == self.catalog.path:
+                await self._websocket(scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 4404, "reason": "no such route"})
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.begin_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def begin_shutdown(self) -> None:
+        """Stop taking work and close every client with 1001 (going away)."""
+        self.ready = False
+        for conn in list(self.connections):
+            conn.fail(1001, "server shutting down")
+
+    async def wait_all_closed(self) -> None:
+        while self.connections:
+            self._closed = anyio.Event()
+            await self._closed.wait()
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        subprotocols = scope.get("subprotocols") or []
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        negotiated = BATCH_SUBPROTOCOL in subprotocols
+        batch = negotiated or query.get("batch", [""])[0] in ("1", "true")
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        if negotiated:
+            accept["subprotocol"] = BATCH_SUBPROTOCOL
+        await send(accept)
+        if not self.ready:
+            await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
+            return
+        client = scope.get("client") or ("?", 0)
+        conn = RelayConnection(self, f"{client[0]}:{client[1]}", batch=batch)
+        self.connections.add(conn)
+        stats = self.stats
+        stats.connections += 1
+        stats.connections_total += 1
+        limits = {
+            "max_message_size": self.settings.max_message_size,
+            "max_subscriptions": self.hub.settings.max_subscriptions,
+            "history_size": self.hub.settings.history_size,
+            "history_age": self.hub.settings.history_age,
+        }
+        conn.queue(
+            encode_welcome(conn.id, server=self.catalog.service, authenticated=False, limits=limits)
+        )
+        try:
+            await conn.run(receive, send)
+        finally:
+            self.hub.leave(conn.member)
+            self.connections.discard(conn)
+            if not self.connections and self._closed is not None:
+                self._closed.set()
+            stats.connections -= 1
+            stats.subscriptions = sum(len(m.channels) for m in self.hub.members)
+        if not conn.peer_closed:
+            with anyio.move_on_after(self.settings.close_timeout):
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": conn.close_code,
+                        "reason": conn.close_reason,
+                    }
+                )
+
+    # --- HTTP ----------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == "/publish":
+            if method != "POST":
+                await _respond_json(send, 405, {"error": "use POST"})
+            else:
+                await self._publish(receive, send)
+        elif method not in ("GET", "HEAD"):
+            await _respond_json(send, 405, {"error": "method not allowed"})
+        elif path == "/health/live":
+            await _respond_json(send, 200, {"status": "live"})
+        elif path == "/health/ready":
+            body = {
+                "status": "ready" if self.ready else "not ready",
+                "service": self.catalog.service,
+                "connections": len(self.connections),
+            }
+            await _respond_json(send, 200 if self.ready else 503, body)
+        elif path == "/metrics":
+            self.stats.events_published = self.hub.events_published
+            text = render(self.stats, self.catalog.service)
+            await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+        else:
+            await _respond_json(send, 404, {"error": "not found"})
+
+    async def _publish(self, receive: Receive, send: Send) -> None:
+        """``POST /publish``: ``{"event", "data"}`` or a list; all validated before any is sent."""
+        body = await _read_body(receive, self.settings.max_publish_body)
+        if body is None:
+            await _respond_json(send, 413, {"error": "body too large"})
+            return
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            await _respond_json(send, 400, {"error": "body is not valid JSON"})
+            return
+        items = parsed if isinstance(parsed, list) else [parsed]
+        checked = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+                error = f"item {index}: expected an object with 'event' (string) and 'data'"
+                await _respond_json(send, 400, {"error": error})
+                return
+            try:
+                payload, channels = self.catalog.prepare(item["event"], item.get("data"))
+            except ProtocolError as exc:
+                body_ = {"error": f"item {index}: {exc.message}", "error_code": exc.code.value}
+                await _respond_json(send, 422, body_)
+                return
+            checked.append((item["event"], channels, payload))
+        results = []
+        for event, channels, payload in checked:
+            placed = self.hub.publish_prepared(event, channels, payload)
+            offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
+            results.append({"event": event, "offsets": offsets})
+        await _respond_json(send, 202, {"published": results})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_json(send: Send, status: int, body: Any) -> None:
+    await _respond(send, status, json.dumps(body).encode(), "application/json")

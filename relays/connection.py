@@ -1,0 +1,221 @@
+"""One relay WebSocket: a reader that answers requests, a writer that drains the hub.
+
+Everything a client receives goes through its one writer: replies and
+replayed history are queued in its outbox (ordered against the log, see
+:meth:`FanoutLog.send_direct`), live events are read from the shared log at
+its cursor. So a reply never overtakes nor interleaves with an event, and the
+reader never blocks on a slow socket.
+
+Every request gets exactly one reply: the dispatcher either queues its
+response, or raises and the reader queues the error (a :class:`ProtocolError`
+as is, anything else as INTERNAL_ERROR, logged here and never sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from relays.hub import Entry
+from relays.protocol import (
+    ErrorCode,
+    Ping,
+    ProtocolError,
+    Request,
+    encode_error,
+    encode_failure,
+    encode_pong,
+    encode_protocol_error,
+    encode_response,
+    parse_client_message,
+)
+from relays.wire import Frame, Sender
+
+if TYPE_CHECKING:
+    from relays.app import RelayApp
+
+log = logging.getLogger("inkwire.relay")
+
+ASGIReceive = Any
+ASGISend = Any
+
+
+class RelayConnection:
+    def __init__(self, app: RelayApp, peer: str, *, batch: bool) -> None:
+        self.id = secrets.token_hex(8)
+        self.app = app
+        self.hub = app.hub
+        self.stats = app.stats
+        self.peer = peer
+        self.batch = batch
+        self.member = app.hub.join(self._overflow)
+        self.close_code = 1000
+        self.close_reason = ""
+        self.peer_closed = False
+        self._scope: anyio.CancelScope | None = None
+
+    def fail(self, code: int, reason: str) -> None:
+        """End this connection with a close code; nobody else is touched."""
+        if self._scope is None or self._scope.cancel_called:
+            return
+        self.close_code, self.close_reason = code, reason
+        self._scope.cancel()
+
+    def _overflow(self) -> None:
+        self.stats.slow_consumer_closes += 1
+        self.fail(4009, "slow consumer")
+
+    def queue(self, text: str, *, after: int = 0) -> None:
+        """Send ``text`` through the writer, after log position ``after``."""
+        self.hub.log.send_direct(
+            self.member.subscriber, Frame(text.encode(), text=True), after=after
+        )
+
+    def queue_frames(self, frames: Sequence[Frame], *, after: int) -> None:
+        if not frames:
+            return
+        if self.batch:
+            frames = [_joined(frames)]
+        for frame in frames:
+            self.hub.log.send_direct(self.member.subscriber, frame, after=after)
+
+    async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
+        async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
+            tg.start_soon(self._write, send)
+            await self._read(receive)
+            tg.cancel_scope.cancel()
+
+    # --- reading ----------------------------------------------------------------
+
+    async def _read(self, receive: ASGIReceive) -> None:
+        limit = self.app.settings.max_message_size
+        max_outbox = self.hub.settings.max_outbox
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self.peer_closed = True
+                self.close_code = message.get("code", 1005)
+                self.close_reason = "client closed"
+                return
+            text = message.get("text")
+            size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+            if size > limit:
+                self.fail(1009, f"message over {limit} bytes")
+                return
+            if len(self.member.subscriber.outbox) > max_outbox:
+                self._overflow()  # it sends requests but does not read the replies
+                return
+            if text is None:
+                self._error(ErrorCode.BAD_REQUEST, "binary frames are not part of the protocol")
+                continue
+            await self._handle(text)
+
+    def _error(self, code: ErrorCode, message: str) -> None:
+        self.stats.error(code.value)
+        self.queue(encode_error(code, message))
+
+    async def _handle(self, text: str) -> None:
+        try:
+            message = parse_client_message(text)
+        except ProtocolError as exc:
+            self.stats.error(exc.code.value)
+            self.queue(encode_protocol_error(exc))
+            return
+        if isinstance(message, Ping):
+            self.queue(encode_pong(message))
+        elif isinstance(message, Request):
+            self.stats.requests += 1
+            try:
+                await self._dispatch(message)
+            except Exception as exc:
+                if isinstance(exc, ProtocolError):
+                    self.stats.error(exc.code.value)
+                else:
+                    self.stats.error(ErrorCode.INTERNAL_ERROR.value)
+                    log.exception("request %r failed (connection %s)", message.event, self.id)
+                self.queue(encode_failure(exc, message))
+        # a Pong needs no answer
+
+    async def _dispatch(self, request: Request) -> None:
+        """Answer one request: hub requests, registered handlers, the projection, emits."""
+        app, hub, name = self.app, self.hub, request.event
+        handler = app.handlers.get(name)
+        spec = app.catalog.request_index.get(name)
+        data: dict[str, Any]
+        if handler is None and name == "subscribe":
+            channel = request.data.get("channel")
+            data, replay = hub.subscribe(self.member, channel, request.data.get("since"))
+            self.stats.subscriptions = sum(len(m.channels) for m in hub.members)
+            head = hub.log.head
+            self.queue(encode_response(request, data), after=head)
+            self.queue_frames(replay, after=head)
+            return
+        if handler is None and name == "unsubscribe":
+            data = hub.unsubscribe(self.member, request.data.get("channel"))
+        elif handler is not None:
+            params = spec.validate(request.data) if spec is not None else request.data
+            data = dict(await handler(params) or {})
+        elif hub.projection.answers(name):
+            data = hub.projection.answer(name, request.data)
+        elif spec is not None and spec.emits is not None:
+            published = hub.publish(spec.emits, request.data)
+            data = {
+                "event": spec.emits,
+                "published": [
+                    {"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in published
+                ],
+            }
+        else:
+            app.catalog.request_spec(name)  # UNKNOWN_REQUEST if the catalog has no such request
+            raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"{name} has no handler on this relay")
+        self.queue(encode_response(request, data))
+
+    # --- writing ---------------------------------------------------------------
+
+    async def _write(self, send: ASGISend) -> None:
+        log_ = self.hub.log
+        subscriber = self.member.subscriber
+        sender = Sender(send)
+        if sender.raw:
+            subscriber.deliver_now = partial(self._deliver_now, sender)
+        stats = self.stats
+        while True:
+            batch = await log_.next_batch(subscriber)
+            frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
+            for frame in frames:
+                try:
+                    await sender.send(frame)
+                except (ConnectionError, OSError):
+                    return  # the peer is gone; the reader sees the disconnect
+                stats.frames_out += 1
+                stats.bytes_out += len(frame.payload)
+
+    def _frames(self, start: int, entries: Sequence[Entry]) -> list[Frame]:
+        frames = self.member.frames(start, entries)
+        if self.batch and len(frames) > 1:
+            return [_joined(frames)]
+        return frames
+
+    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[Entry]) -> bool:
+        """Called by the publisher: write this run now if the socket has room."""
+        frames = self._frames(start, entries)
+        if not frames:
+            return True
+        if not sender.try_write(frames):
+            return False
+        self.stats.frames_out += len(frames)
+        self.stats.bytes_out += sum(len(frame.payload) for frame in frames)
+        return True
+
+
+def _joined(frames: Sequence[Frame]) -> Frame:
+    """Several messages in one newline-delimited text frame (opt-in batching)."""
+    if len(frames) == 1:
+        return frames[0]
+    return Frame(b"\n".join(frame.payload for frame in frames), text=True)

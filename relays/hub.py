@@ -1,0 +1,266 @@
+"""The hub: one catalog's channels, their offsets and history, and the fan-out.
+
+Design: **one** :class:`~relays.fanout.FanoutLog` per hub whose entries are
+``(channel, frame)``, not one log per channel. Each connection is a single
+:class:`~relays.fanout.Subscriber` with one cursor, drained by its one writer
+task, and it keeps the channels it wants (with the log position from which
+each is live) in :attr:`Member.channels`; the writer skips the rest. So:
+
+- an event is encoded once per channel it goes to (one :class:`Frame`, whose
+  wire bytes are also made once) and that object is shared by every recipient;
+- a connection's queue is bounded once, by the log's lag limits (entries and
+  bytes behind the head), whatever its number of subscriptions: a client that
+  stops reading is cut off (4009) instead of pinning the log;
+- a writer waits on one thing. With one log per channel a connection with
+  1 000 subscriptions would need 1 000 cursors and a way to wait on all.
+
+The cost is a dict lookup per published entry per connection to skip
+channels it does not follow; next to framing and writing a message that is
+noise, and on hypercorn's asyncio path idle connections do it synchronously
+in :meth:`FanoutLog.publish` (``deliver_now``) without waking their writer.
+
+History is separate from the log (the log forgets what every writer has
+sent): per channel, the last ``history_size`` frames younger than
+``history_age`` seconds, with their offsets. A subscribe with ``since``
+replays from it only when it still holds *every* missed offset; otherwise the
+answer is ``recovered: false`` with the current epoch and offset.
+
+Offsets count per channel from 1. The epoch names one run of a channel's
+numbering: random per hub start, and a fresh one whenever a channel's state
+is rebuilt (evicted past ``max_channels``), so a client's old offset can
+never be mistaken for a new one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from relays.catalog import Catalog
+from relays.fanout import FanoutLog, Subscriber
+from relays.projection import Projection
+from relays.protocol import ErrorCode, PreparedEvent, ProtocolError
+from relays.wire import Frame
+
+Entry = tuple[str, Frame]  # (channel, the event's text on that channel)
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Bounds of one hub; every one of them caps memory or work per client."""
+
+    history_size: int = 1000  # events kept per channel for recovery
+    history_age: float = 3600.0  # seconds an event stays recoverable
+    max_channels: int = 10_000  # channels with state (offsets, history); oldest evicted
+    max_subscriptions: int = 1000  # per connection
+    max_lag: int = 10_000  # log entries a connection may be behind before 4009
+    max_lag_bytes: int = 16 << 20
+    max_outbox: int = 1000  # replies and replayed events queued for one connection
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Where one event landed on one channel."""
+
+    channel: str
+    offset: int
+    epoch: str
+
+
+@dataclass(slots=True)
+class _Channel:
+    epoch: str
+    offset: int = 0
+    history: deque[tuple[int, float, Frame]] = field(default_factory=deque)
+
+
+@dataclass(eq=False)
+class Member:
+    """One connection as the hub sees it: its cursor and the channels it follows.
+
+    ``channels[c]`` is the first log position delivered live on ``c``: entries
+    before it were either sent before the subscription or are replayed from
+    history, so none is sent twice.
+    """
+
+    subscriber: Subscriber
+    channels: dict[str, int] = field(default_factory=dict)
+
+    def frames(self, start: int, entries: Sequence[Entry]) -> list[Frame]:
+        """The frames of a run of log entries this member follows."""
+        channels = self.channels
+        if not channels:
+            return []
+        out = []
+        for i, (channel, frame) in enumerate(entries):
+            first = channels.get(channel)
+            if first is not None and start + i >= first:
+                out.append(frame)
+        return out
+
+
+class Hub:
+    """Publishes one catalog's events to the members following their channels."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: HubSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings or HubSettings()
+        self.clock = clock
+        self.epoch = secrets.token_hex(8)
+        self.log: FanoutLog[Entry] = FanoutLog(
+            max_lag=self.settings.max_lag, max_lag_bytes=self.settings.max_lag_bytes
+        )
+        self.projection = Projection(catalog)
+        self.channels: OrderedDict[str, _Channel] = OrderedDict()
+        self.members: set[Member] = set()
+        # channels whose numbering restarted after eviction (they get new epochs)
+        self._evicted: set[str] = set()
+        self.events_published = 0
+
+    # --- publishing ---------------------------------------------------------
+
+    def publish(self, event: str, data: object) -> list[Published]:
+        """Validate and publish one event (INVALID_PAYLOAD if the catalog refuses it)."""
+        payload, channels = self.catalog.prepare(event, data)
+        return self.publish_prepared(event, channels, payload)
+
+    def publish_prepared(
+        self, event: str, channels: Sequence[str], payload: Mapping[str, Any]
+    ) -> list[Published]:
+        """Publish an event the catalog has already validated (the broadcaster's path)."""
+        prepared = PreparedEvent(event, payload)
+        now = self.clock()
+        log = self.log
+        placed = []
+        for name in channels:
+            state = self._channel(name)
+            state.offset += 1
+            text = prepared.for_channel(name, state.offset, state.epoch).encode()
+            frame = Frame(text, text=True)
+            log.append((name, frame), len(text))
+            state.history.append((state.offset, now, frame))
+            self._trim(state, now)
+            placed.append(Published(name, state.offset, state.epoch))
+        log.publish()
+        self.projection.apply(event, payload)
+        self.events_published += 1
+        return placed
+
+    def _channel(self, name: str) -> _Channel:
+        state = self.channels.get(name)
+        if state is None:
+            # a channel seen for the first time numbers under the hub's epoch; one
+            # rebuilt after eviction gets a new epoch, so old offsets cannot match
+            epoch = self.epoch if name not in self._evicted else secrets.token_hex(8)
+            state = self.channels[name] = _Channel(epoch)
+            if len(self.channels) > self.settings.max_channels:
+                old, _ = self.channels.popitem(last=False)
+                self._evicted.add(old)
+        else:
+            self.channels.move_to_end(name)
+        return state
+
+    def _trim(self, state: _Channel, now: float) -> None:
+        history = state.history
+        while len(history) > self.settings.history_size:
+            history.popleft()
+        oldest = now - self.settings.history_age
+        while history and history[0][1] < oldest:
+            history.popleft()
+
+    # --- members ---------------------------------------------------------------
+
+    def join(self, on_overflow: Callable[[], None]) -> Member:
+        """A new connection, live from the log's head (it follows no channel yet)."""
+        member = Member(Subscriber(on_overflow=on_overflow))
+        self.members.add(member)
+        self.log.add(member.subscriber)
+        self.log.attach(member.subscriber, self.log.head)
+        return member
+
+    def leave(self, member: Member) -> None:
+        self.members.discard(member)
+        self.log.remove(member.subscriber)
+
+    def subscribe(
+        self, member: Member, channel: object, since: object = None
+    ) -> tuple[dict[str, Any], list[Frame]]:
+        """Follow ``channel``: the response data and the frames to replay first.
+
+        The caller queues the response, then the replayed frames, both ordered
+        after the current log head (see :meth:`FanoutLog.send_direct`); live
+        entries from the head on follow them.
+        """
+        name = self.catalog.validate_channel(channel)
+        mark = _parse_since(since)
+        if name not in member.channels and len(member.channels) >= self.settings.max_subscriptions:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.settings.max_subscriptions} subscriptions per connection",
+            )
+        state = self.channels.get(name)
+        epoch = state.epoch if state is not None else self.epoch
+        offset = state.offset if state is not None else 0
+        data: dict[str, Any] = {
+            "channel": name,
+            "subscribed": True,
+            "epoch": epoch,
+            "offset": offset,
+        }
+        replay: list[Frame] = []
+        if mark is None:
+            member.channels.setdefault(name, self.log.head)
+            return data, replay
+        recovered, replay = self._missed(state, name, *mark)
+        data["recovered"] = recovered
+        member.channels[name] = self.log.head
+        return data, replay
+
+    def _missed(
+        self, state: _Channel | None, name: str, since: int, epoch: str
+    ) -> tuple[bool, list[Frame]]:
+        """Every frame after ``since`` from history, or (False, []) if any is gone."""
+        if state is None:  # nothing published here in this hub's life
+            return (epoch == self.epoch and since == 0), []
+        if epoch != state.epoch or since > state.offset:
+            return False, []
+        if since == state.offset:
+            return True, []
+        self._trim(state, self.clock())
+        history = state.history
+        if not history or history[0][0] > since + 1:
+            return False, []
+        return True, [frame for offset, _, frame in history if offset > since]
+
+    def unsubscribe(self, member: Member, channel: object) -> dict[str, Any]:
+        name = self.catalog.validate_channel(channel)
+        was = member.channels.pop(name, None) is not None
+        return {"channel": name, "subscribed": False, "was_subscribed": was}
+
+
+def _parse_since(since: object) -> tuple[int, str] | None:
+    if since is None:
+        return None
+    if isinstance(since, dict):
+        offset, epoch = since.get("offset"), since.get("epoch")
+        if (
+            isinstance(offset, int)
+            and not isinstance(offset, bool)
+            and offset >= 0
+            and isinstance(epoch, str)
+        ):
+            return offset, epoch
+    raise ProtocolError(
+        ErrorCode.INVALID_PAYLOAD,
+        'subscribe: \'since\' must be {"offset": integer >= 0, "epoch": string}',
+    )
