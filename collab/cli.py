@@ -12,6 +12,7 @@ from collab import cli_replay
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
+from relays import cli as relay_cli
 from storage import MemoryStore, Store
 from storage.sqlite import SQLiteStore, StorageError
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument("--compress", action="store_true", help="zlib-compress saved blobs")
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
+    relay_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command in cli_replay.COMMANDS:
         logging.basicConfig(level="WARNING", stream=sys.stderr)
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "relay":
+        sys.exit(relay_cli.run(args))
     if args.command == "serve":
         config = Config(grace_period=args.grace, max_users=args.max_users)
         try:

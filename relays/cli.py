@@ -1,0 +1,59 @@
+"""``inkwire relay NAME|all``: standalone relays, registered by collab's CLI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any
+
+import anyio
+
+from relays.app import RelayApp
+from relays.catalog import Catalog
+from relays.catalogs import BY_NAME, SERVICES
+from relays.serve import run_app
+
+log = logging.getLogger("inkwire.relay")
+
+
+def add_commands(commands: Any) -> None:
+    """Add the ``relay`` subcommand to an argparse subparsers object."""
+    relay = commands.add_parser("relay", help="run a service's event relay (or all six)")
+    relay.add_argument("name", choices=[*BY_NAME, "all"], help="catalog name, or 'all'")
+    relay.add_argument("--host", default="127.0.0.1")
+    relay.add_argument("--port", type=int, help="default: the catalog's port")
+    relay.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        help="added to every catalog's default port (run several sets side by side)",
+    )
+    relay.add_argument("--log-level", default="INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    catalogs = SERVICES if args.name == "all" else (BY_NAME[args.name],)
+    if args.port is not None and len(catalogs) > 1:
+        log.error("--port names one port; with 'all' use --port-offset")
+        return 2
+    ports = [
+        args.port if args.port is not None else catalog.port + args.port_offset
+        for catalog in catalogs
+    ]
+    anyio.run(serve_all, catalogs, args.host, ports)
+    return 0
+
+
+async def serve_all(catalogs: tuple[Catalog, ...], host: str, ports: list[int]) -> None:
+    """Serve each catalog on its port until SIGINT or SIGTERM."""
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for catalog, port in zip(catalogs, ports, strict=True):
+            tg.start_soon(run_app, RelayApp(catalog), host, port, stop.wait)
+            log.info("relay %s on ws://%s:%d/", catalog.service, host, port)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                break
+        stop.set()
