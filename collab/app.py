@@ -67,10 +67,17 @@ class CollabApp:
             tg.cancel_scope.cancel()
         await send({"type": "lifespan.shutdown.complete"})
 
+    @property
+    def max_message_size(self) -> int:
+        return self.config.max_message_size
+
     def begin_shutdown(self) -> None:
         """Stop taking work and close every client with 1001 (going away)."""
         self.ready = False
         self.rooms.close_all(1001, "server shutting down")
+
+    async def wait_all_closed(self) -> None:
+        await self.rooms.wait_all_closed()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]

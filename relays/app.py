@@ -110,6 +110,10 @@ class RelayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @property
+    def max_message_size(self) -> int:
+        return self.settings.max_message_size
+
     def begin_shutdown(self) -> None:
         """Stop taking work and close every client with 1001 (going away)."""
         self.ready = False
@@ -192,7 +196,7 @@ class RelayApp:
             await _respond_json(send, 200 if self.ready else 503, body)
         elif path == "/metrics":
             self.stats.events_published = self.hub.events_published
-            text = render(self.stats, self.catalog.service)
+            text = render(self.stats, "inkwire_relay", {"service": self.catalog.service})
             await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
         else:
             await _respond_json(send, 404, {"error": "not found"})

@@ -12,7 +12,7 @@ import anyio
 from relays.app import RelayApp
 from relays.catalog import Catalog
 from relays.catalogs import BY_NAME, SERVICES
-from relays.serve import run_app
+from relays.hosting import run_app
 
 log = logging.getLogger("inkwire.relay")
 

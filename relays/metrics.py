@@ -1,72 +1,83 @@
-"""Relay counters: plain ints on the hot path, exported to Prometheus on scrape.
+"""Counters kept as plain ints on the hot path, exported to Prometheus on scrape.
 
-Same approach as the collab server (a prometheus-client Counter takes a lock
-per increment; the send loop runs per frame), kept separate because relays
-do not depend on collab.
+Incrementing a prometheus-client Counter takes a lock; the send loops run per
+frame, so they bump dataclass attributes and a collector reads them only when
+``/metrics`` is scraped. A stats dataclass declares each metric with
+:func:`counter`, :func:`gauge` or :func:`labelled`; the collab server and the
+relays both export theirs through :func:`render`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
+def counter(help: str, name: str | None = None) -> Any:
+    return field(default=0, metadata={"help": help, "kind": "counter", "name": name})
+
+
+def gauge(help: str) -> Any:
+    return field(default=0, metadata={"help": help, "kind": "gauge", "name": None})
+
+
+def labelled(help: str, label: str, name: str | None = None) -> Any:
+    """A counter per label value, kept in a ``collections.Counter``."""
+    metadata = {"help": help, "kind": "counter", "name": name, "label": label}
+    return field(default_factory=Counter, metadata=metadata)
+
+
+class StatsCollector:
+    def __init__(self, stats: Any, prefix: str, labels: Mapping[str, str]) -> None:
+        self.stats = stats
+        self.prefix = prefix
+        self.label_names = list(labels)
+        self.label_values = list(labels.values())
+
+    def collect(self) -> Iterator[Metric]:
+        names, values = self.label_names, self.label_values
+        for spec in fields(self.stats):
+            meta = spec.metadata
+            if "kind" not in meta:
+                continue
+            name = f"{self.prefix}_{meta['name'] or spec.name}"
+            value = getattr(self.stats, spec.name)
+            family: CounterMetricFamily | GaugeMetricFamily
+            if "label" in meta:
+                family = CounterMetricFamily(name, meta["help"], labels=[*names, meta["label"]])
+                for key, count in sorted(value.items()):
+                    family.add_metric([*values, key], count)
+            elif meta["kind"] == "gauge":
+                family = GaugeMetricFamily(name, meta["help"], labels=names)
+                family.add_metric(values, value)
+            else:
+                family = CounterMetricFamily(name, meta["help"], labels=names)
+                family.add_metric(values, value)
+            yield family
+
+
+def render(stats: Any, prefix: str, labels: Mapping[str, str] | None = None) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats, prefix, labels or {}))
+    return generate_latest(registry)
+
+
 @dataclass
 class RelayStats:
-    connections: int = 0
-    connections_total: int = 0
-    subscriptions: int = 0
-    requests: int = 0
-    events_published: int = 0
-    frames_out: int = 0
-    bytes_out: int = 0
-    slow_consumer_closes: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
+    connections: int = gauge("Open relay connections")
+    subscriptions: int = gauge("Channel subscriptions held by open connections")
+    connections_total: int = counter("Relay connections accepted", name="connections_opened")
+    requests: int = counter("Requests answered")
+    events_published: int = counter("Events published")
+    frames_out: int = counter("WebSocket frames sent")
+    bytes_out: int = counter("Payload bytes sent")
+    slow_consumer_closes: int = counter("Clients closed for not keeping up")
+    errors: Counter[str] = labelled("Error replies sent, by code", "code")
 
     def error(self, code: str) -> None:
         self.errors[code] += 1
-
-
-class _Collector:
-    def __init__(self, stats: RelayStats, service: str) -> None:
-        self.stats = stats
-        self.service = service
-
-    def collect(self) -> Iterator[Metric]:
-        s, labels = self.stats, [self.service]
-        gauges = {
-            "connections": ("Open relay connections", s.connections),
-            "subscriptions": ("Channel subscriptions held by open connections", s.subscriptions),
-        }
-        for name, (doc, value) in gauges.items():
-            gauge = GaugeMetricFamily(f"inkwire_relay_{name}", doc, labels=["service"])
-            gauge.add_metric(labels, value)
-            yield gauge
-        counters = {
-            "connections_opened": ("Relay connections accepted", s.connections_total),
-            "requests": ("Requests answered", s.requests),
-            "events_published": ("Events published", s.events_published),
-            "frames_out": ("WebSocket frames sent", s.frames_out),
-            "bytes_out": ("Payload bytes sent", s.bytes_out),
-            "slow_consumer_closes": ("Clients closed for not keeping up", s.slow_consumer_closes),
-        }
-        for name, (doc, value) in counters.items():
-            counter = CounterMetricFamily(f"inkwire_relay_{name}", doc, labels=["service"])
-            counter.add_metric(labels, value)
-            yield counter
-        errors = CounterMetricFamily(
-            "inkwire_relay_errors", "Error replies sent, by code", labels=["service", "code"]
-        )
-        for code, count in sorted(s.errors.items()):
-            errors.add_metric([self.service, code], count)
-        yield errors
-
-
-def render(stats: RelayStats, service: str) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(stats, service))
-    return generate_latest(registry)

@@ -10,58 +10,20 @@ embeds a relay needs only ``relays``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import sniffio
-from hypercorn.config import Config as HypercornConfig
 
 from relays.app import Handler, RelayApp, RelaySettings
 from relays.catalog import Catalog
+from relays.hosting import run_app
 from relays.hub import Hub, Published
 
 log = logging.getLogger("inkwire.relay")
 
-SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
 STARTUP_SECONDS = 10.0
-
-
-def hypercorn_config(app: RelayApp, host: str, port: int) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.backlog = 1024
-    config.max_app_queue_size = 128  # see DESIGN.md: the default of 10 throttles readers
-    # our own check closes with 1009 and a reason; hypercorn's is the hard stop above it
-    config.websocket_max_message_size = app.settings.max_message_size + (1 << 20)
-    config.websocket_ping_interval = None
-    config.graceful_timeout = 1.0
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    return config
-
-
-async def run_app(
-    app: RelayApp, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
-) -> None:
-    """Serve ``app`` until ``shutdown_trigger`` returns, then close clients (bounded)."""
-
-    async def trigger() -> None:
-        await shutdown_trigger()
-        app.begin_shutdown()
-        with anyio.move_on_after(SHUTDOWN_SECONDS):
-            await app.wait_all_closed()
-
-    config = hypercorn_config(app, host, port)
-    if sniffio.current_async_library() == "trio":
-        from hypercorn.trio import serve as trio_serve
-
-        await trio_serve(app, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
-    else:
-        from hypercorn.asyncio import serve as asyncio_serve
-
-        await asyncio_serve(app, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
 
 
 async def wait_listening(host: str, port: int) -> None:
