@@ -53,7 +53,8 @@ export class RelayError extends Error {
  * resubscription could not replay what was missed: the caller must refetch),
  * `open` (welcome received, also after each reconnect), `close` (the socket
  * closed; `{code, reason, willReconnect}`), `reconnecting` (`{attempt, delay}`),
- * `error` (uncorrelated error messages and undecodable frames).
+ * `error` (uncorrelated error messages and undecodable frames), `end` (closed
+ * for good: by `close()`, a 4001, or after the last retry).
  */
 export class RelayClient {
   /**
