@@ -1,17 +1,28 @@
-"""The collab ASGI app: routes on one port, and the lifespan that owns the rooms."""
+"""The collab ASGI app: routes on one port, and the lifespan that owns the rooms.
+
+``WS /events`` (and ``POST /events/publish``) is the excalidraw catalog's
+relay, mounted here rather than on a port of its own so a JSON consumer
+reaches a diagram's events where its browsers reach the diagram; see
+:mod:`collab.events` for how the rooms feed it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
 from collab.config import Config
 from collab.connection import serve_yjs
+from collab.events import DiagramEvents
 from collab.metrics import Stats, render
 from collab.rooms import Rooms
+from relays.app import RelayApp, RelaySettings
+from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
 
 log = logging.getLogger("inkwire.app")
@@ -28,24 +39,44 @@ PLACEHOLDER_PAGE = b"""<!doctype html>
 """
 
 
+EVENTS_PATH = "/events"
+
+
 class CollabApp:
-    def __init__(self, store: Store | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        config: Config | None = None,
+        relay_settings: RelaySettings | None = None,
+    ) -> None:
         self.config = config or Config()
         self.store: Store = store if store is not None else MemoryStore()
         self.stats = Stats()
         self.rooms = Rooms(self.store, self.config, self.stats)
+        self.relay = RelayApp(excalidraw_catalog, relay_settings)
+        self.events = DiagramEvents(self.rooms, self.relay, self.store)
+        self.rooms.events = self.events
+        _chain_on_saved(self.store, self.events.saved)
         self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        path = scope.get("path", "")
         if kind == "websocket":
-            if scope["path"].startswith("/yjs/"):
+            if path.startswith("/yjs/"):
                 await serve_yjs(scope, receive, send, self.rooms)
+            elif path in (EVENTS_PATH, EVENTS_PATH + "/"):
+                await self.events.serve(scope, receive, send)
             else:
                 await receive()
                 await send({"type": "websocket.close", "code": 4404, "reason": "no such route"})
         elif kind == "http":
-            if scope["path"].startswith("/api/"):
+            if path.startswith(EVENTS_PATH + "/"):
+                # the relay's own HTTP routes (POST /publish, health) under /events
+                sub = {**scope, "path": path[len(EVENTS_PATH) :]}
+                sub["root_path"] = scope.get("root_path", "") + EVENTS_PATH
+                await self.relay(sub, receive, send)
+            elif path.startswith("/api/"):
                 from collab import api  # api imports this module's helpers
 
                 await api.handle(self, scope, receive, send)
@@ -59,11 +90,12 @@ class CollabApp:
         assert message["type"] == "lifespan.startup"
         async with anyio.create_task_group() as tg:
             await tg.start(self.rooms.run)
-            self.ready = True
-            await send({"type": "lifespan.startup.complete"})
-            message = await receive()
-            self.ready = False
-            self.rooms.close_all()
+            async with _mounted(self.relay):
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+                self.ready = False
+                self.rooms.close_all()
             tg.cancel_scope.cancel()
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -75,9 +107,11 @@ class CollabApp:
         """Stop taking work and close every client with 1001 (going away)."""
         self.ready = False
         self.rooms.close_all(1001, "server shutting down")
+        self.relay.begin_shutdown()
 
     async def wait_all_closed(self) -> None:
         await self.rooms.wait_all_closed()
+        await self.relay.wait_all_closed()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -105,6 +139,50 @@ class CollabApp:
             await _respond(send, 200, PLACEHOLDER_PAGE, "text/html; charset=utf-8")
         else:
             await _respond(send, 404, b"not found\n")
+
+
+def _chain_on_saved(store: Store, hook: Any) -> None:
+    """Have a store that reports commits (``on_saved``) report them to ``hook`` as well."""
+    if not hasattr(store, "on_saved"):
+        return
+    previous = store.on_saved
+    if previous is None:
+        store.on_saved = hook
+        return
+
+    def both(diagram: str, seq: int) -> None:
+        previous(diagram, seq)
+        hook(diagram, seq)
+
+    store.on_saved = both
+
+
+@asynccontextmanager
+async def _mounted(app: Any) -> AsyncIterator[None]:
+    """Run a mounted ASGI app's lifespan (and background tasks, if it has any) inside ours.
+
+    The relay is driven through the ASGI lifespan protocol, as a server would
+    drive it, so whatever it does at startup and shutdown happens here too.
+    """
+    to_app, app_receive = anyio.create_memory_object_stream[dict[str, Any]](2)
+    app_send, from_app = anyio.create_memory_object_stream[dict[str, Any]](2)
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+    async with anyio.create_task_group() as tg, to_app, from_app:
+        tg.start_soon(app, scope, app_receive.receive, app_send.send)
+        background = getattr(app, "background", None)
+        if background is not None:
+            tg.start_soon(background)
+        await to_app.send({"type": "lifespan.startup"})
+        started = await from_app.receive()
+        if started["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"mounted app failed to start: {started.get('message', '')}")
+        try:
+            yield
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await to_app.send({"type": "lifespan.shutdown"})
+                await from_app.receive()
+            tg.cancel_scope.cancel()
 
 
 async def _respond(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, Map, MapEvent, TransactionEvent
 
 from collab.config import Config
 from collab.metrics import Stats
@@ -34,6 +34,7 @@ from storage.updates import merge_many
 
 if TYPE_CHECKING:
     from collab.connection import Connection
+    from collab.events import DiagramEvents, HeldEvent, RoomWatch
 
 log = logging.getLogger("inkwire.room")
 
@@ -112,6 +113,7 @@ class Room:
         config: Config,
         stats: Stats,
         previous: Room | None = None,
+        events: DiagramEvents | None = None,
     ) -> None:
         self.name = name
         self.store = store
@@ -142,6 +144,16 @@ class Room:
         self._sync_cache_head = -1
         self._snapshot: Frame | None = None
         self.big_sends = anyio.Semaphore(2)  # large frames in flight: each holds a copy
+        # diagram events for JSON consumers (collab.events): nothing is computed
+        # until a consumer follows this room, then element changes are held
+        # until saved, as Yjs peers only see an update once it is durable
+        self.events = events
+        self.watch: RoomWatch | None = None
+        self.guests: set[int] = set()  # awareness client ids the server holds for JSON clients
+        self._elements: Map[Any] | None = None  # observed while watched
+        self._element_changes: list[dict[str, Any]] = []
+        self._held: list[tuple[int, list[HeldEvent]]] = []  # (log position, events)
+        self._saving_upto = 0
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -179,14 +191,19 @@ class Room:
 
     async def _wait_until_idle(self) -> None:
         while True:
-            if self.connections:
+            if self.occupied:
                 await self._occupancy_changed()
                 continue
             with anyio.move_on_after(self.config.grace_period):
-                while not self.connections:
+                while not self.occupied:
                     await self._occupancy_changed()
-            if not self.connections:
+            if not self.occupied:
                 return
+
+    @property
+    def occupied(self) -> bool:
+        """Clients, or JSON collaborators the browsers see, keep a room loaded."""
+        return bool(self.connections or self.guests)
 
     async def _occupancy_changed(self) -> None:
         event = self._occupancy = anyio.Event()
@@ -245,7 +262,7 @@ class Room:
         without waiting, the room reports the outage) and the same batch is
         retried until it is saved: nothing is dropped, only delayed.
         """
-        upto = self.log.head
+        upto = self._saving_upto = self.log.head
         count = len(self._pending)
         if count:
             try:
@@ -257,6 +274,7 @@ class Room:
                     log.exception("room=%s saving failed; serving unsaved, retrying", self.name)
                 self.store_down = True
                 self.log.publish()
+                self.release_events(self.log.head)
                 await anyio.sleep(STORE_RETRY_SECONDS)
                 return
             del self._pending[:count]
@@ -271,6 +289,7 @@ class Room:
                 log.warning("room=%s saving works again", self.name)
                 self.store_down = False
         self.log.publish(upto)
+        self.release_events(upto)
 
     async def wait_until_saved_enough(self) -> None:
         """Backpressure: a reader pauses while too much is applied but unsaved.
@@ -297,6 +316,8 @@ class Room:
                 self._persist_wakeup = None
         else:
             self.log.publish()
+            if self._held:
+                self.release_events(self.log.head)
 
     # --- connections --------------------------------------------------------
 
@@ -324,6 +345,7 @@ class Room:
         if removed:
             self._snapshot = None
             self._append(Entry(SERVER, awareness=removed), 16 * len(removed))
+            self._awareness_changed(removed)
         self._notify_occupancy()
 
     def frames_for(self, start: int, entries: Sequence[Entry], conn_id: int) -> list[Frame]:
@@ -387,10 +409,20 @@ class Room:
         self.stats.updates_in += 1
 
     def _apply(self, author: int, origin: str | None, update: bytes) -> None:
+        watched = self.events is not None and self._watching()
         self._changes.clear()
+        self._element_changes.clear()
         self.doc.apply_update(update)
         for changes in self._changes:
             self._append(Entry(author, update=changes), len(changes), origin)
+        if watched and self._element_changes:
+            assert self.events is not None
+            events = self.events.element_events(self.name, self._element_changes, origin)
+            self._element_changes.clear()
+            if events:
+                self._held.append((self.log.head, events))
+                if not self._pending or self.store_down:
+                    self.release_events(self.log.head)
 
     async def apply_local(self, update: bytes, origin: str = "server") -> None:
         """Apply an edit the server makes itself (REST restore, import, file metadata).
@@ -404,6 +436,69 @@ class Room:
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._changes.append(event.update)
+
+    # --- diagram events for JSON consumers (collab.events) -------------------
+
+    def _watching(self) -> bool:
+        """Whether to turn this room's changes into events; starts observing when it does."""
+        if self.watch is not None:
+            return True
+        if self.events is None or not self.events.watches(self.name):
+            return False
+        self.watch = self.events.watch(self)
+        self._elements = self.doc.get("elements", type=Map)
+        self._elements.observe(self._on_elements)
+        return True
+
+    def _on_elements(self, event: MapEvent) -> None:
+        self._element_changes.append(event.keys)  # type: ignore[attr-defined]
+
+    def release_events(self, upto: int | None = None) -> None:
+        """Publish held element events whose updates are saved (up to log position ``upto``)."""
+        if not self._held or self.events is None:
+            return
+        if upto is None:
+            upto = self._saving_upto
+        ready = 0
+        for position, _ in self._held:
+            if position > upto:
+                break
+            ready += 1
+        if ready:
+            released, self._held = self._held[:ready], self._held[ready:]
+            for _, events in released:
+                self.events.publish_held(events)
+
+    def _awareness_changed(self, entries: Sequence[AwarenessEntry]) -> None:
+        if self.events is not None and self._watching():
+            assert self.watch is not None
+            self.events.awareness_changed(self, self.watch, entries)
+
+    def set_guest(self, client_id: int, state: str | None) -> None:
+        """Set (or with None, remove) an awareness state the server holds for a JSON client.
+
+        It goes the way a connection's awareness goes (recorded, snapshot
+        invalidated, broadcast to every client) but no connection owns it, so
+        no peer can overwrite it; the caller removes it when its client leaves.
+        """
+        record = self.awareness.get(client_id)
+        if record is not None and record.owner is not None:
+            return  # a connection's client id: never the server's to change
+        clock = record.entry.clock + 1 if record is not None else 0
+        if state is None:
+            if record is None:
+                return
+            entry = AwarenessEntry(client_id, clock, "null")
+            del self.awareness[client_id]
+            self.guests.discard(client_id)
+        else:
+            entry = AwarenessEntry(client_id, clock, state)
+            self.awareness[client_id] = AwarenessRecord(entry, None)
+            self.guests.add(client_id)
+        self._snapshot = None
+        self._append(Entry(SERVER, awareness=[entry]), 32)
+        self._awareness_changed([entry])
+        self._notify_occupancy()
 
     # --- awareness ----------------------------------------------------------
 
@@ -435,6 +530,7 @@ class Room:
 
     def broadcast_awareness(self, conn: Connection, entries: Sequence[AwarenessEntry]) -> None:
         self._append(Entry(conn.id, awareness=entries), 32 * len(entries))
+        self._awareness_changed(entries)
 
     def awareness_snapshot(self) -> Frame | None:
         if self._snapshot is None:

@@ -15,6 +15,7 @@ from storage import Store
 
 if TYPE_CHECKING:
     from collab.connection import Connection
+    from collab.events import DiagramEvents
 
 log = logging.getLogger("inkwire.rooms")
 
@@ -32,6 +33,7 @@ class Rooms:
         self.connections: set[Connection] = set()
         self._tg: TaskGroup | None = None
         self._emptied: anyio.Event | None = None
+        self.events: DiagramEvents | None = None  # set by the app that mounts /events
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -49,7 +51,9 @@ class Rooms:
             if room is None or room.closing:
                 if room is None and len(self.rooms) >= self.config.max_rooms:
                     raise ServerFull
-                room = Room(name, self.store, self.config, self.stats, previous=room)
+                room = Room(
+                    name, self.store, self.config, self.stats, previous=room, events=self.events
+                )
                 self.rooms[name] = room
                 assert self._tg is not None, "Rooms.run() is not running"
                 self._tg.start_soon(self._run_room, room)
