@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -84,12 +84,14 @@ class JsClient:
         self._next_id = 0
         self._replies: dict[Any, dict[str, Any]] = {}
         self._read_lock = anyio.Lock()
+        self._write_lock = anyio.Lock()  # commands may come from several tasks at once
 
     async def call(self, cmd: str, **kw: Any) -> dict[str, Any]:
         """One command and its reply, bounded by the command's own timeout plus a margin."""
         self._next_id += 1
         rid = self._next_id
-        await self._stdin.send((json.dumps({"id": rid, "cmd": cmd, **kw}) + "\n").encode())
+        async with self._write_lock:
+            await self._stdin.send((json.dumps({"id": rid, "cmd": cmd, **kw}) + "\n").encode())
         with anyio.fail_after(kw.get("timeout_ms", 5000) / 1000 + LIMIT_S):
             while rid not in self._replies:
                 async with self._read_lock:
@@ -164,6 +166,17 @@ async def subscribers_of(running: relays.Relay, channel: str, count: int = 1) ->
             await anyio.sleep(0.01)
 
 
+async def closed(js: JsClient, count: int = 1) -> None:
+    """Wait until the JS client has seen ``count`` closes (so it knows it is disconnected)."""
+    with anyio.fail_after(LIMIT_S):
+        while len((await js.state())["closes"]) < count:
+            await anyio.sleep(0.02)
+
+
+async def _into(target: dict[str, Any], awaitable: Awaitable[dict[str, Any]]) -> None:
+    target.update(await awaitable)
+
+
 # --- our client ---------------------------------------------------------------------
 
 
@@ -234,14 +247,25 @@ async def test_reconnects_after_relay_restart_and_recovers_missed_events() -> No
         # the service keeps publishing into the same hub meanwhile
         for i in range(1, 51):
             await app.broadcast.adapter_activated("a1", "r", {"version": str(i)})
-        async with relay_on(port, app) as running:
-            await js.call("wait_opens", count=2, timeout_ms=10_000)
-            events = await js.events(51, timeout_ms=10_000)
-            await running.broadcast.adapter_deactivated("a1", "r", "done")  # and then live ones
-            events = await js.events(52)
-        assert [e["offset"] for e in events] == list(range(1, 53))
-        assert [e["data"].get("version") for e in events[:51]] == [str(i) for i in range(51)]
-        assert events[-1]["event"] == "adapter.deactivated"
+        await closed(js)
+        async with anyio.create_task_group() as tg:
+            # subscribing while away resolves once the client is back
+            late: dict[str, Any] = {}
+            tg.start_soon(lambda: _into(late, js.subscribe("lifecycle")))
+            async with relay_on(port, app) as running:
+                await js.call("wait_opens", count=2, timeout_ms=10_000)
+                events = await js.events(51, timeout_ms=10_000)
+                await subscribers_of(running, "lifecycle")
+                # then live ones, here on both channels of adapter.deactivated
+                await running.broadcast.adapter_deactivated("a1", "r", "done")
+                events = await js.events(53)
+        assert late["channel"] == "lifecycle" and late["subscribed"] is True
+        mine = [e for e in events if e["room"] == "adapter:a1"]
+        assert [e["offset"] for e in mine] == list(range(1, 53))
+        assert [e["data"].get("version") for e in mine[:51]] == [str(i) for i in range(51)]
+        assert mine[-1]["event"] == "adapter.deactivated"
+        # the new subscription is live from now on: no lifecycle history replayed
+        assert [e["event"] for e in events if e["room"] == "lifecycle"] == ["adapter.deactivated"]
         state = await js.state()
         assert state["gaps"] == []
         assert state["closes"][0]["code"] == 1001 and state["closes"][0]["willReconnect"]
