@@ -29,7 +29,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -183,11 +183,11 @@ class DiagramEvents:
             return True
         return False
 
-    def watch(self, room: Room) -> RoomWatch:
+    def watch(self, room: Room, skip: Collection[int] = ()) -> RoomWatch:
         """Start watching a room: who is there already has joined (no events for them)."""
         watch = RoomWatch()
         for client_id, record in room.awareness.items():
-            if not record.entry.removed:
+            if not record.entry.removed and client_id not in skip:
                 state = _state(record.entry.state)
                 if state is not None:
                     watch.presence[client_id] = _presence(client_id, state)

@@ -439,13 +439,17 @@ class Room:
 
     # --- diagram events for JSON consumers (collab.events) -------------------
 
-    def _watching(self) -> bool:
-        """Whether to turn this room's changes into events; starts observing when it does."""
+    def _watching(self, arriving: Sequence[AwarenessEntry] = ()) -> bool:
+        """Whether to turn this room's changes into events; starts observing when it does.
+
+        ``arriving`` are the awareness entries being reported now: they are
+        recorded already, but must not count as known when watching starts.
+        """
         if self.watch is not None:
             return True
         if self.events is None or not self.events.watches(self.name):
             return False
-        self.watch = self.events.watch(self)
+        self.watch = self.events.watch(self, skip={entry.client_id for entry in arriving})
         self._elements = self.doc.get("elements", type=Map)
         self._elements.observe(self._on_elements)
         return True
@@ -470,7 +474,7 @@ class Room:
                 self.events.publish_held(events)
 
     def _awareness_changed(self, entries: Sequence[AwarenessEntry]) -> None:
-        if self.events is not None and self._watching():
+        if self.events is not None and self._watching(entries):
             assert self.watch is not None
             self.events.awareness_changed(self, self.watch, entries)
 
