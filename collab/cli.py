@@ -13,6 +13,7 @@ from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
 from relays import cli as relay_cli
+from relays import cli_clients
 from storage import MemoryStore, Store
 from storage.sqlite import SQLiteStore, StorageError
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)
+    cli_clients.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in cli_clients.COMMANDS:
+        sys.exit(cli_clients.run(args))
     if args.command in cli_replay.COMMANDS:
         logging.basicConfig(level="WARNING", stream=sys.stderr)
         sys.exit(cli_replay.run(args))
