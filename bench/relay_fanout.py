@@ -1,0 +1,709 @@
+"""JSON relay fan-out benchmark: the inkwire relay against websockets.broadcast and bare hypercorn.
+
+What it measures
+----------------
+Each server runs as a subprocess pinned to core 0 (`taskset -c 0`); this process, the
+load generator, pins itself to core 1. Four servers run one after another, each freshly
+started:
+
+* inkwire        `.venv/bin/inkwire relay dhruva --host 127.0.0.1 --port P
+                 --log-level WARNING`; subscribers get one event per WebSocket frame
+* inkwire-batch  the same server and command; subscribers opt in to batching with
+                 `ws://.../?batch=1` (pending events newline-joined into one frame)
+* websockets     a plain `websockets` 17 server, `websockets.broadcast` to every
+                 subscriber (bench/baseline_broadcast.py)
+* hypercorn      a bare ASGI relay on hypercorn: `await send(...)` to each subscriber in
+                 a loop (bench/baseline_asgi_relay.py), with the inkwire relay's
+                 hypercorn settings (backlog 1024, max_app_queue_size 128, no pings)
+
+For each N (default 10, 100, 500), N subscribers connect. On inkwire each waits for
+the welcome, sends `{"type":"request","event":"subscribe","data":{"channel":
+"adapter:bench"},"id":"s1"}` and counts as joined on the response; on the baselines
+a subscriber is joined when the server's one-line welcome arrives (sent after it is
+registered).
+
+The events are the same ~100 B JSON text everywhere:
+`{"event":"adapter.activated","data":{"adapter_id":"bench","repo":"acme/widgets-m000123;",
+"version":"1.4.2","config":{"region":"eu-1"}}}` -- a dhruva catalog event on channel
+`adapter:bench`, each with a unique marker `m000123;` that a subscriber finds with a
+regex over the raw bytes (one event per frame or many per frame alike).
+
+Publisher. The baselines get one WebSocket text frame per event from one publisher
+connection (`/pub`) and forward it verbatim. The inkwire relay takes events from
+outside the process through `POST /publish` (dhruva's catalog has no WebSocket request
+that emits `adapter.activated`), over one keep-alive HTTP/1.1 connection: in the burst
+phase as `POST /publish` batches of PUBLISH_BATCH events written back to back (so the
+HTTP cost per event is amortised as the baselines' per-frame read cost is), in the
+paced phase one POST per event (each event goes out as it happens). inkwire validates
+every event against the catalog, stamps the envelope (id, timestamp, offset, epoch),
+keeps history and the projection, and also places the event on the `lifecycle`
+channel; the baselines do none of that. Its deliveries are therefore larger (the
+envelope, ~290 B) than the baselines' (~110 B).
+
+1. warm-up: one event must reach every subscriber, else the server "does not deliver".
+2. burst:   M events sent back to back. deliveries/s = N*M / (first send -> the moment
+            the last subscriber holds every marker).
+3. paced:   events at 100/s. Latency = receive time - send time, both
+            `time.perf_counter_ns()` in this one process.
+
+Reported per phase: deliveries/s, p50/p99 latency, server CPU µs per delivery (psutil
+CPU time of the server's process tree over the phase / deliveries), server and
+load-generator CPU as % of one core (a busy load generator beside a less busy server
+makes the rate a lower bound; the notes say so), events per received frame, and RSS per
+connection: (server RSS with N joined - RSS before they joined) / N.
+
+The load generator is the lean asyncio.Protocol client of bench/yjs_fanout.py (minimal
+HTTP upgrade, masked client frames, a parser for the server's frames, pings answered),
+imported from there with its server-process, timing and table helpers.
+
+Run
+---
+    .venv/bin/python bench/relay_fanout.py [--n 10,100,500]
+        [--servers inkwire,inkwire-batch,websockets,hypercorn] [--quick] [--json out.json]
+
+Server logs go to bench/results/<server>.log (git-ignored). Everything listens and
+connects on 127.0.0.1 only; every phase has a timeout; every server is killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from yjs_fanout import (
+    BENCH_DIR,
+    HOST,
+    LOADGEN_BUSY_PCT,
+    LOADGEN_CORE,
+    ROOT,
+    SERVER_CORE,
+    PhaseStats,
+    ServerProcess,
+    ServerSpec,
+    Tracker,
+    YClient,
+    client_frame,
+    expected_accept,
+    free_port,
+    mb,
+    no_gc,
+    percentile,
+    pin_self,
+    say,
+    table,
+)
+
+CHANNEL = "adapter:bench"
+EVENT = "adapter.activated"
+PUBLISH_BATCH = 100  # events per POST /publish in the burst phase (inkwire only)
+SUBSCRIBE = json.dumps(
+    {"type": "request", "event": "subscribe", "data": {"channel": CHANNEL}, "id": "s1"}
+).encode()
+SERVERS = ("inkwire", "inkwire-batch", "websockets", "hypercorn")
+
+
+def event_item(i: int) -> dict:
+    data = {
+        "adapter_id": "bench",
+        "repo": f"acme/widgets-m{i:06d};",
+        "version": "1.4.2",
+        "config": {"region": "eu-1"},
+    }
+    return {"event": EVENT, "data": data}
+
+
+def dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------
+
+INKWIRE = ROOT / ".venv" / "bin" / "inkwire"
+
+
+def python() -> str:
+    py = ROOT / ".venv" / "bin" / "python"
+    return str(py) if py.exists() else sys.executable
+
+
+def server_spec(name: str, port: int) -> ServerSpec:
+    if name in ("inkwire", "inkwire-batch"):
+        label = "inkwire relay, " + ("batched (?batch=1)" if "batch" in name else "1 event/frame")
+        argv = [str(INKWIRE), "relay", "dhruva", "--host", HOST, "--port", str(port)]
+        return ServerSpec(
+            name,
+            label,
+            [*argv, "--log-level", "WARNING"],
+            missing=None if INKWIRE.exists() else f"{INKWIRE} not found",
+        )
+    script, label = {
+        "websockets": ("baseline_broadcast.py", "websockets 17.4 broadcast"),
+        "hypercorn": ("baseline_asgi_relay.py", "bare hypercorn ASGI relay"),
+    }[name]
+    return ServerSpec(
+        name, label, [python(), str(BENCH_DIR / script), "--host", HOST, "--port", str(port)]
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(name: str):
+    port = free_port()
+    server = ServerProcess(server_spec(name, port), port)
+    try:
+        await server.wait_listening()
+        await asyncio.sleep(0.3)  # imports done, listening: let it settle before RSS/CPU
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Clients
+# ---------------------------------------------------------------------------------------
+
+
+class JsonClient(YClient):
+    """A JSON relay client: joined on the subscribe response (inkwire) or the welcome."""
+
+    def __init__(self, port: int, path: str, inkwire: bool) -> None:
+        super().__init__(port, path)
+        self.inkwire = inkwire
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(
+            (
+                f"GET {self.path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def finish_upgrade(self) -> bool:
+        head_end = self.buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return False
+        head = bytes(self.buf[:head_end])
+        del self.buf[: head_end + 4]
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status + b" " or expected_accept(self.key) not in head:
+            self.fail(ConnectionError(f"upgrade refused: {status.decode(errors='replace')}"))
+            return False
+        self.upgraded = True
+        return True
+
+    def on_frame(self, opcode: int, start: int, end: int, now: int) -> None:
+        self.frames += 1
+        if opcode == 0x1 and not self.joined.done():
+            text = bytes(self.buf[start:end])
+            if not self.inkwire:
+                self.joined.set_result(None)
+            elif b'"session.created"' in text:
+                self.send(SUBSCRIBE, opcode=0x1)
+            if self.inkwire and b'"type":"response"' in text.replace(b" ", b""):
+                self.joined.set_result(None)
+        elif opcode in (0x8, 0x9):
+            super().on_frame(opcode, start, end, now)
+
+
+async def connect(port: int, path: str, inkwire: bool) -> JsonClient:
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: JsonClient(port, path, inkwire), HOST, port)
+    await client.joined
+    return client
+
+
+async def connect_many(port: int, path: str, inkwire: bool, count: int) -> list[JsonClient]:
+    gate = asyncio.Semaphore(50)
+
+    async def one() -> JsonClient:
+        async with gate:
+            return await connect(port, path, inkwire)
+
+    async with asyncio.timeout(60):
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+class HttpPublisher(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection for POST /publish (requests may be pipelined)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.accepted = 0
+        self.refused: list[str] = []
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = bytes(self.buf[:head_end]).lower()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if len(self.buf) < head_end + 4 + length:
+                return
+            status = head.split(b"\r\n", 1)[0]
+            if b" 202 " in status:
+                self.accepted += 1
+            else:
+                body = bytes(self.buf[head_end + 4 : head_end + 4 + length])
+                self.refused.append(f"{status.decode()} {body[:200].decode(errors='replace')}")
+            del self.buf[: head_end + 4 + length]
+
+    def request(self, body: bytes) -> bytes:
+        return (
+            f"POST /publish HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    def write_raw(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class Publisher:
+    """What the load generator writes for events first..: the same events for every server."""
+
+    conn: JsonClient | HttpPublisher
+    http: bool
+
+    def burst_chunks(self, first: int, count: int) -> list[tuple[range, bytes]]:
+        """(events, bytes to write) for a burst: HTTP batches, or one frame per event."""
+        if not self.http:
+            return [
+                (range(i, i + 1), client_frame(dumps(event_item(i)), 0x1))
+                for i in range(first, first + count)
+            ]
+        assert isinstance(self.conn, HttpPublisher)
+        chunks = []
+        for lo in range(first, first + count, PUBLISH_BATCH):
+            hi = min(lo + PUBLISH_BATCH, first + count)
+            body = dumps([event_item(i) for i in range(lo, hi)])
+            chunks.append((range(lo, hi), self.conn.request(body)))
+        return chunks
+
+    def single(self, i: int) -> bytes:
+        if self.http:
+            assert isinstance(self.conn, HttpPublisher)
+            return self.conn.request(dumps(event_item(i)))
+        return client_frame(dumps(event_item(i)), 0x1)
+
+
+async def open_publisher(name: str, port: int) -> Publisher:
+    loop = asyncio.get_running_loop()
+    if name.startswith("inkwire"):
+        _, conn = await loop.create_connection(lambda: HttpPublisher(port), HOST, port)
+        return Publisher(conn, http=True)
+    return Publisher(await asyncio.wait_for(connect(port, "/pub", False), 10), http=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Phases
+# ---------------------------------------------------------------------------------------
+
+
+async def run_phase(
+    server: ServerProcess,
+    publisher: Publisher,
+    receivers: list[JsonClient],
+    first: int,
+    count: int,
+    send_ns: list[int],
+    interval: float | None,
+    limit_s: float,
+) -> PhaseStats:
+    """Publish events first..first+count-1 and wait until every subscriber has them all."""
+    tracker = Tracker(send_ns, len(receivers), count)
+    for client in receivers:
+        client.begin(tracker)
+    chunks = publisher.burst_chunks(first, count) if interval is None else []
+    singles = [publisher.single(i) for i in range(first, first + count)] if interval else []
+    write = publisher.conn.write_raw
+    cpu_server, cpu_self = server.cpu_seconds(), time.process_time()
+    with no_gc():
+        t0 = time.perf_counter_ns()
+        if interval is None:
+            for events, data in chunks:
+                now = time.perf_counter_ns()
+                for i in events:
+                    send_ns[i] = now
+                write(data)
+        else:
+            start = time.perf_counter()
+            for k, data in enumerate(singles):
+                delay = start + k * interval - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                send_ns[first + k] = time.perf_counter_ns()
+                write(data)
+        try:
+            async with asyncio.timeout(limit_s):
+                await tracker.done.wait()
+        except TimeoutError:
+            tracker.t_done = time.perf_counter_ns()
+        cpu_server = server.cpu_seconds() - cpu_server
+        cpu_self = time.process_time() - cpu_self
+    latencies: list[int] = []
+    extra = 0
+    for client in receivers:
+        mine, more = client.settle(send_ns, first, count)
+        latencies += mine
+        extra += more
+    latencies.sort()
+    return PhaseStats(
+        updates=count,
+        receivers=len(receivers),
+        delivered=len(latencies),
+        seconds=(tracker.t_done - t0) / 1e9,
+        latencies_ms=(percentile(latencies, 0.50), percentile(latencies, 0.99)),
+        server_cpu_s=cpu_server,
+        loadgen_cpu_s=cpu_self,
+        frames=sum(client.frames for client in receivers),
+        failed=tracker.failed + tracker.pending,
+        extra=extra,
+        complete=len(latencies) == count * len(receivers),
+    )
+
+
+@dataclass
+class Plan:
+    ns: list[int]
+    quick: bool
+    paced_rate = 100.0
+
+    def burst(self, n: int) -> int:
+        m = max(400, min(5000, 200_000 // n))
+        return m // 4 if self.quick else m
+
+    @property
+    def paced(self) -> int:
+        return 50 if self.quick else 200
+
+
+@dataclass
+class FanoutResult:
+    n: int
+    burst: PhaseStats | None = None
+    paced: PhaseStats | None = None
+    rss_before: int = 0
+    rss_joined: int = 0
+    peak_rss: int | None = None
+    error: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rss_per_conn(self) -> float | None:
+        if not self.rss_joined or not self.n:
+            return None
+        return (self.rss_joined - self.rss_before) / self.n
+
+
+def dropped_receivers(clients: list[JsonClient]) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    for client in clients:
+        if client.lost:
+            code = str(client.close_code or "no close frame")
+            codes[code] = codes.get(code, 0) + 1
+    return codes
+
+
+async def run_fanout(name: str, server: ServerProcess, n: int, plan: Plan) -> FanoutResult:
+    result = FanoutResult(n)
+    m, paced = plan.burst(n), plan.paced
+    send_ns = [0] * (1 + m + paced)
+    inkwire = name.startswith("inkwire")
+    path = "/?batch=1" if name == "inkwire-batch" else "/"
+    receivers: list[JsonClient] = []
+    publisher: Publisher | None = None
+    gc.collect()
+    result.rss_before = server.rss()
+    server.reset_peak_rss()
+    try:
+        publisher = await open_publisher(name, server.port)
+        receivers = await connect_many(server.port, path, inkwire, n)
+        await asyncio.sleep(0.2)
+        result.rss_joined = server.rss()
+        warm = await run_phase(server, publisher, receivers, 0, 1, send_ns, None, 10)
+        if not warm.complete:
+            result.error = f"warm-up event reached {warm.delivered}/{n} subscribers in 10 s"
+            return result
+        result.burst = await run_phase(server, publisher, receivers, 1, m, send_ns, None, 60)
+        if not result.burst.complete:
+            result.error = "burst incomplete"
+            return result
+        result.paced = await run_phase(
+            server, publisher, receivers, 1 + m, paced, send_ns, 1 / plan.paced_rate, 10
+        )
+        if not result.paced.complete:
+            result.error = "paced phase incomplete"
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.peak_rss = server.peak_rss()
+        result.dropped = dropped_receivers(receivers)
+        if publisher is not None:
+            if isinstance(publisher.conn, HttpPublisher) and publisher.conn.refused:
+                refused = publisher.conn.refused
+                result.error = f"{len(refused)} POSTs refused, first: {refused[0]}"
+            publisher.conn.close()
+        for client in receivers:
+            client.close()
+        await asyncio.sleep(1.0)  # let the server drop the connections before the next N
+    return result
+
+
+@dataclass
+class ServerResult:
+    name: str
+    label: str
+    fanout: dict[int, FanoutResult] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+async def bench_server(name: str, plan: Plan) -> ServerResult:
+    spec = server_spec(name, 0)
+    result = ServerResult(name, spec.label)
+    if spec.missing:
+        result.skipped = spec.missing
+        return result
+    try:
+        async with running(name) as server:
+            for n in plan.ns:
+                say(f"  {name}: N={n} ...")
+                result.fanout[n] = await run_fanout(name, server, n, plan)
+    except RuntimeError as exc:
+        result.skipped = f"did not start: {exc}"
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+
+COLUMNS = (
+    "columns: µs/deliv = server CPU per delivery; server, loadgen = CPU % of one core during"
+    " the phase\n  (paced µs/deliv includes the server's idle work); ev/frame = events per"
+    " frame a subscriber got;\n  time = first send to last delivery; RSS/conn = (server RSS"
+    " with N joined - before) / N;\n  peak RSS = the server's VmHWM during that N"
+)
+
+
+def fmt_phase(phase: PhaseStats | None) -> list[str]:
+    if phase is None:
+        return ["-"] * 7
+    return [
+        f"{phase.seconds:.2f}",
+        f"{phase.deliveries_per_s / 1000:.1f} k",
+        f"{phase.latencies_ms[0]:.1f} / {phase.latencies_ms[1]:.1f}",
+        f"{phase.server_us_per_delivery:.2f}",
+        f"{phase.server_pct:.0f} %",
+        f"{phase.loadgen_pct:.0f} %",
+        f"{phase.updates_per_frame:.1f}",
+    ]
+
+
+def kb(value: float | None) -> str:
+    return f"{value / 1024:.1f} KiB" if value is not None else "-"
+
+
+def report_server(result: ServerResult, plan: Plan) -> str:
+    out = [f"\n== {result.label} =="]
+    if result.skipped:
+        return "\n".join([*out, f"skipped: {result.skipped}"])
+    header = ["time s", "deliv/s", "p50 / p99 ms", "µs/deliv", "server", "loadgen", "ev/frame"]
+    burst, paced = [], []
+    for n, fan in result.fanout.items():
+        burst.append([str(n), str(plan.burst(n)), *fmt_phase(fan.burst)])
+        burst[-1] += [kb(fan.rss_per_conn), mb(fan.peak_rss)]
+        paced.append([str(n), str(plan.paced), *fmt_phase(fan.paced)[1:]])
+    out.append("burst: M events back to back")
+    out.append(table(["N", "M", *header, "RSS/conn", "peak RSS"], burst))
+    out.append(f"paced: events at {plan.paced_rate:.0f}/s")
+    out.append(table(["N", "events", *header[1:]], paced))
+    for n, fan in result.fanout.items():
+        if fan.error:
+            out.append(f"N={n}: {fan.error}{phase_note(fan)}")
+        if fan.dropped:
+            out.append(f"N={n}: server disconnected subscribers (close code: count) {fan.dropped}")
+    return "\n".join(out)
+
+
+def phase_note(fan: FanoutResult) -> str:
+    for name, phase in (("burst", fan.burst), ("paced", fan.paced)):
+        if phase is not None and not phase.complete:
+            return (
+                f" ({name}: {phase.delivered}/{phase.updates * phase.receivers} deliveries, "
+                f"{phase.failed} subscribers unfinished or disconnected, "
+                f"{phase.extra} duplicate or unexpected markers)"
+            )
+    return ""
+
+
+def phase_of(result: ServerResult | None, n: int, which: str) -> PhaseStats | None:
+    fan = result.fanout.get(n) if result and not result.skipped else None
+    phase = getattr(fan, which) if fan else None
+    return phase if phase is not None and phase.complete else None
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def report_ratios(results: dict[str, ServerResult], plan: Plan) -> str:
+    ink, bat, ws, hc = (results.get(k) for k in SERVERS)
+    header = ["metric", "ink/hyper", "ink/ws", "batch/hyper", "batch/ws", "target", "status"]
+    rows = []
+
+    def add(label: str, values: list[float | None], target: str = "", ok: bool | None = None):
+        i, b, w, h = values
+        status = "" if ok is None else "met" if ok else "MISSED"
+        rows.append([label, ratio(i, h), ratio(i, w), ratio(b, h), ratio(b, w), target, status])
+
+    for n in plan.ns:
+        rates = [
+            p.deliveries_per_s if (p := phase_of(r, n, "burst")) else None
+            for r in (ink, bat, ws, hc)
+        ]
+        i, b, w, h = rates
+        target, ok = "", None
+        if n == 100:
+            target = "ink >= 0.9x hyper, batch >= 1.0x ws"
+            if None not in (i, b, w, h):
+                ok = i >= 0.9 * h and b >= w  # type: ignore[operator]
+        add(f"burst deliveries/s N={n}", rates, target, ok)
+    for n in plan.ns:
+        cpu = [
+            p.server_us_per_delivery if (p := phase_of(r, n, "burst")) else None
+            for r in (ink, bat, ws, hc)
+        ]
+        add(f"burst µs/delivery N={n} (lower=better)", cpu)
+    n_big = max(plan.ns)
+    p99 = [
+        p.latencies_ms[1] if (p := phase_of(r, n_big, "paced")) else None
+        for r in (ink, bat, ws, hc)
+    ]
+    add(f"paced p99 N={n_big} (lower=better)", p99)
+    return "\n== ratios ==\n" + table(header, rows)
+
+
+def report_notes(results: dict[str, ServerResult]) -> str:
+    notes = []
+    for result in results.values():
+        for n, fan in result.fanout.items():
+            for name, phase in (("burst", fan.burst), ("paced", fan.paced)):
+                if (
+                    phase is not None
+                    and phase.loadgen_pct >= LOADGEN_BUSY_PCT
+                    and phase.server_pct < 90
+                ):
+                    notes.append(
+                        f"{result.name} N={n} {name}: load generator busy "
+                        f"{phase.loadgen_pct:.0f} % of its core, server {phase.server_pct:.0f} %:"
+                        " the rate may be a lower bound"
+                    )
+                elif (
+                    name == "burst"
+                    and phase is not None
+                    and phase.server_pct < 80
+                    and phase.loadgen_pct < LOADGEN_BUSY_PCT
+                ):
+                    notes.append(
+                        f"{result.name} N={n} {name}: server {phase.server_pct:.0f} %, load "
+                        f"generator {phase.loadgen_pct:.0f} % of a core: neither saturated, so "
+                        "something else held core 0 or 1 (see the load averages): the rate is "
+                        "not comparable, µs/deliv is the steadier figure"
+                    )
+    return "\n".join(["", "notes:", *notes]) if notes else ""
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+async def run_all(names: list[str], plan: Plan) -> dict[str, ServerResult]:
+    results = {}
+    for name in names:
+        say(f"{name}: starting")
+        results[name] = await bench_server(name, plan)
+        if results[name].skipped:
+            say(f"{name}: skipped: {results[name].skipped}")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", help="subscriber counts, comma-separated (default 10,100,500)")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--quick", action="store_true", help="fewer events (M/4, 50 paced)")
+    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    args = parser.parse_args(argv)
+    default_n = "10,100" if args.quick else "10,100,500"
+    args.ns = [int(x) for x in (args.n or default_n).split(",") if x]
+    args.names = [x.strip() for x in args.servers.split(",") if x.strip()]
+    unknown = set(args.names) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    plan = Plan(ns=args.ns, quick=args.quick)
+    pin_self()
+    load_before = os.getloadavg()
+    results = asyncio.run(run_all(args.names, plan))
+    load_after = os.getloadavg()
+    sample = dumps(event_item(0))
+    print(
+        f"Relay fan-out: servers on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}; "
+        f"event {len(sample)} B; burst M per N = "
+        f"{', '.join(f'{n}:{plan.burst(n)}' for n in plan.ns)} (inkwire: POST /publish "
+        f"batches of {PUBLISH_BATCH}); paced {plan.paced} events at {plan.paced_rate:.0f}/s"
+    )
+    cores = os.cpu_count() or 0
+    before = ", ".join(f"{x:.2f}" for x in load_before)
+    after = ", ".join(f"{x:.2f}" for x in load_after)
+    print(f"machine: {cores} cores; load average (1, 5, 15 min) {before} at start, {after} at end")
+    print(COLUMNS)
+    for result in results.values():
+        print(report_server(result, plan))
+    print(report_ratios(results, plan))
+    print(report_notes(results))
+    if args.json:
+        args.json.write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
