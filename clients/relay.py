@@ -330,8 +330,15 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         while True:
             frame = await ws.receive_text()
             for line in frame.split("\n"):  # batched frames: one message per line
-                if line.strip():
-                    await self._dispatch(ws, json.loads(line))
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.warning("relay sent a frame that is not JSON; ignored")
+                    continue
+                if isinstance(message, dict):
+                    await self._dispatch(ws, message)
 
     async def _dispatch(self, ws: AsyncWebSocketSession, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -444,8 +451,8 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         sub = self._subs.get(channel)
         if sub is None:
             sub = self._subs[channel] = _Subscription(channel)
-        if since is not None:
-            sub.offset, sub.epoch = since
+            if since is not None:  # a followed channel already knows where it is
+                sub.offset, sub.epoch = since
         with anyio.fail_after(timeout):
             while True:
                 ws = await self._connection_now()
@@ -508,19 +515,37 @@ class RelayClient(anyio.AsyncContextManagerMixin):
 
     # --- events ------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Item]:
+    def events(self) -> AsyncIterator[Item]:
         """Events (and :class:`Gap` markers) in arrival order; ends only if the client gives up.
 
         Raises :class:`RelayConnectionError` once the connection is gone for
         good (``reconnect=False``, ``max_attempts`` reached, or unauthorized).
+        One consumer: items are handed out once, whichever iterator asks.
+        Breaking out of a loop and iterating again later loses nothing.
         """
-        async for item in self._receive:
-            yield item
-        if self._failure is not None and not self._closing:
-            raise self._failure
+        return _Items(self)
 
     def __aiter__(self) -> AsyncIterator[Item]:
-        return self.events()
+        return _Items(self)
+
+
+class _Items:
+    """An iterator over the client's stream (a plain class: nothing to finalize on ``break``)."""
+
+    def __init__(self, client: RelayClient) -> None:
+        self.client = client
+
+    def __aiter__(self) -> _Items:
+        return self
+
+    async def __anext__(self) -> Item:
+        client = self.client
+        try:
+            return await client._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if client._failure is not None and not client._closing:
+                raise client._failure from None
+            raise StopAsyncIteration from None
 
 
 class _Fatal(Exception):

@@ -252,3 +252,20 @@ async def test_requests_wait_out_a_reconnect(anyio_backend: str) -> None:
                 inner.start_soon(server.start)
                 assert await client.request("list_adapters", {}, timeout=TIMEOUT) is not None
             await server.stop()
+
+
+async def test_a_consumer_that_reads_late_loses_nothing(anyio_backend: str) -> None:
+    """The client's buffer is bounded: when it is full the client stops reading the socket
+    (backpressure) instead of dropping events or growing; a reconnect, if the relay cuts it
+    off as a slow consumer, replays from history. Either way every event arrives once."""
+    settings = relays.RelaySettings(hub=HubSettings(max_lag=100, history_size=10_000))
+    app = RelayApp(dhruva, settings)
+    total = 2000
+    async with relay(app) as running, RelayClient(running.url, backoff=FAST, buffer=10) as client:
+        await client.subscribe("registry")
+        for i in range(total):
+            await running.broadcast.registry_updated(f"v{i}", {"added": ["x" * 200]})
+            if i % 100 == 0:
+                await anyio.sleep(0.001)  # let the writer fill the socket
+        items = await take(client, total)
+        assert versions(items) == [f"v{i}" for i in range(total)]
