@@ -56,6 +56,7 @@ from httpx_ws import (
     AsyncWebSocketSession,
     HTTPXWSException,
     WebSocketDisconnect,
+    WebSocketUpgradeError,
     aconnect_ws,
 )
 
@@ -223,9 +224,9 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         started = False
         async with httpx.AsyncClient(headers=headers, timeout=self.connect_timeout) as http:
             while True:
+                welcomed = self.connections
                 try:
                     await self._connection(http, task_status if not started else None)
-                    attempts = 0
                 except _Fatal as exc:
                     self._fail(str(exc))
                     if not started:
@@ -237,11 +238,14 @@ class RelayClient(anyio.AsyncContextManagerMixin):
                         raise RelayConnectionError(
                             f"cannot connect to {self.url}: {reason}"
                         ) from None
-                    attempts += 1
-                    log.info("relay connection attempt %d failed: %s", attempts, reason)
+                    log.info("relay connection failed: %s", reason)
                 finally:
                     started = started or self.connections > 0
                     self._lost()
+                if not started:  # closed by the relay before its welcome (e.g. a wrong path)
+                    raise RelayConnectionError(f"cannot connect to {self.url}: closed at once")
+                # failures in a row; a connection that got as far as the welcome resets it
+                attempts = 0 if self.connections > welcomed else attempts + 1
                 if not self.reconnect:
                     self._fail("connection closed")
                     return
@@ -253,7 +257,7 @@ class RelayClient(anyio.AsyncContextManagerMixin):
     def _delay(self, attempts: int) -> float:
         """Exponential backoff with jitter: about ``first * 2**n``, capped, times 0.5 to 1."""
         first, cap = self.backoff
-        delay: float = min(cap, first * 2.0 ** max(0, attempts - 1))
+        delay: float = min(cap, first * 2.0 ** min(attempts, 32))
         return delay * random.uniform(0.5, 1.0)
 
     async def _connection(
@@ -280,6 +284,8 @@ class RelayClient(anyio.AsyncContextManagerMixin):
                 except WebSocketDisconnect as exc:
                     if exc.code == UNAUTHORIZED:
                         raise _Fatal(f"unauthorized: {exc.reason or 'token refused'}") from None
+                    if self._ws is None:
+                        raise  # refused before the welcome: a failed attempt
                     log.info("relay closed the connection: %s %s", exc.code, exc.reason or "")
                 finally:
                     self._ws = None
@@ -290,8 +296,16 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         self, ws: AsyncWebSocketSession, task_status: anyio.abc.TaskStatus[None] | None
     ) -> None:
         with anyio.fail_after(self.connect_timeout):
-            welcome = json.loads(await ws.receive_text())
-        if welcome.get("type") != "event" or welcome.get("event") != WELCOME_EVENT:
+            text = await ws.receive_text()
+        try:
+            welcome = json.loads(text)
+        except ValueError:
+            welcome = None
+        if (
+            not isinstance(welcome, dict)
+            or welcome.get("type") != "event"
+            or welcome.get("event") != WELCOME_EVENT
+        ):
             raise _Fatal(f"{self.url} is not an inkwire relay (no welcome)")
         self.session = dict(welcome.get("data") or {})
         self.connections += 1
@@ -564,6 +578,8 @@ def _result(pending: _Pending) -> Any:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, WebSocketDisconnect):
         return f"closed with {exc.code} {exc.reason or ''}".strip()
+    if isinstance(exc, WebSocketUpgradeError):
+        return f"refused with HTTP {exc.response.status_code}"
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__

@@ -269,3 +269,21 @@ async def test_a_consumer_that_reads_late_loses_nothing(anyio_backend: str) -> N
                 await anyio.sleep(0.001)  # let the writer fill the socket
         items = await take(client, total)
         assert versions(items) == [f"v{i}" for i in range(total)]
+
+
+async def test_a_refused_connection_says_why(anyio_backend: str) -> None:
+    async with relay() as running:
+        with (
+            anyio.fail_after(TIMEOUT),
+            pytest.raises(RelayConnectionError, match="refused with HTTP 403"),
+        ):
+            async with RelayClient(running.url + "no/such/path"):
+                pass
+
+
+def test_backoff_grows_with_jitter_up_to_its_cap(anyio_backend: str) -> None:
+    client = RelayClient("ws://127.0.0.1:1/", backoff=(0.1, 5.0))
+    for attempts, nominal in [(0, 0.1), (1, 0.2), (3, 0.8), (10, 5.0), (1000, 5.0)]:
+        delays = {client._delay(attempts) for _ in range(50)}
+        assert all(nominal / 2 <= d <= nominal for d in delays)
+        assert len(delays) > 1  # jittered: clients of a restarted relay do not come back at once
