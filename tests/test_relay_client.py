@@ -287,3 +287,25 @@ def test_backoff_grows_with_jitter_up_to_its_cap(anyio_backend: str) -> None:
         delays = {client._delay(attempts) for _ in range(50)}
         assert all(nominal / 2 <= d <= nominal for d in delays)
         assert len(delays) > 1  # jittered: clients of a restarted relay do not come back at once
+
+
+async def test_collab_diagram_events_reach_a_relay_client(
+    anyio_backend: str, make_server: Any
+) -> None:
+    """The same client follows a diagram on collab's ``/events`` while a script edits it."""
+    from clients import DiagramClient
+    from relays.cli_clients import publish_url
+
+    async with make_server() as server:
+        events_url = f"ws://127.0.0.1:{server.port}/events"
+        assert publish_url(events_url) == f"{server.http_url}/events/publish"
+        async with RelayClient(events_url) as client:
+            assert client.session["server"] == "excalidraw"
+            await client.subscribe("diagram:plan")
+            async with DiagramClient(server.yjs_url, "plan", user={"name": "bot"}) as diagram:
+                diagram.add_element({"id": "box", "type": "rectangle", "x": 0, "y": 0})
+                with anyio.fail_after(TIMEOUT):
+                    async for item in client:
+                        if isinstance(item, Event) and item.event == "element.added":
+                            break
+                assert isinstance(item, Event) and item.room == "diagram:plan"
