@@ -306,6 +306,27 @@ async def test_reconnects_after_server_closes_socket_batched() -> None:
         assert state["frames"] <= 2 + 4 + 1 + 2
 
 
+async def test_backoff_grows_while_every_connection_is_dropped_at_once() -> None:
+    """Connections that do not last count as failures: the delays grow instead of
+    the client hammering a relay that welcomes and drops it in a loop."""
+    async with relay_on(free_port()) as running, js_client() as js:
+        await js.connect(running.url)
+        await js.subscribe("registry")
+        with anyio.move_on_after(1.5):
+            while True:
+                for conn in list(running.app.connections):
+                    conn.fail(1011, "going wrong")
+                await anyio.sleep(0.005)
+        state = await js.state()
+        attempts = [r["attempt"] for r in state["reconnecting"]]
+        assert attempts == list(range(1, len(attempts) + 1)) and len(attempts) >= 4, attempts
+        assert state["reconnecting"][3]["delay"] > state["reconnecting"][0]["delay"]
+        # once the relay lets it stay, it is back and misses nothing
+        await running.broadcast.registry_updated("v1", {})
+        [event] = await js.events(1, timeout_ms=10_000)
+        assert event["data"]["version"] == "v1"
+
+
 async def test_reports_gap_when_relay_restarts_without_history() -> None:
     port = free_port()
     async with js_client() as js:

@@ -31,7 +31,10 @@ const DEFAULT_BACKOFF = Object.freeze({
   // fraction of each delay that is randomised, so that many clients dropped by
   // one restart do not all come back in the same millisecond
   jitter: 0.5,
-  retries: Infinity // consecutive failed attempts before giving up
+  retries: Infinity, // consecutive failed attempts before giving up
+  // ms a connection must last before the delays start over: a relay that
+  // welcomes and then drops every connection at once is not hammered
+  stable: 5000
 })
 
 const OPEN = 1 // WebSocket.OPEN, spelled out so an injected constructor needs no statics
@@ -88,7 +91,7 @@ export class RelayClient {
     // a resubscription asks for with `since`, so a reconnect misses nothing
     this._channels = new Map()
     this._waitingForOpen = [] // subscribe() calls made while reconnecting
-    this._attempt = 0
+    this._attempt = 0 // failures in a row: connections that failed or did not last
     this._retryTimer = null
     this._everConnected = false
     this._closed = false
@@ -195,6 +198,7 @@ export class RelayClient {
       this._ws = ws
       this.welcome = null
       let welcomed = false
+      let openedAt = 0
       const timer = setTimeout(() => {
         if (welcomed) return
         reject(new RelayError('TIMEOUT', `no welcome from ${this.url} within ${this.timeout} ms`))
@@ -208,13 +212,15 @@ export class RelayClient {
             // the relay's first message is always the welcome; anything else means
             // this is not an inkwire relay, and we would misread everything after
             if (parsed.type !== 'event' || parsed.event !== WELCOME_EVENT) {
-              this._emit('error', new RelayError('BAD_WELCOME', 'first message is not the welcome'))
-              continue
+              clearTimeout(timer)
+              reject(new RelayError('BAD_WELCOME', `${this.url}: the first message is not the relay's welcome`))
+              try { ws.close() } catch {}
+              return
             }
             welcomed = true
+            openedAt = Date.now()
             clearTimeout(timer)
             this.welcome = parsed.data || {}
-            this._attempt = 0
             this._everConnected = true
             this._emit('open', this.welcome)
             this._resubscribe()
@@ -238,6 +244,7 @@ export class RelayClient {
           reject(new RelayError('DISCONNECTED', `connection to ${this.url} closed (code ${code})`, { closeCode: code }))
           return
         }
+        if (Date.now() - openedAt >= this.backoff.stable) this._attempt = 0
         if (willReconnect) this._scheduleReconnect()
         else this._end(code, reason)
       }
