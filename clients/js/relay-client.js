@@ -276,7 +276,10 @@ export class RelayClient {
       if (this._closed) return
       // a failed attempt (refused, or closed before the welcome) just schedules the next;
       // an established one re-enters this path from its own close handler
-      this._open().catch(() => this._scheduleReconnect())
+      this._open().catch((err) => {
+        if (FATAL_CLOSE_CODES.has(err.closeCode)) this._end(err.closeCode, err.message)
+        else this._scheduleReconnect()
+      })
     }, delay)
   }
 
