@@ -7,8 +7,12 @@ through :attr:`RelayApp.broadcast` and may answer requests itself with
 :meth:`RelayApp.handle`. Being plain ASGI, it can be mounted into a service's
 own hypercorn app as well as served by :func:`relays.serve`.
 
-Auth (``Authorization: Bearer`` / ``?token=``, close 4001) is not enforced
-yet: the welcome says ``authenticated: false``.
+Auth is off by default (the welcome says ``authenticated: false``); with
+``auth_secret`` set, a token (``Authorization: Bearer``, ``?token=`` or a first
+``auth`` request) is required, see :mod:`relays.auth`. With ``history_db``
+(or a store passed in) history is kept in SQLite, see :mod:`relays.history`;
+whoever hosts the app must then run :meth:`RelayApp.background`, as
+:func:`relays.serve` and ``inkwire relay`` do.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import anyio
 
+from relays.auth import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
 from relays.broadcaster import Broadcaster
 from relays.catalog import Catalog
 from relays.connection import RelayConnection
+from relays.history import RelayHistory
 from relays.hub import Hub, HubSettings, Published
 from relays.metrics import RelayStats, render
 from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
+
+if TYPE_CHECKING:
+    from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.relay")
 
@@ -45,15 +54,35 @@ class RelaySettings:
     max_message_size: int = 1 << 20  # a bigger client frame closes with 1009
     max_publish_body: int = 8 << 20  # bytes of one POST /publish
     close_timeout: float = 1.0  # for a close frame a stuck client may never take
+    auth_secret: str | None = None  # HS256 secret of client tokens; None: auth off
+    auth_timeout: float = 10.0  # seconds to send an ``auth`` request when no token came
+    history_db: str | None = None  # SQLite file for history (recovery across restarts)
 
 
 class RelayApp:
     """One catalog's relay: hub, connections, handlers, HTTP endpoints."""
 
-    def __init__(self, catalog: Catalog, settings: RelaySettings | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: RelaySettings | None = None,
+        *,
+        store: SQLiteStore | None = None,
+    ) -> None:
         self.catalog = catalog
         self.settings = settings or RelaySettings()
         self.hub = Hub(catalog, self.settings.hub)
+        secret = self.settings.auth_secret
+        self.auth = Authenticator(secret) if secret else None
+        self._own_store = store is None and self.settings.history_db is not None
+        if store is None and self.settings.history_db is not None:
+            from storage.sqlite import SQLiteStore  # only relays with --db need pycrdt & co
+
+            store = SQLiteStore(self.settings.history_db)
+        self.store = store
+        self.history = RelayHistory(store, catalog.service) if store is not None else None
+        if self.history is not None:
+            self.history.attach(self.hub)
         self.stats = RelayStats()
         self.handlers: dict[str, Handler] = {}
         self.connections: set[RelayConnection] = set()
@@ -83,6 +112,16 @@ class RelayApp:
             return handler
 
         return register
+
+    async def background(self) -> None:
+        """The app's own tasks (the history writer), until cancelled; then a last flush."""
+        if self.history is None:
+            return
+        try:
+            await self.history.run()
+        finally:
+            if self._own_store and self.store is not None:
+                self.store.close()
 
     # --- ASGI --------------------------------------------------------------------
 
@@ -140,8 +179,18 @@ class RelayApp:
         if not self.ready:
             await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
             return
+        # accepted first so a refusal is a 4001 close the client can read, not an HTTP 403
+        grant: Grant | None = OPEN
+        if self.auth is not None:
+            token = token_from_scope(scope)
+            try:
+                grant = self.auth.check(token) if token is not None else None
+            except AuthError:
+                self.stats.error("UNAUTHORIZED")
+                await send({"type": "websocket.close", "code": UNAUTHORIZED, "reason": "bad token"})
+                return
         client = scope.get("client") or ("?", 0)
-        conn = RelayConnection(self, f"{client[0]}:{client[1]}", batch=batch)
+        conn = RelayConnection(self, f"{client[0]}:{client[1]}", batch=batch, grant=grant)
         self.connections.add(conn)
         stats = self.stats
         stats.connections += 1
@@ -153,7 +202,12 @@ class RelayApp:
             "history_age": self.hub.settings.history_age,
         }
         conn.queue(
-            encode_welcome(conn.id, server=self.catalog.service, authenticated=False, limits=limits)
+            encode_welcome(
+                conn.id,
+                server=self.catalog.service,
+                authenticated=grant is not None and grant.authenticated,
+                limits=limits,
+            )
         )
         try:
             await conn.run(receive, send)
@@ -182,7 +236,7 @@ class RelayApp:
             if method != "POST":
                 await _respond_json(send, 405, {"error": "use POST"})
             else:
-                await self._publish(receive, send)
+                await self._publish(scope, receive, send)
         elif method not in ("GET", "HEAD"):
             await _respond_json(send, 405, {"error": "method not allowed"})
         elif path == "/health/live":
@@ -201,8 +255,22 @@ class RelayApp:
         else:
             await _respond_json(send, 404, {"error": "not found"})
 
-    async def _publish(self, receive: Receive, send: Send) -> None:
-        """``POST /publish``: ``{"event", "data"}`` or a list; all validated before any is sent."""
+    async def _publish(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /publish``: ``{"event", "data"}`` or a list; all validated before any is sent.
+
+        With auth on: 401 without a valid token, 403 without publish rights or
+        for an event landing on a channel the token does not cover.
+        """
+        grant = OPEN
+        if self.auth is not None:
+            try:
+                grant = self.auth.check(token_from_scope(scope))
+            except AuthError:
+                await _respond_json(send, 401, {"error": "a valid bearer token is required"})
+                return
+            if not grant.publish:
+                await _respond_json(send, 403, {"error": "this token may not publish"})
+                return
         body = await _read_body(receive, self.settings.max_publish_body)
         if body is None:
             await _respond_json(send, 413, {"error": "body too large"})
@@ -224,6 +292,11 @@ class RelayApp:
             except ProtocolError as exc:
                 body_ = {"error": f"item {index}: {exc.message}", "error_code": exc.code.value}
                 await _respond_json(send, 422, body_)
+                return
+            denied = [channel for channel in channels if not grant.allows(channel)]
+            if denied:
+                error = f"item {index}: this token may not publish on {denied[0]}"
+                await _respond_json(send, 403, {"error": error, "error_code": "FORBIDDEN"})
                 return
             checked.append((item["event"], channels, payload))
         results = []

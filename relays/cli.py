@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from relays.app import RelayApp
+from relays.app import RelayApp, RelaySettings
+from relays.auth import SECRET_ENV, secret_from_env
 from relays.catalog import Catalog
 from relays.catalogs import BY_NAME, SERVICES
-from relays.hosting import run_app
+from relays.hub import HubSettings
+from relays.serve import host_relay
+
+if TYPE_CHECKING:
+    from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.relay")
 
@@ -29,6 +34,17 @@ def add_commands(commands: Any) -> None:
         default=0,
         help="added to every catalog's default port (run several sets side by side)",
     )
+    relay.add_argument(
+        "--auth-secret",
+        help=f"require client tokens (HS256 JWTs) signed with this secret (or ${SECRET_ENV})",
+    )
+    relay.add_argument(
+        "--db",
+        help="keep history in this SQLite file, so recovery survives a restart"
+        " (one file may serve all six relays)",
+    )
+    relay.add_argument("--history-size", type=int, help="events kept per channel (1000)")
+    relay.add_argument("--history-age", type=float, help="seconds an event is kept (3600)")
     relay.add_argument("--log-level", default="INFO")
 
 
@@ -41,16 +57,40 @@ def run(args: argparse.Namespace) -> int:
         args.port if args.port is not None else catalog.port + args.port_offset
         for catalog in catalogs
     ]
-    anyio.run(serve_all, catalogs, args.host, ports)
+    hub: dict[str, Any] = {}
+    if args.history_size is not None:
+        hub["history_size"] = args.history_size
+    if args.history_age is not None:
+        hub["history_age"] = args.history_age
+    settings = RelaySettings(
+        hub=HubSettings(**hub), auth_secret=args.auth_secret or secret_from_env()
+    )
+    store = None
+    if args.db:
+        from storage.sqlite import SQLiteStore
+
+        store = SQLiteStore(args.db)
+    try:
+        anyio.run(serve_all, catalogs, args.host, ports, settings, store)
+    finally:
+        if store is not None:
+            store.close()
     return 0
 
 
-async def serve_all(catalogs: tuple[Catalog, ...], host: str, ports: list[int]) -> None:
-    """Serve each catalog on its port until SIGINT or SIGTERM."""
+async def serve_all(
+    catalogs: tuple[Catalog, ...],
+    host: str,
+    ports: list[int],
+    settings: RelaySettings | None = None,
+    store: SQLiteStore | None = None,
+) -> None:
+    """Serve each catalog on its port until SIGINT or SIGTERM (one database for all)."""
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         for catalog, port in zip(catalogs, ports, strict=True):
-            tg.start_soon(run_app, RelayApp(catalog), host, port, stop.wait)
+            app = RelayApp(catalog, settings, store=store)
+            tg.start_soon(host_relay, app, host, port, stop.wait)
             log.info("relay %s on ws://%s:%d/", catalog.service, host, port)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from relays.auth import OPEN, UNAUTHORIZED, AuthError, Grant
 from relays.hub import Entry
 from relays.protocol import (
     ErrorCode,
@@ -46,8 +47,12 @@ ASGISend = Any
 
 
 class RelayConnection:
-    def __init__(self, app: RelayApp, peer: str, *, batch: bool) -> None:
+    def __init__(
+        self, app: RelayApp, peer: str, *, batch: bool, grant: Grant | None = None
+    ) -> None:
         self.id = secrets.token_hex(8)
+        # None: auth is on and no token came with the handshake; an ``auth`` request must
+        self.grant = grant
         self.app = app
         self.hub = app.hub
         self.stats = app.stats
@@ -88,8 +93,15 @@ class RelayConnection:
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
             tg.start_soon(self._write, send)
+            if self.grant is None:
+                tg.start_soon(self._auth_deadline)
             await self._read(receive)
             tg.cancel_scope.cancel()
+
+    async def _auth_deadline(self) -> None:
+        await anyio.sleep(self.app.settings.auth_timeout)
+        if self.grant is None:
+            self.fail(UNAUTHORIZED, "no auth request in time")
 
     # --- reading ----------------------------------------------------------------
 
@@ -131,6 +143,9 @@ class RelayConnection:
             self.queue(encode_pong(message))
         elif isinstance(message, Request):
             self.stats.requests += 1
+            if message.event == "auth" or self.grant is None:
+                self._authenticate(message)
+                return
             try:
                 await self._dispatch(message)
             except Exception as exc:
@@ -142,6 +157,35 @@ class RelayConnection:
                 self.queue(encode_failure(exc, message))
         # a Pong needs no answer
 
+    def _authenticate(self, request: Request) -> None:
+        """An ``auth`` request (any other first request on an unauthenticated connection fails).
+
+        A bad token ends the connection with 4001 instead of answering, as a bad
+        token in the handshake does: a client cannot probe for a valid one.
+        """
+        auth = self.app.auth
+        if request.event != "auth":
+            self.stats.error("UNAUTHORIZED")
+            self.fail(UNAUTHORIZED, "authenticate first")
+            return
+        if auth is None:  # auth is off: nothing to check, everything allowed
+            self.queue(encode_response(request, OPEN.describe()))
+            return
+        try:
+            self.grant = auth.check(request.data.get("token"))
+        except AuthError:
+            self.stats.error("UNAUTHORIZED")
+            self.fail(UNAUTHORIZED, "bad token")
+            return
+        self.queue(encode_response(request, self.grant.describe()))
+
+    def _allow(self, channels: Sequence[str]) -> None:
+        """FORBIDDEN unless the connection's token covers every channel."""
+        grant = self.grant
+        for channel in channels:
+            if grant is None or not grant.allows(channel):
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"this token does not allow {channel}")
+
     async def _dispatch(self, request: Request) -> None:
         """Answer one request: hub requests, registered handlers, the projection, emits."""
         app, hub, name = self.app, self.hub, request.event
@@ -150,6 +194,7 @@ class RelayConnection:
         data: dict[str, Any]
         if handler is None and name == "subscribe":
             channel = request.data.get("channel")
+            self._allow([app.catalog.validate_channel(channel)])
             data, replay = hub.subscribe(self.member, channel, request.data.get("since"))
             self.stats.subscriptions = sum(len(m.channels) for m in hub.members)
             head = hub.log.head
@@ -164,7 +209,9 @@ class RelayConnection:
         elif hub.projection.answers(name):
             data = hub.projection.answer(name, request.data)
         elif spec is not None and spec.emits is not None:
-            published = hub.publish(spec.emits, request.data)
+            payload, channels = app.catalog.prepare(spec.emits, request.data)
+            self._allow(channels)
+            published = hub.publish_prepared(spec.emits, channels, payload)
             data = {
                 "event": spec.emits,
                 "published": [

@@ -47,6 +47,8 @@ from relays.protocol import ErrorCode, PreparedEvent, ProtocolError
 from relays.wire import Frame
 
 Entry = tuple[str, Frame]  # (channel, the event's text on that channel)
+# called with (channel, offset, epoch, event, text) for each placement: the --db history
+Sink = Callable[[str, int, str, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,28 @@ class Hub:
         # channels whose numbering restarted after eviction (they get new epochs)
         self._evicted: set[str] = set()
         self.events_published = 0
+        self.sink: Sink | None = None
+
+    def restore(
+        self, epoch: str, channels: Mapping[str, tuple[str, int, Sequence[tuple[int, float, str]]]]
+    ) -> None:
+        """Seed a fresh hub from a database: its epoch, and per channel (oldest first)
+        the epoch, the last offset and the history as ``(offset, age seconds, text)``.
+
+        So offsets continue where the last run stopped and a client's ``since``
+        from before a restart still matches.
+        """
+        self.epoch = epoch
+        now = self.clock()
+        for name, (channel_epoch, offset, rows) in channels.items():
+            state = _Channel(channel_epoch, offset)
+            for row_offset, age, text in rows:
+                state.history.append((row_offset, now - age, Frame(text.encode(), text=True)))
+            self.channels[name] = state
+            self._trim(state, now)
+            if len(self.channels) > self.settings.max_channels:
+                old, _ = self.channels.popitem(last=False)
+                self._evicted.add(old)
 
     # --- publishing ---------------------------------------------------------
 
@@ -145,12 +169,15 @@ class Hub:
         for name in channels:
             state = self._channel(name)
             state.offset += 1
-            text = prepared.for_channel(name, state.offset, state.epoch).encode()
+            message = prepared.for_channel(name, state.offset, state.epoch)
+            text = message.encode()
             frame = Frame(text, text=True)
             log.append((name, frame), len(text))
             state.history.append((state.offset, now, frame))
             self._trim(state, now)
             placed.append(Published(name, state.offset, state.epoch))
+            if self.sink is not None:
+                self.sink(name, state.offset, state.epoch, event, message)
         log.publish()
         self.projection.apply(event, payload)
         self.events_published += 1

@@ -10,7 +10,7 @@ embeds a relay needs only ``relays``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,6 +67,17 @@ class Relay:
         return self.app.publish(event, data)
 
 
+async def host_relay(
+    app: RelayApp, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
+) -> None:
+    """Serve ``app`` and run its background tasks; they stop after the server, so
+    the history writer commits every event published before shutdown."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(app.background)
+        await run_app(app, host, port, shutdown_trigger)
+        tg.cancel_scope.cancel()
+
+
 @asynccontextmanager
 async def serve(
     catalog: Catalog,
@@ -81,7 +92,7 @@ async def serve(
     port = catalog.port if port is None else port
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run_app, app, host, port, stop.wait)
+        tg.start_soon(host_relay, app, host, port, stop.wait)
         try:
             await wait_listening(host, port)
             log.info("relay %s listening on %s:%d", catalog.service, host, port)

@@ -360,6 +360,12 @@ class SQLiteStore:
         with self._lock, self._conn:
             self._conn.execute(sql, params)
 
+    def write_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Several ``executemany`` in one transaction (a relay history batch and its pruning)."""
+        with self._lock, self._conn:
+            for sql, rows in statements:
+                self._conn.executemany(sql, rows)
+
     def diagram_ids(self) -> list[str]:
         with self._lock:
             return [row[0] for row in self._conn.execute("SELECT id FROM diagrams ORDER BY id")]
