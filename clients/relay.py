@@ -65,6 +65,7 @@ log = logging.getLogger("inkwire.client")
 BATCH_SUBPROTOCOL = "inkwire.batch"
 WELCOME_EVENT = "session.created"
 UNAUTHORIZED = 4001  # the relay refused our credentials: retrying cannot help
+STABLE_SECONDS = 5.0  # a connection that lasted this long resets the backoff
 
 
 class RelayError(Exception):
@@ -159,8 +160,10 @@ class RelayClient(anyio.AsyncContextManagerMixin):
     ``token`` is sent as ``Authorization: Bearer``. ``batch`` asks the relay
     for several newline-delimited messages per frame (fewer frames under
     load; the client splits them). ``backoff`` is ``(first, max)`` seconds
-    between reconnect attempts, doubled each time, with jitter.
-    ``max_attempts`` bounds consecutive failed reconnects (``None``: forever).
+    between reconnect attempts, doubled after each connection that failed or
+    lasted under 5 s, with jitter. ``max_attempts`` bounds such attempts in a
+    row (``None``: forever). A token the relay refuses (close 4001) ends the
+    client at once: retrying cannot fix it.
     """
 
     def __init__(
@@ -224,7 +227,7 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         started = False
         async with httpx.AsyncClient(headers=headers, timeout=self.connect_timeout) as http:
             while True:
-                welcomed = self.connections
+                began = anyio.current_time()
                 try:
                     await self._connection(http, task_status if not started else None)
                 except _Fatal as exc:
@@ -244,8 +247,10 @@ class RelayClient(anyio.AsyncContextManagerMixin):
                     self._lost()
                 if not started:  # closed by the relay before its welcome (e.g. a wrong path)
                     raise RelayConnectionError(f"cannot connect to {self.url}: closed at once")
-                # failures in a row; a connection that got as far as the welcome resets it
-                attempts = 0 if self.connections > welcomed else attempts + 1
+                # failures in a row; only a connection that lasted resets it, so a relay
+                # that welcomes and drops every client is not hammered either
+                lasted = anyio.current_time() - began >= STABLE_SECONDS
+                attempts = 0 if lasted else attempts + 1
                 if not self.reconnect:
                     self._fail("connection closed")
                     return

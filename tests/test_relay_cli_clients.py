@@ -160,3 +160,20 @@ def test_format_event_line() -> None:
         "a.b", "c:1", {"s": "x y", "n": 3, "w": "word"}, 1, "e", "2026-01-02T03:04:05.678+00:00"
     )
     assert format_event(event) == '03:04:05.678 c:1 a.b s="x y" n=3 w=word'
+
+
+async def test_publish_sends_the_token() -> None:
+    from relays.auth import make_token
+
+    secret = "test-secret-of-at-least-32-bytes!!"
+    settings = relays.RelaySettings(auth_secret=secret)
+    async with relays.serve(dhruva, "127.0.0.1", free_port(), settings=settings) as running:
+        data = json.dumps({"version": "v1"})
+        result = await inkwire("publish", running.url, "registry.updated", "--data", data)
+        assert result.returncode == 1 and b"401" in result.stderr
+        token = make_token(secret, publish=True)
+        result = await inkwire(
+            "publish", running.url, "registry.updated", "--data", data, "--token", token
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().split()[:2] == ["registry", "1"]

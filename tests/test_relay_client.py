@@ -309,3 +309,22 @@ async def test_collab_diagram_events_reach_a_relay_client(
                         if isinstance(item, Event) and item.event == "element.added":
                             break
                 assert isinstance(item, Event) and item.room == "diagram:plan"
+
+
+async def test_token_is_sent_and_a_refused_one_ends_the_client(anyio_backend: str) -> None:
+    from relays.auth import make_token
+
+    secret = "test-secret-of-at-least-32-bytes!!"
+    app = RelayApp(dhruva, relays.RelaySettings(auth_secret=secret))
+    async with relay(app) as running:
+        token = make_token(secret, channels=["registry"])
+        async with RelayClient(running.url, token=token) as client:
+            assert client.session["authenticated"] is True
+            await client.subscribe("registry")
+            with pytest.raises(RelayError) as forbidden:
+                await client.subscribe("adapter:a1")
+            assert forbidden.value.code == "FORBIDDEN"
+            assert list(client.channels) == ["registry"]
+        with anyio.fail_after(TIMEOUT), pytest.raises(RelayConnectionError, match="unauthorized"):
+            async with RelayClient(running.url, token="not-a-token"):
+                pass
