@@ -328,3 +328,26 @@ async def test_token_is_sent_and_a_refused_one_ends_the_client(anyio_backend: st
         with anyio.fail_after(TIMEOUT), pytest.raises(RelayConnectionError, match="unauthorized"):
             async with RelayClient(running.url, token="not-a-token"):
                 pass
+
+
+async def test_recovery_across_a_real_restart_with_a_history_db(
+    anyio_backend: str, tmp_path: Any
+) -> None:
+    """A new relay process (here: a new RelayApp) on the same SQLite history recovers too."""
+    settings = relays.RelaySettings(history_db=str(tmp_path / "relay.db"))
+    async with anyio.create_task_group() as tg:
+        server = Restartable(tg, RelayApp(dhruva, settings))
+        await server.start()
+        async with RelayClient(server.url, backoff=FAST) as client:
+            await client.subscribe("registry")
+            await server.app.broadcast.registry_updated("before", {})
+            await take(client, 1)
+            await server.stop()
+            server.app = RelayApp(dhruva, settings)  # the restarted relay
+            for i in range(100):
+                await server.app.broadcast.registry_updated(f"missed-{i}", {})
+            await server.start()
+            items = await take(client, 100)
+            assert all(isinstance(item, Event) for item in items)
+            assert versions(items) == [f"missed-{i}" for i in range(100)]
+            await server.stop()
