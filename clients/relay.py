@@ -44,7 +44,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -235,7 +235,13 @@ class RelayClient(anyio.AsyncContextManagerMixin):
                     if not started:
                         raise RelayConnectionError(str(exc)) from None
                     return
-                except (OSError, HTTPXWSException, httpx.HTTPError, TimeoutError) as exc:
+                except (
+                    OSError,
+                    HTTPXWSException,
+                    httpx.HTTPError,
+                    TimeoutError,
+                    RelayConnectionError,
+                ) as exc:
                     reason = _describe(exc)
                     if not started:
                         raise RelayConnectionError(
@@ -415,7 +421,11 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         message_id = f"c{next(self._ids)}"
         pending = self._pending[message_id] = _Pending(on_reply=on_reply)
         message = {"type": kind, "event": event, "data": data, "id": message_id}
-        await ws.send_text(json.dumps(message))
+        try:
+            await ws.send_text(json.dumps(message))
+        except (HTTPXWSException, OSError, RuntimeError):  # the socket went as we wrote
+            self._pending.pop(message_id, None)
+            raise RelayConnectionError("connection lost before the request was sent") from None
         return pending
 
     async def _connection_now(self) -> AsyncWebSocketSession:
@@ -481,7 +491,9 @@ class RelayClient(anyio.AsyncContextManagerMixin):
                     return
                 changed = sub.changed
                 if sub.sent_on is not ws:
-                    await self._send_subscribe(ws, sub)
+                    # if the socket is going, the reconnect subscribes it; ``changed`` fires
+                    with suppress(RelayConnectionError):
+                        await self._send_subscribe(ws, sub)
                 await changed.wait()
 
     async def _send_subscribe(self, ws: AsyncWebSocketSession, sub: _Subscription) -> _Pending:
@@ -583,6 +595,8 @@ def _result(pending: _Pending) -> Any:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, WebSocketDisconnect):
         return f"closed with {exc.code} {exc.reason or ''}".strip()
+    if isinstance(exc, RelayConnectionError):
+        return exc.message
     if isinstance(exc, WebSocketUpgradeError):
         return f"refused with HTTP {exc.response.status_code}"
     if isinstance(exc, TimeoutError):
