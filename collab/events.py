@@ -161,8 +161,8 @@ class DiagramEvents:
         if diagram in self.watched:
             return True
         hub = self.relay.hub
-        if f"diagram:{diagram}" in hub.channels:  # numbered already (history kept in a db)
-            self.watched.add(diagram)
+        if hub.channels and f"diagram:{diagram}" in hub.channels:
+            self.watched.add(diagram)  # numbered already (history restored from a db)
             return True
         if not hub.members:
             return False
