@@ -30,6 +30,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 import relays
+from relays.auth import make_token
 from relays.catalogs import BY_NAME
 from tests.conftest import free_port
 
@@ -325,6 +326,42 @@ async def test_backoff_grows_while_every_connection_is_dropped_at_once() -> None
         await running.broadcast.registry_updated("v1", {})
         [event] = await js.events(1, timeout_ms=10_000)
         assert event["data"]["version"] == "v1"
+
+
+async def test_recovers_across_a_new_relay_on_the_same_sqlite_history(tmp_path: Path) -> None:
+    """A restarted relay (a new RelayApp, as a new process would be) on the same --db."""
+    port = free_port()
+    settings = relays.RelaySettings(history_db=str(tmp_path / "relay.db"))
+    async with js_client() as js:
+        async with relay_on(port, relays.RelayApp(dhruva, settings)) as running:
+            await js.connect(running.url)
+            await js.subscribe("registry")
+            await running.broadcast.registry_updated("before", {})
+            await js.events(1)
+        app = relays.RelayApp(dhruva, settings)
+        for i in range(100):
+            await app.broadcast.registry_updated(f"missed-{i}", {})
+        async with relay_on(port, app):
+            events = await js.events(101, timeout_ms=10_000)
+        assert [e["data"]["version"] for e in events[1:]] == [f"missed-{i}" for i in range(100)]
+        assert [e["offset"] for e in events] == list(range(1, 102))
+        assert (await js.state())["gaps"] == []
+
+
+async def test_token_is_sent_and_a_refused_one_is_reported() -> None:
+    secret = "test-secret-of-at-least-32-bytes!!"
+    app = relays.RelayApp(dhruva, relays.RelaySettings(auth_secret=secret))
+    async with relay_on(free_port(), app) as running:
+        async with js_client() as js:
+            token = make_token(secret, channels=["registry"])
+            hello = await js.connect(running.url, token=token)
+            assert hello["welcome"]["authenticated"] is True
+            assert (await js.call("subscribe", channel="registry"))["ok"]
+            forbidden = await js.call("subscribe", channel="adapter:a1")
+            assert forbidden["ok"] is False and forbidden["code"] == "FORBIDDEN"
+        async with js_client() as js:
+            refused = await js.connect(running.url, token="not-a-token")
+            assert refused["ok"] is False and refused["closeCode"] == 4001, refused
 
 
 async def test_reports_gap_when_relay_restarts_without_history() -> None:

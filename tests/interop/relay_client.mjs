@@ -8,6 +8,7 @@
 //
 //   {"cmd":"connect","url":"ws://h:p/","batch":false,"backoff":{...},"timeout_ms":5000}
 //        -> {"ok":true,"welcome":{...},"protocol":"inkwire.batch"|""}
+//           | {"ok":false,"code":"DISCONNECTED","closeCode":4001,"message":"..."}
 //   {"cmd":"request","event":"get_adapter_status","data":{...},"timeout_ms":5000}
 //        -> {"ok":true,"data":{...}} | {"ok":false,"code":"NOT_FOUND","message":"..."}
 //   {"cmd":"subscribe","channel":"adapter:a1"} / {"cmd":"unsubscribe","channel":"..."}
@@ -98,8 +99,13 @@ const commands = {
     client.on('open', () => { opens += 1; notify() })
     client.on('close', (c) => { closes.push(c); notify() })
     client.on('reconnecting', (r) => { reconnecting.push(r); notify() })
-    const welcome = await client.connect()
-    return { ok: true, welcome, protocol: client._ws?.protocol ?? '' }
+    try {
+      const welcome = await client.connect()
+      return { ok: true, welcome, protocol: client._ws?.protocol ?? '' }
+    } catch (err) {
+      if (!err.code) throw err
+      return { ok: false, code: err.code, closeCode: err.closeCode ?? null, message: err.message }
+    }
   },
   async request (msg) {
     return answer(client.request(msg.event, msg.data ?? {}, { timeout: msg.timeout_ms }))
