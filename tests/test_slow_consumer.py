@@ -36,7 +36,12 @@ async def test_slow_consumer_is_cut_off_and_memory_stays_bounded(server_process)
         peer(url, 1) as writer,
         peer(url, 2) as healthy,
         connect(
-            url, sock=stuck_socket(server.port), max_queue=1, max_size=None, compression=None
+            url,
+            sock=stuck_socket(server.port),
+            max_queue=1,
+            max_size=None,
+            compression=None,
+            ping_interval=None,  # its own keepalive would give up while it is stuck
         ) as stuck,
     ):
         await stuck.send(sync_step1(b"\x00"))  # fully joined, then never reads
