@@ -24,6 +24,7 @@ epoch (offsets still continue) and old marks get ``recovered: false``.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -56,11 +57,13 @@ class RelayHistory:
         service: str,
         *,
         flush_interval: float = 0.02,
+        max_pending: int = 100_000,
         clock: Any = time.time,
     ) -> None:
         self.store = store
         self.service = service
         self.flush_interval = flush_interval
+        self.max_pending = max_pending  # placements waiting for the writer, at most
         self.clock = clock
         self._pending: list[tuple[str, int, str, float, str, str]] = []
         self._wake = anyio.Event()
@@ -134,14 +137,50 @@ class RelayHistory:
         # channels in the order they were last written, so eviction drops the oldest
         order = sorted(restored, key=lambda n: by_channel[n][-1][2])
         hub.restore(epoch, {name: restored[name] for name in order})
+        self._replay_projection(hub, by_channel, now)
         self._set_meta("relay_epoch", epoch)
         self._set_meta("relay_clean", "0")
         hub.sink = self.record
+
+    def _replay_projection(
+        self, hub: Hub, by_channel: dict[str, list[tuple[int, str, float, str]]], now: float
+    ) -> None:
+        """Refold the stored events into the projection, so requests answer after a restart.
+
+        An event placed on several channels is stored once per channel under one
+        message id: it is applied once, in publishing order. Only what history
+        still holds is refolded (counts over longer spans start over).
+        """
+        seen: set[str] = set()
+        events: list[tuple[float, int, str, dict[str, Any]]] = []
+        for items in by_channel.values():
+            for offset, _, ts, text in items:
+                if now - ts > self._history_age:
+                    continue
+                try:
+                    message = json.loads(text)
+                    key, event, data = message["id"], message["event"], message["data"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if key in seen or not isinstance(data, dict) or not isinstance(event, str):
+                    continue
+                seen.add(key)
+                events.append((ts, offset, event, data))
+        events.sort(key=lambda item: (item[0], item[1]))
+        for _, _, event, data in events:
+            hub.projection.apply(event, data)
 
     # --- writing -------------------------------------------------------------------
 
     def record(self, channel: str, offset: int, epoch: str, event: str, text: str) -> None:
         """The hub's sink: queue one placement for the next batch (no I/O here)."""
+        if len(self._pending) >= self.max_pending and not self._lost:
+            # nobody runs the writer (or the disk cannot keep up): drop rather than
+            # grow without bound; the next start then gets a new epoch
+            log.error("relay %s: history writer is not keeping up; dropping", self.service)
+            self._lost = True
+        if self._lost and len(self._pending) >= self.max_pending:
+            self._pending.clear()
         self._pending.append(
             (f"{self.service}{SEP}{channel}", offset, epoch, self.clock(), event, text)
         )
@@ -174,8 +213,11 @@ class RelayHistory:
             self.flushed += len(batch)
 
     def _commit(self, batch: list[tuple[str, int, str, float, str, str]]) -> None:
-        # a channel numbering from 1 again (rebuilt after eviction) drops its old rows
-        restarted = [(key,) for key, offset, *_ in batch if offset == 1]
+        # a channel numbering from 1 again (rebuilt after eviction) drops its old rows,
+        # those already stored and those earlier in this batch
+        restart_at = {key: i for i, (key, offset, *_) in enumerate(batch) if offset == 1}
+        restarted = [(key,) for key in restart_at]
+        batch = [row for i, row in enumerate(batch) if i >= restart_at.get(row[0], 0)]
         last: dict[str, int] = {}
         for key, offset, *_ in batch:
             last[key] = offset

@@ -7,6 +7,10 @@ relay runs on a free port with ``auth_secret`` set.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,8 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import relays
-from relays.auth import make_token
+from relays.auth import SECRET_ENV, make_token
 from relays.catalogs import BY_NAME
+from tests.conftest import ROOT, free_port
 from tests.relayclient import TIMEOUT, client, relay
 
 pytestmark = pytest.mark.anyio
@@ -190,3 +195,47 @@ async def test_publish_needs_a_token_with_publish_rights() -> None:
         assert ok.json()["published"][0]["event"] == "adapter.activated"
         by_query = await post(None, f"/publish?token={token(publish=True)}")
         assert by_query.status_code == 202
+
+
+# --- inkwire relay with the secret from the environment -------------------------------
+
+
+def start_relay(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), SECRET_ENV: SECRET}
+    command = [sys.executable, "-m", "collab.cli", "relay", "dhruva", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_inkwire_relay_takes_the_secret_from_the_environment() -> None:
+    port = free_port()
+    process = start_relay(port)
+    url = f"ws://127.0.0.1:{port}/"
+    try:
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                except OSError:
+                    await anyio.sleep(0.05)
+                    continue
+                await stream.aclose()
+                break
+        async with raw(f"{url}?token=garbage") as ws:
+            assert await closed_with(ws) == 4001
+        async with raw(url, {"Authorization": f"Bearer {token()}"}) as ws:
+            assert (await recv(ws))["data"]["authenticated"] is True
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"http://127.0.0.1:{port}/publish", json=[])
+        assert response.status_code == 401
+    finally:
+        stop(process)

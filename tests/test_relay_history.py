@@ -20,7 +20,8 @@ import pytest
 
 import relays
 from relays.catalogs import BY_NAME
-from relays.hub import HubSettings
+from relays.history import RelayHistory
+from relays.hub import Hub, HubSettings
 from storage.sqlite import SQLiteStore
 from tests.conftest import ROOT, free_port
 from tests.relayclient import TIMEOUT, client
@@ -48,6 +49,7 @@ async def test_recovery_across_a_restart_with_db(tmp_path: Path) -> None:
             await c.events_count(5)
             seen = c.events[-1]["offset"]
         await publish(running, 5, 100)  # missed by the client
+        status = running.hub.projection.answer("get_adapter_status", {"adapter_id": "a1"})
     assert seen == 5
 
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
@@ -60,6 +62,10 @@ async def test_recovery_across_a_restart_with_db(tmp_path: Path) -> None:
             assert [e["offset"] for e in c.events] == list(range(6, 106))
             assert [e["data"]["version"] for e in c.events] == [str(i) for i in range(5, 105)]
             assert {e["epoch"] for e in c.events} == {epoch}
+            # requests answer from the projection refolded from the stored events
+            asked = await c.reply(await c.request("get_adapter_status", {"adapter_id": "a1"}))
+            assert asked["type"] == "response" and asked["data"] == status
+            assert status["data"]["version"] == "104"
             # then live ones, numbered on from there
             await publish(running, 105, 1)
             await c.events_count(101)
@@ -135,6 +141,25 @@ async def test_without_db_a_restart_loses_history(tmp_path: Path) -> None:
         async with client(running.url) as c:
             reply = await c.reply(await c.subscribe(CHANNEL, since={"offset": 1, "epoch": epoch}))
             assert reply["data"]["recovered"] is False
+
+
+async def test_a_channel_renumbered_after_eviction_replaces_its_stored_rows(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "relay.db")
+    hub = Hub(dhruva, HubSettings(max_channels=2))
+    history = RelayHistory(store, "dhruva")
+    history.attach(hub)
+    for adapter in ("a1", "a1", "a2", "a1"):  # a2 evicts a1; a1 comes back at offset 1
+        hub.publish("adapter.activated", {"adapter_id": adapter, "repo": "r", "version": "1"})
+    await history.flush()
+    rows = store.query(
+        "SELECT offset, epoch FROM relay_events WHERE channel = ? ORDER BY offset",
+        ["dhruva|adapter:a1"],
+    )
+    assert [offset for offset, _ in rows] == [1]
+    assert rows[0][1] == hub.channels["adapter:a1"].epoch != hub.epoch
+    store.close()
 
 
 # --- inkwire relay --db as a process ---------------------------------------------------
