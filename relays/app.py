@@ -300,8 +300,7 @@ class RelayApp:
                 return
             checked.append((item["event"], channels, payload))
         results = []
-        for event, channels, payload in checked:
-            placed = self.hub.publish_prepared(event, channels, payload)
+        for (event, _, _), placed in zip(checked, self.hub.publish_many(checked), strict=True):
             offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
             results.append({"event": event, "offsets": offsets})
         await _respond_json(send, 202, {"published": results})

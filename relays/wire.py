@@ -88,8 +88,10 @@ class Sender:
             or transport.get_write_buffer_size() > HIGH_WATER
         ):
             return False
-        for message in frames:
-            transport.write(message.wire)
+        if len(frames) == 1:
+            transport.write(frames[0].wire)
+        else:  # one syscall for the run
+            transport.write(b"".join(message.wire for message in frames))
         return True
 
     async def send(self, message: Frame) -> None:
