@@ -458,6 +458,7 @@ class ServerSpec:
 INKWIRE = ROOT / ".venv" / "bin" / "inkwire"
 # Passed to `inkwire serve` when its --help lists them: the room must admit N=500
 # receivers (default limit 50), and per-connection INFO logging is not what we measure.
+AUTOSAVE = False  # set by --autosave
 INKWIRE_OPTIONS = {"--max-users": "1000", "--log-level": "WARNING"}
 
 
@@ -488,9 +489,12 @@ def server_specs(port: int) -> dict[str, ServerSpec]:
                 HOST,
                 "--port",
                 str(port),
-                # autosaving as shipped, to a fresh file per run (the baselines save nothing)
+                # the baselines save nothing: by default neither does inkwire here
+                # (--autosave: SQLite as shipped; bench/storage_bench.py measures the cost)
                 "--db",
-                str(Path(tempfile.gettempdir()) / f"inkwire-bench-{os.getpid()}-{port}.db"),
+                str(Path(tempfile.gettempdir()) / f"inkwire-bench-{os.getpid()}-{port}.db")
+                if AUTOSAVE
+                else ":memory:",
                 *inkwire_options(),
             ],
             missing=None if INKWIRE.exists() else f"{INKWIRE} not found",
@@ -1170,7 +1174,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--servers", default="inkwire,pycrdt,node")
     parser.add_argument("--quick", action="store_true", help="fewer updates, smaller big doc")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    parser.add_argument(
+        "--autosave", action="store_true", help="inkwire autosaves to SQLite (as `inkwire serve`)"
+    )
     args = parser.parse_args(argv)
+    global AUTOSAVE
+    AUTOSAVE = args.autosave
     default_n = "10,100" if args.quick else "10,100,500"
     args.ns = [int(x) for x in (args.n or default_n).split(",") if x]
     args.names = [x.strip() for x in args.servers.split(",") if x.strip()]
