@@ -57,6 +57,9 @@ class RelaySettings:
     auth_secret: str | None = None  # HS256 secret of client tokens; None: auth off
     auth_timeout: float = 10.0  # seconds to send an ``auth`` request when no token came
     history_db: str | None = None  # SQLite file for history (recovery across restarts)
+    max_connections: int = 10_000  # more are refused with 1013 (server full)
+    rate_limit: float = 200.0  # messages per second a connection may send, sustained
+    rate_burst: int = 400  # ... and at once; past that RATE_LIMITED, then close 4008
 
 
 class RelayApp:
@@ -178,6 +181,10 @@ class RelayApp:
         await send(accept)
         if not self.ready:
             await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
+            return
+        if len(self.connections) >= self.settings.max_connections:
+            self.stats.error("SERVER_FULL")
+            await send({"type": "websocket.close", "code": 1013, "reason": "server full"})
             return
         # accepted first so a refusal is a 4001 close the client can read, not an HTTP 403
         grant: Grant | None = OPEN

@@ -23,6 +23,7 @@ import anyio
 
 from relays.auth import OPEN, UNAUTHORIZED, AuthError, Grant
 from relays.hub import Entry
+from relays.limits import ALLOWED, DROPPED, RateLimiter
 from relays.protocol import (
     ErrorCode,
     Ping,
@@ -63,6 +64,7 @@ class RelayConnection:
         self.close_reason = ""
         self.peer_closed = False
         self._scope: anyio.CancelScope | None = None
+        self._limiter = RateLimiter(app.settings.rate_limit, app.settings.rate_burst)
 
     def fail(self, code: int, reason: str) -> None:
         """End this connection with a close code; nobody else is touched."""
@@ -122,6 +124,13 @@ class RelayConnection:
                 return
             if len(self.member.subscriber.outbox) > max_outbox:
                 self._overflow()  # it sends requests but does not read the replies
+                return
+            verdict = self._limiter.take(anyio.current_time())
+            if verdict != ALLOWED:
+                if verdict == DROPPED:
+                    self._error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
+                    continue
+                self.fail(4008, "rate limit exceeded")
                 return
             if text is None:
                 self._error(ErrorCode.BAD_REQUEST, "binary frames are not part of the protocol")

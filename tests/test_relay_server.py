@@ -177,7 +177,8 @@ async def test_bad_input_gets_clear_errors_and_harms_nobody() -> None:
 
 
 async def test_subscriptions_per_connection_are_capped() -> None:
-    async with relay(dhruva) as running, client(running.url) as c:
+    # 10 000 requests at once: lift the rate limit, which is tested on its own
+    async with relay(dhruva, rate_burst=100_000) as running, client(running.url) as c:
         cap = c.welcome["data"]["limits"]["max_subscriptions"]
         assert cap == HubSettings().max_subscriptions
         for i in range(10_000):
@@ -289,3 +290,22 @@ async def test_http_publish() -> None:
             assert 'inkwire_relay_events_published_total{service="dhruva"} 3.0' in metrics
         events = await c.events_count(3)
         assert len(events) == 3  # the refused batch published nothing
+
+
+async def test_server_full_is_refused_with_1013() -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async def read_until_closed(ws: Any) -> None:
+        with anyio.fail_after(TIMEOUT):
+            try:
+                while True:
+                    await ws.recv()
+            except ConnectionClosed:
+                return
+
+    async with relay(dhruva, max_connections=2) as running:
+        async with client(running.url), client(running.url), connect(running.url) as third:
+            await read_until_closed(third)
+            assert third.close_code == 1013
+            assert third.close_reason == "server full"
