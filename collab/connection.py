@@ -140,9 +140,8 @@ class Connection:
     async def _write(self, send: ASGISend) -> None:
         room = self.room
         log_ = room.log
-        stats = self.stats
         subscriber = self.subscriber
-        sender = Sender(send)
+        sender = Sender(send, self.stats)
         self.raw_path = sender.raw
         if sender.raw:
             subscriber.deliver_now = partial(self._deliver_now, sender)
@@ -153,17 +152,14 @@ class Connection:
             else:
                 frames = room.frames_for(batch[0], batch[1], self.id)
             for frame in frames:
-                size = len(frame.payload)
                 try:
-                    if size < BIG_FRAME:
+                    if len(frame.payload) < BIG_FRAME:
                         await sender.send(frame)
                     else:
                         async with room.big_sends:
                             await sender.send(frame)
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
-                stats.frames_out += 1
-                stats.bytes_out += size
             self._last_sent = self._clock()
 
     def _deliver_now(self, sender: Sender, start: int, entries: Sequence[Entry]) -> bool:
@@ -171,9 +167,6 @@ class Connection:
         frames = self.room.frames_for(start, entries, self.id)
         if not sender.try_write(frames):
             return False
-        stats = self.stats
-        stats.frames_out += len(frames)
-        stats.bytes_out += sum(len(frame.payload) for frame in frames)
         self._last_sent = self._clock()
         return True
 

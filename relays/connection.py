@@ -237,10 +237,9 @@ class RelayConnection:
     async def _write(self, send: ASGISend) -> None:
         log_ = self.hub.log
         subscriber = self.member.subscriber
-        sender = Sender(send)
+        sender = Sender(send, self.stats)
         if sender.raw:
             subscriber.deliver_now = partial(self._deliver_now, sender)
-        stats = self.stats
         while True:
             batch = await log_.next_batch(subscriber)
             frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
@@ -249,8 +248,6 @@ class RelayConnection:
                     await sender.send(frame)
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
-                stats.frames_out += 1
-                stats.bytes_out += len(frame.payload)
 
     def _frames(self, start: int, entries: Sequence[Entry]) -> list[Frame]:
         frames = self.member.frames(start, entries)
@@ -263,11 +260,7 @@ class RelayConnection:
         frames = self._frames(start, entries)
         if not frames:
             return True
-        if not sender.try_write(frames):
-            return False
-        self.stats.frames_out += len(frames)
-        self.stats.bytes_out += sum(len(frame.payload) for frame in frames)
-        return True
+        return sender.try_write(frames)
 
 
 def _joined(frames: Sequence[Frame]) -> Frame:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before we wait for it to drain
 
@@ -65,12 +65,26 @@ class Frame:
         return len(self.payload)
 
 
+class SendStats(Protocol):
+    """Where a sender counts what it sent (both servers' stats have these)."""
+
+    frames_out: int
+    bytes_out: int
+
+
 class Sender:
-    """Sends payloads to one client, by the fastest path its connection allows."""
+    """Sends payloads to one client, by the fastest path its connection allows.
 
-    __slots__ = ("_asgi_send", "_transport", "_writer")
+    It counts frames and payload bytes into ``stats`` itself, so every path
+    (ASGI, raw write, the publisher's synchronous write) is counted once.
+    """
 
-    def __init__(self, asgi_send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    __slots__ = ("_asgi_send", "_transport", "_writer", "stats")
+
+    def __init__(
+        self, asgi_send: Callable[[dict[str, Any]], Awaitable[None]], stats: SendStats
+    ) -> None:
+        self.stats = stats
         self._asgi_send = asgi_send
         self._writer = _raw_writer(asgi_send)
         self._transport = self._writer.transport if self._writer is not None else None
@@ -81,6 +95,8 @@ class Sender:
 
     def try_write(self, frames: Sequence[Frame]) -> bool:
         """Write frames now if that cannot block (a raw socket with room); else False."""
+        if not frames:
+            return True  # nothing for this client in the run (say, only its own edits)
         transport = self._transport
         if (
             transport is None
@@ -88,10 +104,15 @@ class Sender:
             or transport.get_write_buffer_size() > HIGH_WATER
         ):
             return False
+        stats = self.stats
         if len(frames) == 1:
-            transport.write(frames[0].wire)
+            frame = frames[0]
+            transport.write(frame.wire)
+            stats.bytes_out += len(frame.payload)
         else:  # one syscall for the run
-            transport.write(b"".join(message.wire for message in frames))
+            transport.write(b"".join([message.wire for message in frames]))
+            stats.bytes_out += sum([len(message.payload) for message in frames])
+        stats.frames_out += len(frames)
         return True
 
     async def send(self, message: Frame) -> None:
@@ -101,13 +122,15 @@ class Sender:
                 await self._asgi_send({"type": "websocket.send", "text": message.payload.decode()})
             else:
                 await self._asgi_send({"type": "websocket.send", "bytes": message.payload})
-            return
-        if transport.is_closing():
-            raise ConnectionResetError("transport closed")
-        transport.write(message.wire)
-        if transport.get_write_buffer_size() > HIGH_WATER:
-            assert self._writer is not None
-            await self._writer.drain()
+        else:
+            if transport.is_closing():
+                raise ConnectionResetError("transport closed")
+            transport.write(message.wire)
+            if transport.get_write_buffer_size() > HIGH_WATER:
+                assert self._writer is not None
+                await self._writer.drain()
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(message.payload)
 
 
 def _raw_writer(asgi_send: Callable[..., Awaitable[None]]) -> asyncio.StreamWriter | None:
