@@ -10,14 +10,11 @@ skip, except under CI (``CI`` set), where they fail.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,9 +22,10 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from tests.node import INTEROP_DIR, require_node
+
 pytestmark = pytest.mark.anyio
 
-INTEROP_DIR = Path(__file__).parent / "interop"
 PEER_SCRIPT = INTEROP_DIR / "peer.mjs"
 NODE_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
 
@@ -35,34 +33,9 @@ NODE_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
 AWARENESS_REMOVAL_LIMIT_S = 1.0
 
 
-def _missing_node_deps() -> str | None:
-    if shutil.which("node") is None:
-        return "`node` is not on PATH (install Node.js 20+)"
-    missing = [
-        name
-        for name in NODE_PACKAGES
-        if not (INTEROP_DIR / "node_modules" / name / "package.json").is_file()
-    ]
-    if missing:
-        return (
-            f"Node packages not installed in {INTEROP_DIR}/node_modules ({', '.join(missing)}): "
-            "run `make test` or `cd tests/interop && npm ci`"
-        )
-    return None
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(autouse=True)
 def _require_node() -> None:
-    reason = _missing_node_deps()
-    if reason is None:
-        return
-    if _in_ci():
-        pytest.fail(f"CI is set, so the Node interop tests must run: {reason}")
-    pytest.skip(reason)
+    require_node("Node interop tests", NODE_PACKAGES)
 
 
 class PeerError(Exception):

@@ -16,8 +16,6 @@ these tests skip, except under CI (``CI`` set), where they fail.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
@@ -33,10 +31,10 @@ import relays
 from relays.auth import make_token
 from relays.catalogs import BY_NAME
 from tests.conftest import free_port
+from tests.node import INTEROP_DIR, require_node
 
 pytestmark = pytest.mark.anyio
 
-INTEROP_DIR = Path(__file__).parent / "interop"
 CLIENT_SCRIPT = INTEROP_DIR / "relay_client.mjs"
 COMPAT_SCRIPT = INTEROP_DIR / "relay_compat.mjs"
 LIMIT_S = 15.0  # any one exchange with a Node process
@@ -45,29 +43,9 @@ FAST_BACKOFF = {"initial": 50, "max": 400, "factor": 2, "jitter": 0.5}
 dhruva = BY_NAME["dhruva"]
 
 
-def _missing_node() -> str | None:
-    if shutil.which("node") is None:
-        return "`node` is not on PATH (install Node.js 20.19+)"
-    if not (INTEROP_DIR / "node_modules" / "ws" / "package.json").is_file():
-        return (
-            f"the `ws` package is not installed in {INTEROP_DIR}/node_modules: "
-            "run `make test` or `cd tests/interop && npm ci`"
-        )
-    return None
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(autouse=True)
 def _require_node() -> None:
-    reason = _missing_node()
-    if reason is None:
-        return
-    if _in_ci():
-        pytest.fail(f"CI is set, so the JS relay client tests must run: {reason}")
-    pytest.skip(f"JS relay client tests NOT RUN: {reason}")
+    require_node("JS relay client tests", ("ws",))
 
 
 class NodeError(Exception):
