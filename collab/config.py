@@ -17,6 +17,6 @@ class Config:
     max_outbox: int = 256  # direct frames (sync replies...) waiting for one client
     checkpoint_quiet: float = 10.0  # seconds without edits before a room checkpoints
     load_timeout: float = 30.0  # seconds to load a room from the store
-    close_timeout: float = 1.0  # seconds to deliver a close frame before giving up
+    close_timeout: float = 1.0  # seconds for the closing handshake before the socket is cut
     keepalive_interval: float | None = 10.0  # seconds of silence before a keepalive message
     max_file_bytes: int = 4 << 20  # one image PUT to /api/diagrams/{id}/files/{file_id}

@@ -3,8 +3,9 @@
 The three tasks share one task group. Any of them, or the room (a slow
 consumer), or the server (shutdown) may end the connection with
 :meth:`Connection.fail`, which records the close code and cancels the group;
-the handler then sends the close frame, bounded by a timeout because a
-client that stopped reading may never take it.
+the handler then closes it with :func:`relays.hosting.close_websocket`,
+bounded by a timeout because a client that stopped reading may never take
+the close frame.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collab.protocol import (
 from collab.room import Entry, Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from relays.fanout import Subscriber
+from relays.hosting import close_websocket
 from relays.wire import Frame, Sender
 
 log = logging.getLogger("inkwire.connection")
@@ -242,24 +244,25 @@ async def serve_yjs(
     client = scope.get("client") or ("?", 0)
     peer = f"{client[0]}:{client[1]}"
     await send({"type": "websocket.accept"})
+    close = partial(close_websocket, receive, send, grace=rooms.config.close_timeout)
     if not DIAGRAM_NAME.fullmatch(diagram):
         rooms.stats.reject("bad_name")
-        await _close(send, 4400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+        await close(4400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
         return
     try:
         room = await rooms.acquire(diagram)
     except ServerFull:
-        await _close(send, 1013, "server full: too many rooms")
+        await close(1013, "server full: too many rooms")
         return
     except Exception:
-        await _close(send, 1011, "diagram could not be loaded")
+        await close(1011, "diagram could not be loaded")
         return
     conn = Connection(room, peer)
     try:
         room.join(conn)
     except RoomFull:
         rooms.stats.reject("room_full")
-        await _close(send, 4429, "room full")
+        await close(4429, "room full")
         return
     rooms.opened(conn)
     log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
@@ -278,9 +281,4 @@ async def serve_yjs(
             conn.close_reason,
         )
     if not conn.peer_closed:
-        with anyio.move_on_after(rooms.config.close_timeout):
-            await _close(send, conn.close_code, conn.close_reason)
-
-
-async def _close(send: ASGISend, code: int, reason: str) -> None:
-    await send({"type": "websocket.close", "code": code, "reason": reason})
+        await close(conn.close_code, conn.close_reason)

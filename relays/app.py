@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -31,6 +32,7 @@ from relays.broadcaster import Broadcaster
 from relays.catalog import Catalog
 from relays.connection import RelayConnection
 from relays.history import RelayHistory
+from relays.hosting import close_websocket
 from relays.hub import Hub, HubSettings, Published
 from relays.metrics import RelayStats, render
 from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
@@ -53,7 +55,7 @@ class RelaySettings:
     hub: HubSettings = field(default_factory=HubSettings)
     max_message_size: int = 1 << 20  # a bigger client frame closes with 1009
     max_publish_body: int = 8 << 20  # bytes of one POST /publish
-    close_timeout: float = 1.0  # for a close frame a stuck client may never take
+    close_timeout: float = 1.0  # for the closing handshake a stuck client may never finish
     auth_secret: str | None = None  # HS256 secret of client tokens; None: auth off
     auth_timeout: float = 10.0  # seconds to send an ``auth`` request when no token came
     history_db: str | None = None  # SQLite file for history (recovery across restarts)
@@ -179,12 +181,13 @@ class RelayApp:
         if negotiated:
             accept["subprotocol"] = BATCH_SUBPROTOCOL
         await send(accept)
+        close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
         if not self.ready:
-            await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
+            await close(1001, "shutting down")
             return
         if len(self.connections) >= self.settings.max_connections:
             self.stats.error("SERVER_FULL")
-            await send({"type": "websocket.close", "code": 1013, "reason": "server full"})
+            await close(1013, "server full")
             return
         # accepted first so a refusal is a 4001 close the client can read, not an HTTP 403
         grant: Grant | None = OPEN
@@ -194,7 +197,7 @@ class RelayApp:
                 grant = self.auth.check(token) if token is not None else None
             except AuthError:
                 self.stats.error("UNAUTHORIZED")
-                await send({"type": "websocket.close", "code": UNAUTHORIZED, "reason": "bad token"})
+                await close(UNAUTHORIZED, "bad token")
                 return
         client = scope.get("client") or ("?", 0)
         conn = RelayConnection(self, f"{client[0]}:{client[1]}", batch=batch, grant=grant)
@@ -226,14 +229,7 @@ class RelayApp:
             stats.connections -= 1
             stats.subscriptions = sum(len(m.channels) for m in self.hub.members)
         if not conn.peer_closed:
-            with anyio.move_on_after(self.settings.close_timeout):
-                await send(
-                    {
-                        "type": "websocket.close",
-                        "code": conn.close_code,
-                        "reason": conn.close_reason,
-                    }
-                )
+            await close(conn.close_code, conn.close_reason)
 
     # --- HTTP ----------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 Both the collab server and the relays serve this way: settings measured for
 fan-out (a deep listen backlog, reading ahead, our own ping-free keepalive),
-hypercorn's asyncio or trio worker to match the running loop, and a shutdown
+hypercorn's asyncio or trio worker to match the running loop, a shutdown
 that first closes every client with 1001 and waits for them, bounded, so
-hypercorn has no open connection left to cancel noisily.
+hypercorn has no open connection left to cancel noisily, and
+:func:`close_websocket`, the one way both apps end a connection themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import anyio
 import sniffio
 from hypercorn.config import Config as HypercornConfig
+
+from relays.wire import raw_writer
 
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
 
@@ -31,6 +34,51 @@ class HostedApp(Protocol):
     async def wait_all_closed(self) -> None: ...
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+
+async def close_websocket(
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    code: int,
+    reason: str,
+    grace: float,
+) -> None:
+    """Close a connection the server ends: send the close frame, then read to the end.
+
+    Reading on after the close is what lets the socket close. hypercorn hands
+    client messages to the app through a bounded queue (``max_app_queue_size``
+    below) and, once the app returns, puts a last ``websocket.disconnect`` in
+    that same queue. A client that was still sending when we closed it (a
+    flood cut off with 4008, a stream of malformed frames) leaves the queue
+    full: that put, and hypercorn's reader behind it, would then wait forever,
+    so the client's answering close frame is never read, the TCP connection
+    never closed, and the client sits in CLOSING until its own timeout, as if
+    the close had never come. Draining (and dropping) what is queued until
+    hypercorn reports the disconnect completes the closing handshake.
+
+    When the handshake does not end within ``grace`` seconds (a client that
+    stopped reading cannot even take the close frame), the socket is closed
+    where we reach it (asyncio, HTTP/1.1) the way hypercorn would close it:
+    no more reading, but what was written, the close frame last, still goes
+    out as the client reads on, so a slow consumer finds its 4009 at the end.
+    What the client had sent by then is drained for one more ``grace``, so
+    hypercorn's last put finds room and nothing stays blocked.
+    """
+    with anyio.move_on_after(grace):
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+        await _drain(receive)
+        return
+    writer = raw_writer(send)
+    if writer is None:
+        return
+    writer.transport.close()
+    with anyio.move_on_after(grace):
+        await _drain(receive)
+
+
+async def _drain(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
 
 
 def hypercorn_config(app: HostedApp, host: str, port: int) -> HypercornConfig:

@@ -86,7 +86,7 @@ class Sender:
     ) -> None:
         self.stats = stats
         self._asgi_send = asgi_send
-        self._writer = _raw_writer(asgi_send)
+        self._writer = raw_writer(asgi_send)
         self._transport = self._writer.transport if self._writer is not None else None
 
     @property
@@ -133,7 +133,7 @@ class Sender:
         self.stats.bytes_out += len(message.payload)
 
 
-def _raw_writer(asgi_send: Callable[..., Awaitable[None]]) -> asyncio.StreamWriter | None:
+def raw_writer(asgi_send: Callable[..., Awaitable[None]]) -> asyncio.StreamWriter | None:
     """hypercorn's StreamWriter behind an ASGI websocket ``send``, if safe to use."""
     try:
         stream = asgi_send.__self__  # type: ignore[attr-defined]  # hypercorn WSStream

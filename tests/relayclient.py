@@ -90,13 +90,24 @@ class Client:
 
 @asynccontextmanager
 async def client(
-    url: str, *, subprotocols: list[str] | None = None, max_size: int | None = None
+    url: str,
+    *,
+    subprotocols: list[str] | None = None,
+    max_size: int | None = None,
+    close_timeout: float = TIMEOUT,
 ) -> AsyncIterator[Client]:
+    """A connected :class:`Client`, its dispatch loop running for the block.
+
+    ``close_timeout`` is how long the client waits for the server to end the
+    TCP connection after a closing handshake before it aborts it itself; a
+    test that checks the server does end it sets this past its own bound.
+    """
     async with connect(
         url,
         subprotocols=subprotocols,
         max_size=max_size,
         open_timeout=TIMEOUT,  # type: ignore[arg-type]
+        close_timeout=close_timeout,
     ) as ws:
         with anyio.fail_after(TIMEOUT):
             welcome = json.loads(await ws.recv())

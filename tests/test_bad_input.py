@@ -74,6 +74,24 @@ async def test_text_frame_is_refused(collab_server) -> None:
     assert "text frames" in reason
 
 
+async def test_a_client_still_sending_when_closed_gets_its_close(collab_server) -> None:
+    # hundreds of frames queued behind the one that closes it: the server must
+    # read them away to finish the closing handshake (close_timeout past the
+    # test's bound, so the client cannot end it itself)
+    url = collab_server.yjs_url + "/flood"
+    async with connect(url, close_timeout=20) as ws:
+        with anyio.fail_after(10):
+            try:
+                for _ in range(2000):
+                    await ws.send("not binary")
+                while True:
+                    await ws.recv()
+            except ConnectionClosed:
+                pass
+            await ws.wait_closed()
+    assert ws.close_code == 1003
+
+
 async def test_frame_over_the_default_limit_is_refused(collab_server) -> None:
     url = collab_server.yjs_url + "/big-frame"
     async with peer(url, 1) as alice:

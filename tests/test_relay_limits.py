@@ -1,6 +1,18 @@
-"""The per-connection rate limiter, without sockets."""
+"""The per-connection rate limiter: the token bucket alone, then a flood over a real socket."""
 
+import json
+from contextlib import suppress
+
+import anyio
+import anyio.lowlevel
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from relays.catalogs import BY_NAME
 from relays.limits import ALLOWED, CLOSE, DROPPED, RateLimiter
+from tests.relayclient import TIMEOUT, Client, client, relay
+
+dhruva = BY_NAME["dhruva"]
 
 
 def test_burst_then_refusals_then_close() -> None:
@@ -25,3 +37,48 @@ def test_a_steady_flood_is_closed_even_as_tokens_trickle_back() -> None:
         now += 0.001  # 1000 messages/s against 50/s
         verdicts.append(limiter.take(now))
     assert CLOSE in verdicts
+
+
+# --- over a real socket --------------------------------------------------------------
+
+
+async def _flood(c: Client, message: str) -> int:
+    """Send ``message`` as fast as the socket takes it until the relay closes; return the count."""
+    sent = 0
+    with suppress(ConnectionClosed):
+        while True:
+            await c.ws.send(message)
+            sent += 1
+            if sent % 64 == 0:
+                await anyio.lowlevel.checkpoint()  # let the relay (same loop) read
+    return sent
+
+
+@pytest.mark.anyio
+async def test_a_flood_is_refused_then_closed_with_4008_and_nobody_else_notices() -> None:
+    # the client would abort a hung closing handshake itself after close_timeout:
+    # set past the test's bound, so only the relay ending the connection passes
+    async with (
+        relay(dhruva, rate_limit=20.0, rate_burst=40) as running,
+        client(running.url) as bystander,
+        client(running.url, close_timeout=2 * TIMEOUT) as attacker,
+    ):
+        await bystander.reply(await bystander.subscribe("registry"))
+        ping = json.dumps({"type": "ping", "id": "flood"})
+        with anyio.fail_after(TIMEOUT):
+            sent = await _flood(attacker, ping)
+            await attacker.ws.wait_closed()
+        assert attacker.ws.close_code == 4008
+        assert attacker.ws.close_reason == "rate limit exceeded"
+        refused = [m for m in attacker.replies.values() if m.get("error_code") == "RATE_LIMITED"]
+        refused += [m for m in attacker.others if m.get("error_code") == "RATE_LIMITED"]
+        assert sent > 40 and attacker.frames > 1  # some answered before the close
+        assert "flood" in attacker.replies or refused
+
+        await bystander.send({"type": "ping", "id": "still-there"})
+        assert (await bystander.reply("still-there"))["type"] == "pong"
+        await running.broadcast.registry_updated("8", {"added": ["b"]})
+        [event] = await bystander.events_count(1)
+        assert event["data"]["version"] == "8"
+        assert bystander.ws.close_code is None
+        assert len(running.app.connections) == 1  # the attacker's is gone on the server too
