@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import re
-import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -36,7 +35,7 @@ from collab.room import Entry, Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from relays.fanout import Subscriber
 from relays.hosting import close_websocket
-from relays.wire import Frame, Sender
+from relays.wire import Frame, Sender, keep_alive
 
 log = logging.getLogger("inkwire.connection")
 
@@ -65,10 +64,8 @@ class Connection:
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
         self._awareness_wakeup: anyio.Event | None = None
-        self._last_sent = 0.0
         self.raw_path = False  # frames written straight to the socket (see relays.wire)
         self.user_name: str | None = None  # from its awareness state, for the history
-        self._clock = time.monotonic
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> None:
         """End this connection with a close code; other clients are untouched."""
@@ -84,12 +81,16 @@ class Connection:
         self.fail(4009, "slow consumer")
 
     async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
+        sender = Sender(send, self.stats)
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
-            tg.start_soon(self._write, send)
+            tg.start_soon(self._write, sender)
             tg.start_soon(self._throttle_awareness)
             if self.config.keepalive_interval:
-                tg.start_soon(self._keepalive, self.config.keepalive_interval)
+                # this server does not echo a client's own awareness back (as the
+                # Node server does), so a lone client would otherwise hear nothing
+                keepalive = partial(self.room.send_direct, self, KEEPALIVE)
+                tg.start_soon(keep_alive, sender, self.config.keepalive_interval, keepalive)
             await self._read(receive)
             tg.cancel_scope.cancel()
 
@@ -139,11 +140,10 @@ class Connection:
 
     # --- writing: one writer drains the shared log from this client's cursor
 
-    async def _write(self, send: ASGISend) -> None:
+    async def _write(self, sender: Sender) -> None:
         room = self.room
         log_ = room.log
         subscriber = self.subscriber
-        sender = Sender(send, self.stats)
         self.raw_path = sender.raw
         if sender.raw:
             subscriber.deliver_now = partial(self._deliver_now, sender)
@@ -162,28 +162,10 @@ class Connection:
                             await sender.send(frame)
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
-            self._last_sent = self._clock()
 
     def _deliver_now(self, sender: Sender, start: int, entries: Sequence[Entry]) -> bool:
         """Called by the publisher: write this run straight out if the socket has room."""
-        frames = self.room.frames_for(start, entries, self.id)
-        if not sender.try_write(frames):
-            return False
-        self._last_sent = self._clock()
-        return True
-
-    async def _keepalive(self, interval: float) -> None:
-        """Send an empty awareness update when the line has been quiet.
-
-        The stock y-websocket client reconnects after 30 s without a message,
-        and this server does not echo a client's own awareness back (as the
-        Node server does), so a lone client would otherwise hear nothing. It
-        also makes a dead peer show up as a failed or stalled send.
-        """
-        while True:
-            await anyio.sleep(interval)
-            if self._clock() - self._last_sent >= interval:
-                self.room.send_direct(self, KEEPALIVE)
+        return sender.try_write(self.room.frames_for(start, entries, self.id))
 
     # --- awareness: at most one broadcast per client per interval ------------
 

@@ -62,6 +62,7 @@ class RelaySettings:
     max_connections: int = 10_000  # more are refused with 1013 (server full)
     rate_limit: float = 200.0  # messages per second a connection may send, sustained
     rate_burst: int = 400  # ... and at once; past that RATE_LIMITED, then close 4008
+    keepalive_interval: float | None = 25.0  # a ``ping`` after this many quiet seconds; None: off
 
 
 class RelayApp:
@@ -210,6 +211,7 @@ class RelayApp:
             "max_subscriptions": self.hub.settings.max_subscriptions,
             "history_size": self.hub.settings.history_size,
             "history_age": self.hub.settings.history_age,
+            "keepalive_interval": self.settings.keepalive_interval,
         }
         conn.queue(
             encode_welcome(

@@ -45,6 +45,12 @@ def add_commands(commands: Any) -> None:
     )
     relay.add_argument("--history-size", type=int, help="events kept per channel (1000)")
     relay.add_argument("--history-age", type=float, help="seconds an event is kept (3600)")
+    relay.add_argument(
+        "--keepalive",
+        type=float,
+        default=RelaySettings.keepalive_interval,
+        help="seconds of silence before a client gets a 'ping' message (0: never)",
+    )
     relay.add_argument("--log-level", default="INFO")
 
 
@@ -63,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.history_age is not None:
         hub["history_age"] = args.history_age
     settings = RelaySettings(
-        hub=HubSettings(**hub), auth_secret=args.auth_secret or secret_from_env()
+        hub=HubSettings(**hub),
+        auth_secret=args.auth_secret or secret_from_env(),
+        keepalive_interval=args.keepalive or None,
     )
     store = None
     if args.db:

@@ -31,12 +31,13 @@ from relays.protocol import (
     Request,
     encode_error,
     encode_failure,
+    encode_ping,
     encode_pong,
     encode_protocol_error,
     encode_response,
     parse_client_message,
 )
-from relays.wire import Frame, Sender
+from relays.wire import Frame, Sender, keep_alive
 
 if TYPE_CHECKING:
     from relays.app import RelayApp
@@ -92,13 +93,27 @@ class RelayConnection:
             self.hub.log.send_direct(self.member.subscriber, frame, after=after)
 
     async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
+        sender = Sender(send, self.stats)
+        interval = self.app.settings.keepalive_interval
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
-            tg.start_soon(self._write, send)
+            tg.start_soon(self._write, sender)
             if self.grant is None:
                 tg.start_soon(self._auth_deadline)
+            if interval:
+                tg.start_soon(keep_alive, sender, interval, self._ping)
             await self._read(receive)
             tg.cancel_scope.cancel()
+
+    def _ping(self) -> None:
+        """A server ``ping`` on a quiet line (existing clients dispatch only events).
+
+        Our clients answer with a ``pong``; nobody has to. A client is never
+        closed for staying silent: existing clients send nothing after their
+        subscribes, so a dead peer is left to TCP, which these pings give
+        something to fail on.
+        """
+        self.queue(encode_ping())
 
     async def _auth_deadline(self) -> None:
         await anyio.sleep(self.app.settings.auth_timeout)
@@ -234,10 +249,9 @@ class RelayConnection:
 
     # --- writing ---------------------------------------------------------------
 
-    async def _write(self, send: ASGISend) -> None:
+    async def _write(self, sender: Sender) -> None:
         log_ = self.hub.log
         subscriber = self.member.subscriber
-        sender = Sender(send, self.stats)
         if sender.raw:
             subscriber.deliver_now = partial(self._deliver_now, sender)
         while True:

@@ -17,13 +17,22 @@ Anything else (HTTP/2, the trio worker, a hypercorn whose internals differ)
 goes through the ASGI ``send``. Whole frames are written with one ``write``
 call, so they never interleave with the frames hypercorn writes itself (pongs,
 the close frame).
+
+A :class:`Sender` also notes when it last sent anything, and
+:func:`keep_alive` sends a keepalive message through the connection's own
+writer when the line has been quiet: each protocol picks a message its clients
+ignore (collab an empty awareness update, the relays a JSON ``ping``), since
+the ASGI interface has no WebSocket ping frame to send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
+
+import anyio
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before we wait for it to drain
 
@@ -76,15 +85,17 @@ class Sender:
     """Sends payloads to one client, by the fastest path its connection allows.
 
     It counts frames and payload bytes into ``stats`` itself, so every path
-    (ASGI, raw write, the publisher's synchronous write) is counted once.
+    (ASGI, raw write, the publisher's synchronous write) is counted once, and
+    notes the time of the last write in ``last_sent`` (``time.monotonic``).
     """
 
-    __slots__ = ("_asgi_send", "_transport", "_writer", "stats")
+    __slots__ = ("_asgi_send", "_transport", "_writer", "last_sent", "stats")
 
     def __init__(
         self, asgi_send: Callable[[dict[str, Any]], Awaitable[None]], stats: SendStats
     ) -> None:
         self.stats = stats
+        self.last_sent = time.monotonic()
         self._asgi_send = asgi_send
         self._writer = raw_writer(asgi_send)
         self._transport = self._writer.transport if self._writer is not None else None
@@ -113,6 +124,7 @@ class Sender:
             transport.write(b"".join([message.wire for message in frames]))
             stats.bytes_out += sum([len(message.payload) for message in frames])
         stats.frames_out += len(frames)
+        self.last_sent = time.monotonic()
         return True
 
     async def send(self, message: Frame) -> None:
@@ -131,6 +143,26 @@ class Sender:
                 await self._writer.drain()
         self.stats.frames_out += 1
         self.stats.bytes_out += len(message.payload)
+        self.last_sent = time.monotonic()
+
+
+async def keep_alive(sender: Sender, interval: float, send_keepalive: Callable[[], None]) -> None:
+    """Call ``send_keepalive`` whenever ``sender`` has sent nothing for ``interval`` seconds.
+
+    ``send_keepalive`` queues a message for the connection's writer (it must
+    not write itself: one writer per connection). The line is never quiet for
+    much more than ``interval``; a busy one gets no keepalive at all. Besides
+    telling a client the server is there (the stock y-websocket client
+    reconnects after 30 s without a message), it makes a dead peer show up as
+    a failed or stalled send.
+    """
+    while True:
+        quiet = time.monotonic() - sender.last_sent
+        if quiet >= interval:
+            send_keepalive()
+            await anyio.sleep(interval)
+        else:
+            await anyio.sleep(interval - quiet)
 
 
 def raw_writer(asgi_send: Callable[..., Awaitable[None]]) -> asyncio.StreamWriter | None:

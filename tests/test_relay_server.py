@@ -176,6 +176,20 @@ async def test_bad_input_gets_clear_errors_and_harms_nobody() -> None:
         assert bystander.ws.close_code is None
 
 
+async def test_a_quiet_connection_gets_pings_that_existing_clients_ignore() -> None:
+    async with relay(dhruva, keepalive_interval=0.1) as running, client(running.url) as c:
+        assert c.welcome["data"]["limits"]["keepalive_interval"] == 0.1
+        await c.reply(await c.subscribe("registry"))
+        await c.wait(lambda: len(c.others) >= 3)  # then it sends nothing, as existing clients do
+        assert {m["type"] for m in c.others} == {"ping"}
+        assert all(m["id"] and m["timestamp"].endswith("+00:00") for m in c.others)
+        assert c.events == []  # dispatching type == "event" only, a client never sees them
+        await c.send({"type": "pong", "correlation_id": c.others[0]["id"]})  # allowed, not needed
+        await running.broadcast.registry_updated("9", {"added": ["c"]})
+        [event] = await c.events_count(1)
+        assert event["data"]["version"] == "9" and c.ws.close_code is None
+
+
 async def test_subscriptions_per_connection_are_capped() -> None:
     # 10 000 requests at once: lift the rate limit, which is tested on its own
     async with relay(dhruva, rate_burst=100_000) as running, client(running.url) as c:
