@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3042
+WEB := clients/web
+WEB_SOURCES := $(wildcard $(WEB)/src/*) $(WEB)/index.html $(WEB)/vite.config.js
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench clean web
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,10 +30,26 @@ bench/node_modules/.installed: bench/package.json bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-serve: $(VENV)/.installed
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB) && npm run --silent build -- --logLevel warn
+	touch $@
+
+# The web app needs Node; without it the server still runs and its page says how to build.
+web:
+	@if command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(WEB)/dist/index.html; \
+	else \
+	  echo "warning: npm not found: serving without the web app (install Node.js 20+)" >&2; \
+	fi
+
+serve: $(VENV)/.installed web
 	$(BIN)/inkwire serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test tests/interop/node_modules/.installed
+test: $(VENV)/.installed-test tests/interop/node_modules/.installed web
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -46,4 +64,4 @@ bench: $(VENV)/.installed-test bench/node_modules/.installed
 	$(BIN)/python bench/yjs_fanout.py
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules bench/node_modules
+	rm -rf $(VENV) tests/interop/node_modules bench/node_modules $(WEB)/node_modules $(WEB)/dist

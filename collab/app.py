@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,6 +22,7 @@ from collab.connection import serve_yjs
 from collab.events import DiagramEvents
 from collab.metrics import Stats, render
 from collab.rooms import Rooms
+from collab.web import WebApp
 from relays.app import RelayApp, RelaySettings
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
@@ -31,14 +33,6 @@ Scope = dict[str, Any]
 Receive = Any
 Send = Any
 
-PLACEHOLDER_PAGE = b"""<!doctype html>
-<html><head><meta charset="utf-8"><title>inkwire</title></head>
-<body><h1>inkwire</h1>
-<p>The collab server is running. Yjs clients connect to <code>ws://HOST/yjs/&lt;diagram&gt;</code>.</p>
-</body></html>
-"""
-
-
 EVENTS_PATH = "/events"
 
 
@@ -48,6 +42,7 @@ class CollabApp:
         store: Store | None = None,
         config: Config | None = None,
         relay_settings: RelaySettings | None = None,
+        web_root: Path | None = None,
     ) -> None:
         self.config = config or Config()
         self.store: Store = store if store is not None else MemoryStore()
@@ -57,6 +52,7 @@ class CollabApp:
         self.events = DiagramEvents(self.rooms, self.relay, self.store)
         self.rooms.events = self.events
         _chain_on_saved(self.store, self.events.saved)
+        self.web = WebApp(web_root)
         self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,9 +131,7 @@ class CollabApp:
             await _respond(
                 send, 200, render(self.stats), "text/plain; version=0.0.4; charset=utf-8"
             )
-        elif path == "/" or path.startswith("/d/"):
-            await _respond(send, 200, PLACEHOLDER_PAGE, "text/html; charset=utf-8")
-        else:
+        elif not await self.web.serve(path, method, scope.get("headers", []), send):
             await _respond(send, 404, b"not found\n")
 
 

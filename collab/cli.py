@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import anyio
 
@@ -41,6 +42,12 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds of full-resolution history before it is merged per minute",
     )
     serve_cmd.add_argument("--compress", action="store_true", help="zlib-compress saved blobs")
+    serve_cmd.add_argument(
+        "--web-root",
+        type=Path,
+        default=None,
+        help="the built web app (default: clients/web/dist of this checkout)",
+    )
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         except StorageError as exc:
             parser.exit(2, f"inkwire: {exc}\n")
-        app = CollabApp(store=store, config=config)
+        app = CollabApp(store=store, config=config, web_root=args.web_root)
         logging.getLogger("inkwire").info("serving on http://%s:%d", args.host, args.port)
         anyio.run(serve, app, args.host, args.port)
 

@@ -1,0 +1,191 @@
+import { Excalidraw, exportToBlob } from "@excalidraw/excalidraw";
+import "@excalidraw/excalidraw/index.css";
+import { useCallback, useEffect, useRef, useState } from "react";
+import { WebsocketProvider } from "y-websocket";
+import * as Y from "yjs";
+import { download, yjsUrl } from "./api.js";
+import { ElementsBinding } from "./binding.js";
+import { FileSync } from "./files.js";
+import { HistoryPanel } from "./HistoryPanel.jsx";
+import { loadIdentity, saveIdentity } from "./identity.js";
+import { peopleIn, Presence } from "./presence.js";
+
+/** One live editing session: the doc, its connection and the bindings on it. */
+function connect(diagram, api, identity, { onStatus, onPeople, onError }) {
+  const doc = new Y.Doc();
+  // disableBc: tabs of one browser would otherwise sync over BroadcastChannel,
+  // around the server (and its storage and access checks).
+  const provider = new WebsocketProvider(yjsUrl(), diagram, doc, { disableBc: true });
+  const files = new FileSync(doc, api, diagram, { onError });
+  const binding = new ElementsBinding(doc, api, { files, onError });
+  const presence = new Presence(provider.awareness, api, identity);
+
+  let everConnected = false;
+  const report = () => {
+    if (!navigator.onLine) onStatus("offline");
+    else if (provider.wsconnected) onStatus("connected");
+    else onStatus(everConnected ? "reconnecting" : "connecting");
+  };
+  provider.on("status", ({ status }) => {
+    everConnected ||= status === "connected";
+    report();
+  });
+  window.addEventListener("online", report);
+  window.addEventListener("offline", report);
+  const people = () => onPeople(peopleIn(provider.awareness));
+  provider.awareness.on("change", people);
+  people();
+  report();
+
+  return {
+    doc,
+    provider,
+    binding,
+    presence,
+    files,
+    destroy() {
+      window.removeEventListener("online", report);
+      window.removeEventListener("offline", report);
+      binding.destroy();
+      files.destroy();
+      presence.destroy();
+      provider.destroy();
+      doc.destroy();
+    },
+  };
+}
+
+function NamePrompt({ onName }) {
+  const [name, setName] = useState("");
+  return (
+    <div className="modal-backdrop">
+      <form
+        className="modal name-prompt"
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (name.trim()) onName(name);
+        }}
+      >
+        <h2>Who are you?</h2>
+        <p>Others in this diagram see this name next to your pointer.</p>
+        <input
+          autoFocus
+          value={name}
+          maxLength={64}
+          onChange={(event) => setName(event.target.value)}
+          aria-label="your name"
+          placeholder="your name"
+        />
+        <button type="submit" disabled={!name.trim()}>
+          Join
+        </button>
+      </form>
+    </div>
+  );
+}
+
+const STATUS_TEXT = {
+  connecting: "connecting…",
+  connected: "connected",
+  reconnecting: "reconnecting…",
+  offline: "offline: edits sync when back",
+};
+
+function StatusBadge({ status, people }) {
+  return (
+    <div className="status-badge" data-status={status} data-people={people} role="status">
+      <span className="dot" />
+      {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
+    </div>
+  );
+}
+
+export function Editor({ diagram }) {
+  const [identity, setIdentity] = useState(loadIdentity);
+  const [api, setApi] = useState(null);
+  const [status, setStatus] = useState("connecting");
+  const [people, setPeople] = useState(1);
+  const [showHistory, setShowHistory] = useState(false);
+  const [message, setMessage] = useState(null);
+  const session = useRef(null);
+
+  useEffect(() => {
+    document.title = `${diagram} · inkwire`;
+  }, [diagram]);
+
+  useEffect(() => {
+    if (!api || !identity) return undefined;
+    const live = connect(diagram, api, identity, {
+      onStatus: setStatus,
+      onPeople: setPeople,
+      onError: setMessage,
+    });
+    session.current = live;
+    // A handle for tests and the console; nothing in the app reads it.
+    window.inkwire = { api, diagram, ...live };
+    return () => {
+      session.current = null;
+      live.destroy();
+    };
+    // identity changes go to presence below, without reconnecting
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [api, diagram, identity !== null]);
+
+  useEffect(() => {
+    if (identity) session.current?.presence.setIdentity(identity);
+  }, [identity]);
+
+  const onChange = useCallback((elements, appState, files) => {
+    const live = session.current;
+    if (!live) return;
+    live.binding.onChange(elements);
+    live.presence.onSelection(appState.selectedElementIds);
+    live.files.onChange(files);
+  }, []);
+
+  const onPointerUpdate = useCallback((payload) => {
+    session.current?.presence.onPointerUpdate(payload);
+  }, []);
+
+  const exportPng = useCallback(async () => {
+    const blob = await exportToBlob({
+      elements: api.getSceneElements(),
+      appState: { ...api.getAppState(), exportBackground: true },
+      files: api.getFiles(),
+      mimeType: "image/png",
+    });
+    download(blob, `${diagram}.png`);
+  }, [api, diagram]);
+
+  return (
+    <div className="editor">
+      <Excalidraw
+        excalidrawAPI={setApi}
+        onChange={onChange}
+        onPointerUpdate={onPointerUpdate}
+        isCollaborating
+        name={diagram}
+        renderTopRightUI={() => (
+          <div className="top-right">
+            <StatusBadge status={status} people={people} />
+            <button className="tool-button" onClick={() => setShowHistory((v) => !v)}>
+              History
+            </button>
+            <button className="tool-button" onClick={exportPng} disabled={!api}>
+              Export PNG
+            </button>
+          </div>
+        )}
+      />
+      {showHistory && api && (
+        <HistoryPanel diagram={diagram} api={api} onClose={() => setShowHistory(false)} />
+      )}
+      {message && (
+        <div className="toast" role="alert" onClick={() => setMessage(null)}>
+          {message}
+        </div>
+      )}
+      {!identity && <NamePrompt onName={(name) => setIdentity(saveIdentity(name))} />}
+    </div>
+  );
+}

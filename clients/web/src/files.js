@@ -1,0 +1,119 @@
+// Images: bytes over HTTP, metadata in the doc's `files` map.
+//
+// A pasted image's bytes are PUT to the server, which stores them and records
+// {mimeType, created, size, sha256} in `files`; peers see the metadata arrive
+// and fetch the bytes. The Yjs document never carries image data.
+import { CaptureUpdateAction, newElementWith } from "@excalidraw/excalidraw";
+import { fileUrl } from "./api.js";
+
+function dataUrlToBlob(dataURL) {
+  const comma = dataURL.indexOf(",");
+  const header = dataURL.slice(5, comma); // "image/png;base64"
+  const mimeType = header.split(";")[0];
+  const body = dataURL.slice(comma + 1);
+  if (!header.endsWith(";base64")) return new Blob([decodeURIComponent(body)], { type: mimeType });
+  const binary = atob(body);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return new Blob([bytes], { type: mimeType });
+}
+
+function blobToDataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+export class FileSync {
+  constructor(doc, api, diagram, { onError = console.error } = {}) {
+    this.api = api;
+    this.diagram = diagram;
+    this.onError = onError;
+    this.files = doc.getMap("files");
+    this.seen = new Set(); // file ids uploaded, being fetched, or present
+    this.observer = (event) => {
+      for (const id of event.keysChanged) if (this.files.has(id)) this.fetch(id);
+    };
+    this.files.observe(this.observer);
+    for (const id of this.files.keys()) this.fetch(id);
+  }
+
+  destroy() {
+    this.files.unobserve(this.observer);
+  }
+
+  /** Excalidraw's onChange files: upload the ones this canvas added. */
+  onChange(files) {
+    for (const [id, file] of Object.entries(files)) {
+      if (this.seen.has(id) || this.files.has(id)) continue;
+      this.seen.add(id);
+      this.upload(file)
+        .then(() => this.markSaved(id))
+        .catch((error) => {
+          this.seen.delete(id);
+          this.onError(`image upload failed: ${error.message}`);
+        });
+    }
+  }
+
+  /** The image elements showing an uploaded file are "saved", as on excalidraw.com. */
+  markSaved(id) {
+    let changed = false;
+    const elements = this.api.getSceneElementsIncludingDeleted().map((element) => {
+      if (element.type !== "image" || element.fileId !== id || element.status === "saved") {
+        return element;
+      }
+      changed = true;
+      return newElementWith(element, { status: "saved" });
+    });
+    if (changed) this.api.updateScene({ elements, captureUpdate: CaptureUpdateAction.NEVER });
+  }
+
+  /** Remote image elements whose file we lack: its metadata may already be here. */
+  elementsArrived(elements) {
+    for (const element of elements) {
+      if (element.type === "image" && element.fileId && this.files.has(element.fileId)) {
+        this.fetch(element.fileId);
+      }
+    }
+  }
+
+  async upload(file) {
+    const blob = dataUrlToBlob(file.dataURL);
+    const response = await fetch(fileUrl(this.diagram, file.id), {
+      method: "PUT",
+      headers: { "content-type": file.mimeType },
+      body: blob,
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.error || `HTTP ${response.status}`);
+    }
+  }
+
+  fetch(id) {
+    if (this.seen.has(id) || this.api.getFiles()[id]) return;
+    this.seen.add(id);
+    const meta = this.files.get(id) || {};
+    fetch(fileUrl(this.diagram, id))
+      .then(async (response) => {
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const dataURL = await blobToDataUrl(await response.blob());
+        this.api.addFiles([
+          {
+            id,
+            mimeType: meta.mimeType || response.headers.get("content-type"),
+            dataURL,
+            created: meta.created || Date.now(),
+          },
+        ]);
+      })
+      .catch((error) => {
+        this.seen.delete(id);
+        this.onError(`image ${id} could not be loaded: ${error.message}`);
+      });
+  }
+}

@@ -1,0 +1,464 @@
+"""The web app in real Chromium against a real ``inkwire serve`` (issue 4's list).
+
+Each test starts its own server (subprocess, free port, own database) and
+opens one browser context per person. Every context refuses and records
+requests that leave 127.0.0.1; the ``outside`` fixture fails the test if
+there was any.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import hashlib
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from clients.diagram import DiagramClient
+from tests.browser import (
+    ARTIFACTS,
+    Outside,
+    Peer,
+    launch,
+    open_context,
+    require_browser,
+    wait_for,
+)
+
+ALICE = {"id": "alice-1", "name": "Alice", "color": "#e03131"}
+BOB = {"id": "bob-1", "name": "Bob", "color": "#1971c2"}
+CAROL = {"id": "carol-1", "name": "Carol", "color": "#2f9e44"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def outside() -> Iterator[Outside]:
+    record = Outside()
+    yield record
+    assert record.urls == [], f"requests left 127.0.0.1: {record.urls}"
+
+
+@pytest.fixture
+def server(server_process: Callable[..., Any]) -> Any:
+    return server_process("--grace", "1")
+
+
+@pytest.fixture
+def open_peer(browser: Any, outside: Outside) -> Iterator[Callable[..., Peer]]:
+    contexts: list[Any] = []
+
+    def start(base_url: str, identity: dict[str, str] | None) -> Peer:
+        context = open_context(browser, outside, identity)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return Peer(page, base_url)
+
+    errors: list[str] = []
+    yield start
+    for context in contexts:
+        context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+def url(server: Any) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """Run an async client next to Playwright's sync API (which owns this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, fn).result(timeout=30)
+
+
+def server_elements(server: Any, diagram: str) -> dict[str, dict[str, Any]]:
+    scene = httpx.get(f"{url(server)}/api/diagrams/{diagram}", timeout=5).json()
+    return {e["id"]: e for e in scene["elements"]}
+
+
+def test_a_rectangle_drawn_by_alice_appears_for_bob(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("shapes")
+    bob = open_peer(url(server), BOB).open("shapes")
+    drawn = alice.draw_rectangle(300, 250, 160, 100)
+    seen = bob.wait_live(lambda live: drawn in live, "Bob's canvas shows Alice's rectangle")
+    mine, theirs = alice.live()[drawn], seen[drawn]
+    assert theirs["type"] == "rectangle"
+    assert (theirs["x"], theirs["y"], theirs["width"], theirs["height"]) == (
+        mine["x"],
+        mine["y"],
+        mine["width"],
+        mine["height"],
+    )
+    assert mine["width"] > 100 and mine["height"] > 50  # really dragged, not a click
+
+
+def test_a_deleted_element_disappears_for_the_peer(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("deleting")
+    bob = open_peer(url(server), BOB).open("deleting")
+    doomed = alice.draw_rectangle(300, 250, 160, 100)
+    kept = alice.draw_rectangle(600, 250, 120, 100)
+    bob.wait_live(lambda live: {doomed, kept} <= set(live), "Bob sees both rectangles")
+    # Alice selects the first by clicking its edge, and deletes it with the keyboard
+    x, y = alice.canvas_point(alice.live()[doomed]["x"], alice.live()[doomed]["y"] + 50)
+    alice.page.mouse.click(x, y)
+    wait_for(
+        lambda: (
+            alice.page.evaluate("() => window.inkwire.api.getAppState().selectedElementIds")
+            == {doomed: True}
+        ),
+        2,
+        "Alice selected the first rectangle",
+    )
+    alice.page.keyboard.press("Delete")
+    live = bob.wait_live(lambda live: doomed not in live, "the rectangle is gone for Bob")
+    assert kept in live
+    assert bob.scene()[doomed]["isDeleted"]  # a tombstone, the Excalidraw way
+
+
+def test_peers_see_each_others_pointer_and_name_and_leaving(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("presence")
+    bob = open_peer(url(server), BOB).open("presence")
+    alice.draw_rectangle(250, 200, 200, 120)
+    alice.page.mouse.move(500, 400, steps=3)
+    scene_x, scene_y = alice.page.evaluate(
+        """() => { const s = window.inkwire.api.getAppState();
+           return [(500 - s.offsetLeft) / s.zoom.value - s.scrollX,
+                   (400 - s.offsetTop) / s.zoom.value - s.scrollY]; }"""
+    )
+
+    def alice_for_bob() -> dict[str, Any] | None:
+        for seen in bob.collaborators():
+            at = seen["pointer"] or {"x": float("inf"), "y": float("inf")}
+            if seen["name"] == "Alice" and abs(at["x"] - scene_x) + abs(at["y"] - scene_y) < 2:
+                return seen
+        return None
+
+    shown = wait_for(alice_for_bob, 2, "Bob sees Alice's name where her pointer is")
+    assert shown["color"] == {"background": "#e03131", "stroke": "#e03131"}
+    assert wait_for(lambda: bob.status() == ("connected", 2), 2, "Bob's badge counts two people")
+    ARTIFACTS.mkdir(exist_ok=True)
+    bob.page.screenshot(path=ARTIFACTS / "editor-two-collaborators-bob.png")
+    alice.page.screenshot(path=ARTIFACTS / "editor-two-collaborators-alice.png")
+
+    alice.page.close()
+    wait_for(lambda: not bob.collaborators(), 2, "Alice left Bob's collaborators")
+    assert wait_for(lambda: bob.status() == ("connected", 1), 2, "Bob's badge counts one")
+
+
+def test_an_element_from_a_python_client_reaches_every_browser(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("mixed")
+    bob = open_peer(url(server), BOB).open("mixed")
+    drawn = alice.draw_rectangle(250, 200, 150, 100)
+
+    async def add() -> None:
+        async with DiagramClient(f"ws://127.0.0.1:{server.port}/yjs", "mixed") as client:
+            await client.wait_for(lambda c: drawn in c.elements_snapshot(), timeout=5)
+            client.add_element(
+                {
+                    "id": "from-python",
+                    "type": "ellipse",
+                    "x": 500,
+                    "y": 220,
+                    "width": 120,
+                    "height": 80,
+                    "index": "a5",
+                }
+            )
+            await client.wait_for(lambda c: c.status == "connected", timeout=5)
+
+    in_thread(add)
+    for peer in (alice, bob):
+        live = peer.wait_live(lambda live: "from-python" in live, "the ellipse reached a canvas")
+        assert live["from-python"]["type"] == "ellipse"
+    carol = open_peer(url(server), CAROL).open("mixed")
+    live = carol.wait_live(lambda live: {drawn, "from-python"} <= set(live), "Carol got it all")
+    assert set(live) == {drawn, "from-python"}
+
+
+MOVE_AT_JS = """([id, dx, at]) => { setTimeout(() => {
+  const api = window.inkwire.api;
+  const elements = api.getSceneElementsIncludingDeleted().map((e) => e.id !== id ? e : {
+    ...e, x: e.x + dx, version: e.version + 1,
+    versionNonce: Math.floor(Math.random() * 2 ** 31), updated: Date.now() });
+  api.updateScene({ elements, captureUpdate: "IMMEDIATELY" });
+}, at - Date.now()); }"""
+
+
+def test_simultaneous_moves_of_one_element_converge_everywhere(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("contended")
+    bob = open_peer(url(server), BOB).open("contended")
+    target = alice.draw_rectangle(300, 250, 160, 100)
+    bob.wait_live(lambda live: target in live, "Bob has the rectangle")
+    for round_ in range(10):
+        at = alice.page.evaluate("() => Date.now()") + 150  # one clock: same browser
+        alice.page.evaluate(MOVE_AT_JS, [target, 7 + round_, at])
+        bob.page.evaluate(MOVE_AT_JS, [target, -5 - round_, at])
+        alice.page.wait_for_timeout(250)
+
+    def same_everywhere() -> tuple[Any, ...] | None:
+        a, b = alice.scene()[target], bob.scene()[target]
+        s = server_elements(server, "contended")[target]
+        views = [(e["x"], e["version"], e["versionNonce"]) for e in (a, b, s)]
+        return tuple(views) if views[0] == views[1] == views[2] else None
+
+    converged = wait_for(same_everywhere, 5, "both canvases and the server agree")
+    assert converged[0][1] >= 11  # ten rounds of edits happened on top of the drawing
+    assert alice.doc() == bob.doc()
+
+
+RED_PNG_SIZE = 48
+
+
+def red_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + b"\xe0\x10\x10" * RED_PNG_SIZE
+    header = struct.pack(">IIBBBBB", RED_PNG_SIZE, RED_PNG_SIZE, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * RED_PNG_SIZE))
+        + chunk(b"IEND", b"")
+    )
+
+
+PASTE_JS = """([b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], "red.png", { type: "image/png" }));
+  document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true }));
+}"""
+
+RED_PIXELS_JS = """() => {
+  const canvas = document.querySelector("canvas.excalidraw__canvas.static");
+  const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  let red = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i] > 200 && data[i + 1] < 60 && data[i + 2] < 60) red++;
+  }
+  return red;
+}"""
+
+
+def test_a_pasted_image_reaches_the_peer_over_http(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("pictures")
+    bob = open_peer(url(server), BOB).open("pictures")
+    fetched: list[str] = []
+    bob.page.on("request", lambda request: fetched.append(request.url))
+    alice.page.mouse.click(400, 300)  # Excalidraw takes pastes only while it has the focus
+    alice.page.evaluate(PASTE_JS, [base64.b64encode(red_png()).decode()])
+    live = bob.wait_live(
+        lambda live: any(e["type"] == "image" and e["fileId"] for e in live.values()),
+        "Bob has the image element",
+        timeout=5,
+    )
+    file_id = next(e["fileId"] for e in live.values() if e["type"] == "image")
+    wait_for(
+        lambda: (
+            bob.page.evaluate(
+                "() => window.inkwire.api.getSceneElements().find((e) => e.type === 'image').status"
+            )
+            == "saved"
+        ),
+        5,
+        "the uploader marked the image saved",
+    )
+    wait_for(
+        lambda: bob.page.evaluate(RED_PIXELS_JS) > 100,
+        5,
+        "Bob's canvas renders the red image",
+    )
+    assert f"/api/diagrams/pictures/files/{file_id}" in "\n".join(fetched)
+    served = httpx.get(f"{url(server)}/api/diagrams/pictures/files/{file_id}", timeout=5)
+    assert served.headers["content-type"] == "image/png"  # Excalidraw re-encodes pastes
+
+    async def doc_files() -> dict[str, Any]:
+        async with DiagramClient(f"ws://127.0.0.1:{server.port}/yjs", "pictures") as client:
+            return {k: dict(v) for k, v in client.files.items()}
+
+    files = in_thread(doc_files)
+    assert set(files[file_id]) == {"mimeType", "created", "size", "sha256"}  # no bytes
+    assert files[file_id]["sha256"] == hashlib.sha256(served.content).hexdigest()
+
+
+def test_a_drawing_survives_a_server_restart_and_offline_edits_sync(
+    server_process: Callable[..., Any], open_peer: Any
+) -> None:
+    first = server_process("--grace", "1")
+    alice = open_peer(url(first), ALICE).open("lasting")
+    before = alice.draw_rectangle(300, 250, 160, 100)
+    wait_for(lambda: before in server_elements(first, "lasting"), 2, "the server has it")
+    first.process.terminate()
+    assert first.process.wait(timeout=10) == 0
+    wait_for(lambda: alice.status()[0] == "reconnecting", 5, "Alice's badge says reconnecting")
+    offline = alice.draw_rectangle(600, 250, 100, 100)  # drawn while the server is down
+
+    second = server_process("--grace", "1", port=first.port)  # same port, same database
+    wait_for(lambda: alice.status()[0] == "connected", 10, "Alice reconnected")
+    wait_for(
+        lambda: {before, offline} <= set(server_elements(second, "lasting")),
+        5,
+        "the offline edit reached the server",
+    )
+    alice.page.reload()
+    alice.open("lasting")
+    assert set(alice.live()) == {before, offline}
+    bob = open_peer(url(second), BOB).open("lasting")
+    assert set(bob.live()) == {before, offline}
+
+
+def test_history_previews_and_restores_an_earlier_version(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("versions")
+    bob = open_peer(url(server), BOB).open("versions")
+    first = alice.draw_rectangle(250, 200, 160, 100)
+    wait_for(lambda: first in server_elements(server, "versions"), 2, "first rectangle saved")
+    second = alice.draw_rectangle(550, 200, 120, 100)
+    bob.wait_live(lambda live: {first, second} <= set(live), "Bob has both")
+    wait_for(lambda: second in server_elements(server, "versions"), 2, "second saved")
+
+    history = httpx.get(f"{url(server)}/api/diagrams/versions/history?limit=500", timeout=5)
+    versions = list(reversed(history.json()["versions"]))  # oldest first, like the slider
+    position = next(i for i, v in enumerate(versions) if second in v["added"]) - 1
+    seq = versions[position]["seq"]
+
+    alice.page.get_by_role("button", name="History").click()
+    slider = alice.page.locator(".history-slider")
+    slider.wait_for(timeout=5000)
+    assert slider.get_attribute("max") == str(len(versions) - 1)
+    slider.fill(str(position))
+    alice.page.locator(f'.history-preview[data-seq="{seq}"]').wait_for(timeout=5000)
+    previewed = wait_for(
+        lambda: alice.page.evaluate(
+            "() => window.inkwire.preview.getSceneElements().map((e) => e.id)"
+        ),
+        2,
+        "the preview shows the version",
+    )
+    assert previewed == [first]
+    assert alice.page.evaluate("() => window.inkwire.preview.getAppState().viewModeEnabled")
+    assert set(alice.live()) == {first, second}  # previewing changes nothing
+
+    alice.page.get_by_role("button", name="Restore this version").click()
+    for peer in (alice, bob):
+        peer.wait_live(lambda live: set(live) == {first}, "the restored version shows")
+    assert set(server_elements(server, "versions")) == {first}
+
+
+def test_text_uses_fonts_served_from_our_own_origin(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE)
+    fonts: list[str] = []
+    alice.page.on("request", lambda r: fonts.append(r.url) if ".woff2" in r.url else None)
+    alice.open("words")
+    alice.page.mouse.click(700, 600)
+    alice.page.keyboard.press("t")
+    alice.page.mouse.click(300, 300)
+    alice.page.keyboard.type("hello from inkwire")
+    alice.page.keyboard.press("Escape")
+    live = alice.wait_live(
+        lambda live: any(e["text"] == "hello from inkwire" for e in live.values()),
+        "the text element exists",
+    )
+    assert live
+    wait_for(
+        lambda: alice.page.evaluate("() => document.fonts.check('20px Excalifont')"),
+        5,
+        "Excalifont is loaded",
+    )
+    assert any("/excalidraw-assets/fonts/" in f for f in fonts), fonts
+    assert all(f.startswith(url(server)) for f in fonts), fonts
+
+
+def test_first_visit_asks_for_a_name_and_remembers_it(server: Any, open_peer: Any) -> None:
+    newcomer = open_peer(url(server), None)
+    newcomer.page.goto(f"{url(server)}/d/welcome")
+    prompt = newcomer.page.get_by_label("your name")
+    prompt.fill("Dana")
+    newcomer.page.get_by_role("button", name="Join").click()
+    newcomer.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+    bob = open_peer(url(server), BOB).open("welcome")
+    wait_for(lambda: [c["name"] for c in bob.collaborators()] == ["Dana"], 2, "Bob sees Dana")
+    newcomer.page.reload()
+    newcomer.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+    assert newcomer.page.get_by_label("your name").count() == 0
+    stored = newcomer.page.evaluate("() => JSON.parse(localStorage.getItem('inkwire.identity'))")
+    assert stored["name"] == "Dana" and stored["color"].startswith("#")
+
+
+def test_landing_page_lists_and_creates_diagrams(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("existing")
+    alice.draw_rectangle(300, 250, 100, 100)
+    wait_for(lambda: server_elements(server, "existing"), 2, "saved")
+    visitor = open_peer(url(server), ALICE)
+    visitor.page.goto(url(server) + "/")
+    visitor.page.get_by_role("link", name="existing").wait_for(timeout=5000)
+    form = visitor.page.locator("#new-diagram")
+    form.get_by_role("textbox").fill("existing")
+    form.get_by_role("button", name="Create").click()
+    assert "exists already" in form.inner_text()
+    form.get_by_role("textbox").fill("brand-new")
+    form.get_by_role("button", name="Create").click()
+    visitor.page.wait_for_url(f"{url(server)}/d/brand-new")
+    visitor.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+
+
+def test_malformed_elements_from_a_peer_do_not_break_the_canvas(
+    server: Any, open_peer: Any
+) -> None:
+    """Peers are not trusted: junk in ``elements`` is skipped or repaired, the rest shows."""
+    alice = open_peer(url(server), ALICE).open("junk")
+
+    async def write_junk() -> None:
+        async with DiagramClient(f"ws://127.0.0.1:{server.port}/yjs", "junk") as client:
+            with client.doc.transaction():
+                client.elements["not-a-dict"] = "rectangle"
+                client.elements["wrong-id"] = {"id": "other", "type": "rectangle", "version": 1}
+                client.elements["bad-index"] = {
+                    "id": "bad-index",
+                    "type": "rectangle",
+                    "x": 100,
+                    "y": 100,
+                    "width": 50,
+                    "height": 50,
+                    "index": "b0",  # not a fractional index: Excalidraw would throw
+                    "version": 1,
+                    "versionNonce": 1,
+                }
+                client.elements["bare"] = {"id": "bare", "type": "ellipse", "version": 1}
+                client.elements["good"] = {
+                    "id": "good",
+                    "type": "diamond",
+                    "x": 300,
+                    "y": 100,
+                    "width": 60,
+                    "height": 60,
+                    "index": "a1",
+                    "version": 1,
+                    "versionNonce": 2,
+                }
+            await client.wait_for(lambda c: c.status == "connected", timeout=5)
+
+    in_thread(write_junk)
+    live = alice.wait_live(lambda live: "good" in live, "the valid element shows")
+    assert {"good", "bad-index", "bare"} <= set(live)
+    assert "not-a-dict" not in live and "other" not in live and "wrong-id" not in live
+    drawn = alice.draw_rectangle(500, 300, 100, 80)  # and the canvas still edits and syncs
+    bob = open_peer(url(server), BOB).open("junk")
+    bob.wait_live(lambda live: {drawn, "good"} <= set(live), "Bob gets the valid elements")
