@@ -17,7 +17,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -136,6 +136,29 @@ DOC_JS = """() => Object.fromEntries([...window.inkwire.doc.getMap("elements").e
 COLLABORATORS_JS = """() => [...window.inkwire.api.getAppState().collaborators.values()]
   .map((c) => ({name: c.username, pointer: c.pointer ?? null, color: c.color ?? null,
                 selected: Object.keys(c.selectedElementIds ?? {})}))"""
+
+
+# --- fixtures (registered for every test module by tests/conftest.py) ---------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium per test module; tests open their own contexts in it."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def outside() -> Iterator[Outside]:
+    """The test fails if any of its pages tried to reach beyond 127.0.0.1."""
+    record = Outside()
+    yield record
+    assert record.urls == [], f"requests left 127.0.0.1: {record.urls}"
 
 
 class Peer:

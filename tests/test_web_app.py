@@ -2,8 +2,8 @@
 
 Each test starts its own server (subprocess, free port, own database) and
 opens one browser context per person. Every context refuses and records
-requests that leave 127.0.0.1; the ``outside`` fixture fails the test if
-there was any.
+requests that leave 127.0.0.1; the ``outside`` fixture (tests/browser.py)
+fails the test if there was any.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import hashlib
+import json
 import struct
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,37 +23,11 @@ import httpx
 import pytest
 
 from clients.diagram import DiagramClient
-from tests.browser import (
-    ARTIFACTS,
-    Outside,
-    Peer,
-    launch,
-    open_context,
-    require_browser,
-    wait_for,
-)
+from tests.browser import ARTIFACTS, Outside, Peer, open_context, wait_for
 
 ALICE = {"id": "alice-1", "name": "Alice", "color": "#e03131"}
 BOB = {"id": "bob-1", "name": "Bob", "color": "#1971c2"}
 CAROL = {"id": "carol-1", "name": "Carol", "color": "#2f9e44"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def outside() -> Iterator[Outside]:
-    record = Outside()
-    yield record
-    assert record.urls == [], f"requests left 127.0.0.1: {record.urls}"
 
 
 @pytest.fixture
@@ -355,6 +331,12 @@ def test_history_previews_and_restores_an_earlier_version(server: Any, open_peer
     assert previewed == [first]
     assert alice.page.evaluate("() => window.inkwire.preview.getAppState().viewModeEnabled")
     assert set(alice.live()) == {first, second}  # previewing changes nothing
+    with alice.page.expect_download() as saving:
+        alice.page.get_by_role("button", name="Download .excalidraw").click()
+    saved = json.loads(Path(saving.value.path()).read_text())
+    assert saving.value.suggested_filename == f"versions@{seq}.excalidraw"
+    assert saved["type"] == "excalidraw"
+    assert [e["id"] for e in saved["elements"] if not e.get("isDeleted")] == [first]
 
     alice.page.get_by_role("button", name="Restore this version").click()
     for peer in (alice, bob):
@@ -462,3 +444,15 @@ def test_malformed_elements_from_a_peer_do_not_break_the_canvas(
     drawn = alice.draw_rectangle(500, 300, 100, 80)  # and the canvas still edits and syncs
     bob = open_peer(url(server), BOB).open("junk")
     bob.wait_live(lambda live: {drawn, "good"} <= set(live), "Bob gets the valid elements")
+
+
+def test_export_png_downloads_the_canvas_as_an_image(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("picture")
+    alice.draw_rectangle(300, 250, 160, 100)
+    with alice.page.expect_download() as saving:
+        alice.page.get_by_role("button", name="Export PNG").click()
+    assert saving.value.suggested_filename == "picture.png"
+    data = Path(saving.value.path()).read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])
+    assert 150 < width < 400 and 90 < height < 300  # the rectangle plus Excalidraw's padding
