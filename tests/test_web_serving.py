@@ -6,7 +6,6 @@ machines without Node; the real build is exercised by tests/test_web_app.py.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import httpx
