@@ -36,6 +36,7 @@ from relays.hosting import close_websocket
 from relays.hub import Hub, HubSettings, Published
 from relays.metrics import RelayStats, render
 from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
+from relays.scope import Scopes
 
 if TYPE_CHECKING:
     from storage.sqlite import SQLiteStore
@@ -95,6 +96,7 @@ class RelayApp:
         self.ready = True  # also when mounted in an app that sends no lifespan events
         self._closed: anyio.Event | None = None  # set when the last connection ends
         self.broadcast = Broadcaster(catalog, self._broadcast)
+        self.scopes = Scopes(catalog)  # what a token lets each request read
 
     async def _broadcast(
         self, event: str, channels: list[str], payload: dict[str, Any]

@@ -8,7 +8,11 @@ each one, and a token carries its own scope and expiry. Claims:
 - ``channels``: channel patterns (``fnmatch``: ``adapter:*``, ``*``) the
   holder may subscribe to and emit on; missing means none;
 - ``publish``: may use ``POST /publish`` (still only on its channels);
-- ``exp`` (optional): checked by PyJWT.
+- ``exp`` (optional): checked by PyJWT when the token is presented, and by
+  the connection holding it after that (see :mod:`relays.connection`): an
+  expired token ends it with 4001.
+
+Channels bound requests as well as subscriptions: see :mod:`relays.scope`.
 
 Auth is off unless a secret is configured (``RelaySettings.auth_secret``,
 ``inkwire relay --auth-secret`` or ``INKWIRE_RELAY_SECRET``); then every
@@ -44,9 +48,13 @@ class Grant:
     channels: tuple[str, ...]
     publish: bool
     authenticated: bool = True
+    expires: float | None = None  # the token's ``exp`` (Unix time), if it has one
 
     def allows(self, channel: str) -> bool:
         return any(fnmatchcase(channel, pattern) for pattern in self.channels)
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires is not None and (time.time() if now is None else now) >= self.expires
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -54,6 +62,7 @@ class Grant:
             "sub": self.sub,
             "channels": list(self.channels),
             "publish": self.publish,
+            "expires": self.expires,
         }
 
 
@@ -82,10 +91,12 @@ class Authenticator:
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise AuthError("invalid token (channels must be a list of patterns)")
         sub = claims.get("sub")
+        exp = claims.get("exp")  # PyJWT has checked it is a time (int() of it) in the future
         return Grant(
             sub=sub if isinstance(sub, str) else None,
             channels=tuple(channels),
             publish=claims.get("publish") is True,
+            expires=float(exp) if exp is not None else None,
         )
 
 

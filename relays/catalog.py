@@ -143,10 +143,8 @@ class ChannelTemplate:
         """The channel this template names for ``payload`` (INVALID_PAYLOAD if it cannot)."""
         channel = self.template
         for name in self.placeholders:
-            value = payload.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-            if not isinstance(value, str) or not _PLACEHOLDER_VALUE.fullmatch(value):
+            value = _placeholder_value(payload.get(name))
+            if value is None:
                 raise ProtocolError(
                     ErrorCode.INVALID_PAYLOAD,
                     f"{event}: field '{name}' cannot name a channel "
@@ -154,6 +152,25 @@ class ChannelTemplate:
                 )
             channel = channel.replace("{" + name + "}", value)
         return channel
+
+    def named_by(self, values: Mapping[str, Any]) -> str | None:
+        """The channel ``values`` name, or None if one of them cannot fill its placeholder."""
+        channel = self.template
+        for name in self.placeholders:
+            value = _placeholder_value(values.get(name))
+            if value is None:
+                return None
+            channel = channel.replace("{" + name + "}", value)
+        return channel
+
+
+def _placeholder_value(value: object) -> str | None:
+    """What ``value`` writes into a channel name (ids may be integers), if it may."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and _PLACEHOLDER_VALUE.fullmatch(value):
+        return value
+    return None
 
 
 # --- broadcaster methods -------------------------------------------------------------

@@ -8,14 +8,25 @@ reader never blocks on a slow socket.
 
 Every request gets exactly one reply: the dispatcher either queues its
 response, or raises and the reader queues the error (a :class:`ProtocolError`
-as is, anything else as INTERNAL_ERROR, logged here and never sent).
+as is, anything else as INTERNAL_ERROR, logged here and never sent). The
+exceptions are authentication failures, answered by closing with 4001 so a
+client cannot probe for a valid token: a bad ``auth`` token, and a token that
+has expired. Expiry is enforced on the connection, not only when the token is
+presented: the connection closes with 4001 ("token expired") when its token's
+``exp`` passes, even if the client sends nothing (it must not go on receiving
+events), and any message that arrives after it (a clock that jumped) is not
+handled. A new ``auth`` request before then replaces the token, and its expiry.
+
+Requests are bounded by the token's channels as subscriptions are (FORBIDDEN,
+the connection kept), whoever answers them: see :mod:`relays.scope`.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +48,7 @@ from relays.protocol import (
     encode_response,
     parse_client_message,
 )
+from relays.scope import RecordFilter
 from relays.wire import Frame, Sender, keep_alive
 
 if TYPE_CHECKING:
@@ -66,6 +78,7 @@ class RelayConnection:
         self.peer_closed = False
         self._scope: anyio.CancelScope | None = None
         self._limiter = RateLimiter(app.settings.rate_limit, app.settings.rate_burst)
+        self._regranted = anyio.Event()  # set when an ``auth`` request replaces the grant
 
     def fail(self, code: int, reason: str) -> None:
         """End this connection with a close code; nobody else is touched."""
@@ -100,6 +113,8 @@ class RelayConnection:
             tg.start_soon(self._write, sender)
             if self.grant is None:
                 tg.start_soon(self._auth_deadline)
+            if self.app.auth is not None:
+                tg.start_soon(self._expire)
             if interval:
                 tg.start_soon(keep_alive, sender, interval, self._ping)
             await self._read(receive)
@@ -120,6 +135,21 @@ class RelayConnection:
         if self.grant is None:
             self.fail(UNAUTHORIZED, "no auth request in time")
 
+    async def _expire(self) -> None:
+        """Close with 4001 once the grant in force expires (a new ``auth`` may replace it)."""
+        while True:
+            grant = self.grant
+            regranted = self._regranted
+            if grant is None or grant.expires is None:
+                await regranted.wait()
+                continue
+            with anyio.move_on_after(max(0.0, grant.expires - time.time())):
+                await regranted.wait()
+            if self.grant is grant and grant.expired():
+                self.stats.error("UNAUTHORIZED")
+                self.fail(UNAUTHORIZED, "token expired")
+                return
+
     # --- reading ----------------------------------------------------------------
 
     async def _read(self, receive: ASGIReceive) -> None:
@@ -139,6 +169,10 @@ class RelayConnection:
                 return
             if len(self.member.subscriber.outbox) > max_outbox:
                 self._overflow()  # it sends requests but does not read the replies
+                return
+            if self.grant is not None and self.grant.expired():
+                self.stats.error("UNAUTHORIZED")
+                self.fail(UNAUTHORIZED, "token expired")
                 return
             verdict = self._limiter.take(anyio.current_time())
             if verdict != ALLOWED:
@@ -201,6 +235,8 @@ class RelayConnection:
             self.stats.error("UNAUTHORIZED")
             self.fail(UNAUTHORIZED, "bad token")
             return
+        self._regranted.set()
+        self._regranted = anyio.Event()
         self.queue(encode_response(request, self.grant.describe()))
 
     def _allow(self, channels: Sequence[str]) -> None:
@@ -209,6 +245,15 @@ class RelayConnection:
         for channel in channels:
             if grant is None or not grant.allows(channel):
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"this token does not allow {channel}")
+
+    def _in_scope(
+        self, name: str, params: Mapping[str, Any], *, projection: bool = False
+    ) -> RecordFilter | None:
+        """FORBIDDEN unless the token covers what the request reads (see :mod:`relays.scope`)."""
+        grant = self.grant
+        if grant is None:  # never: requests are dispatched once authenticated
+            raise ProtocolError(ErrorCode.FORBIDDEN, "authenticate first")
+        return self.app.scopes.check(grant, name, params, projection=projection)
 
     async def _dispatch(self, request: Request) -> None:
         """Answer one request: hub requests, registered handlers, the projection, emits."""
@@ -229,10 +274,14 @@ class RelayConnection:
             data = hub.unsubscribe(self.member, request.data.get("channel"))
         elif handler is not None:
             params = spec.validate(request.data) if spec is not None else request.data
+            self._in_scope(name, params)
             data = dict(await handler(params) or {})
-        elif hub.projection.answers(name):
-            data = hub.projection.answer(name, request.data)
+        elif spec is not None and hub.projection.answers(name):
+            params = spec.validate(request.data)
+            visible = self._in_scope(name, params, projection=True)
+            data = hub.projection.answer(name, params, visible)
         elif spec is not None and spec.emits is not None:
+            self._in_scope(name, request.data)
             payload, channels = app.catalog.prepare(spec.emits, request.data)
             self._allow(channels)
             published = hub.publish_prepared(spec.emits, channels, payload)

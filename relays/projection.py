@@ -131,8 +131,17 @@ class Projection:
         spec = self.catalog.request_index.get(request_name)
         return spec is not None and spec.view is not None
 
-    def answer(self, request_name: str, params: object) -> dict[str, Any]:
-        """The response data for a request (UNKNOWN_REQUEST, INVALID_PAYLOAD, NOT_FOUND)."""
+    def answer(
+        self,
+        request_name: str,
+        params: object,
+        visible: Callable[[Record], bool] | None = None,
+    ) -> dict[str, Any]:
+        """The response data for a request (UNKNOWN_REQUEST, INVALID_PAYLOAD, NOT_FOUND).
+
+        ``visible``, if given, says which records a list may hold (the
+        client's token scope, see :mod:`relays.scope`).
+        """
         spec = self.catalog.request_spec(request_name)
         if spec.view is None:
             raise ProtocolError(
@@ -142,7 +151,7 @@ class Projection:
         state = self.tables[spec.view.table]
         if isinstance(spec.view, Get):
             return self._get(spec, state, spec.view, checked)
-        return self._list(state, spec.view, checked)
+        return self._list(state, spec.view, checked, visible)
 
     def _get(
         self, spec: RequestSpec, state: _TableState, view: Get, params: Mapping[str, Any]
@@ -155,7 +164,11 @@ class Projection:
         return copy.deepcopy(record)
 
     def _list(
-        self, state: _TableState, view: ListRecords, params: Mapping[str, Any]
+        self,
+        state: _TableState,
+        view: ListRecords,
+        params: Mapping[str, Any],
+        visible: Callable[[Record], bool] | None,
     ) -> dict[str, Any]:
         wanted = params.get(view.filter) if view.filter else None
         records = [
@@ -163,5 +176,6 @@ class Projection:
             for record in state.records.values()
             if (view.status is None or record["status"] == view.status)
             and (wanted is None or record["data"].get(view.filter) == wanted)
+            and (visible is None or visible(record))
         ]
         return {state.table.name: records}

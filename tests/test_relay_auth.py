@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import relays
-from relays.auth import SECRET_ENV, make_token
+from relays.auth import SECRET_ENV, Authenticator, make_token
 from relays.catalogs import BY_NAME
 from tests.conftest import ROOT, free_port
 from tests.relayclient import TIMEOUT, client, relay
@@ -168,6 +169,70 @@ async def test_auth_request_without_auth_enabled_answers_open() -> None:
     async with relay(dhruva) as running, client(running.url) as c:
         reply = await c.reply(await c.request("auth", {"token": "anything"}, "a1"))
         assert reply["type"] == "response" and reply["data"]["authenticated"] is False
+
+
+async def test_requests_are_bounded_by_the_token_whoever_answers_them() -> None:
+    scoped = token(channels=["adapter:a1"])
+    async with auth_relay() as running, raw(f"{running.url}?token={scoped}") as ws:
+        calls: list[dict[str, Any]] = []
+
+        @running.handle("get_distribution_status")  # the service answers this one itself
+        async def distribution(params: dict[str, Any]) -> dict[str, Any]:
+            calls.append(params)
+            return {"repo": params["repo"], "status": "live"}
+
+        await recv(ws)
+        for adapter in ("a1", "a2"):
+            await running.broadcast.adapter_activated(adapter, "org/repo", {"version": "1"})
+        await ws.send(request("get_adapter_status", {"adapter_id": "a1"}, "q1"))
+        mine = await recv(ws)
+        assert mine["type"] == "response" and mine["data"]["adapter_id"] == "a1"
+        await ws.send(request("get_adapter_status", {"adapter_id": "a2"}, "q2"))
+        other = await recv(ws)
+        assert other["type"] == "error" and other["error_code"] == "FORBIDDEN"
+        assert other["correlation_id"] == "q2" and "adapter:a2" in other["error_message"]
+        await ws.send(request("list_adapters", {}, "q3"))
+        listed = await recv(ws)
+        assert [a["adapter_id"] for a in listed["data"]["adapters"]] == ["a1"]
+        await ws.send(request("get_distribution_status", {"repo": "org/repo"}, "q4"))
+        refused = await recv(ws)
+        assert refused["error_code"] == "FORBIDDEN" and calls == []  # never reached the service
+        await ws.send(json.dumps({"type": "ping", "id": "p1"}))
+        assert (await recv(ws))["type"] == "pong"  # still connected
+
+    wider = token(channels=["adapter:*", "distribution:*"])
+    async with auth_relay() as running, raw(f"{running.url}?token={wider}") as ws:
+        running.handle("get_distribution_status")(distribution)
+        await recv(ws)
+        await ws.send(request("get_distribution_status", {"repo": "org/repo"}, "q5"))
+        answered = await recv(ws)
+        assert answered["data"] == {"repo": "org/repo", "status": "live"} and len(calls) == 1
+
+
+async def test_an_expired_token_ends_the_connection_unless_replaced_in_time() -> None:
+    soon = token(channels=["adapter:*"], ttl=3)
+    expires = Authenticator(SECRET).check(soon).expires
+    assert expires is not None
+    async with (
+        auth_relay() as running,
+        raw(f"{running.url}?token={soon}") as expiring,
+        raw(f"{running.url}?token={soon}") as renewed,
+    ):
+        for ws in (expiring, renewed):
+            assert (await recv(ws))["data"]["authenticated"] is True
+            await ws.send(request("subscribe", {"channel": "adapter:a1"}, "s1"))
+            assert (await recv(ws))["data"]["subscribed"] is True
+        await renewed.send(request("auth", {"token": token(channels=["adapter:*"])}, "a2"))
+        assert (await recv(renewed))["data"]["expires"] is None
+
+        # it sends nothing after subscribing, yet is closed when the token expires
+        assert await closed_with(expiring) == 4001
+        assert expiring.close_reason == "token expired"
+
+        await anyio.sleep(max(0.0, expires + 0.5 - time.time()))
+        await renewed.send(json.dumps({"type": "ping", "id": "p1"}))
+        pong = await recv(renewed)
+        assert pong["type"] == "pong" and pong["correlation_id"] == "p1"
 
 
 # --- POST /publish -----------------------------------------------------------------------
