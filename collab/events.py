@@ -14,13 +14,14 @@ at ``WS /events``. This module is the bridge between it and the Yjs rooms:
   awareness client id owned by the server, so browsers see it as a peer.
 
 Publishing costs nothing while no JSON consumer follows a room: a room asks
-:meth:`DiagramEvents.watches` before each transaction, which answers from a
-set of followed channels rebuilt only when the relay has seen a request or a
-connection since the last look (a subscription is always a request). Once a
-room has been followed it stays *watched* for the life of the server, even
-with nobody subscribed: a consumer that reconnects with ``since`` must get
-either every event it missed or ``recovered: false``, never a gap the hub
-cannot see.
+:meth:`DiagramEvents.watches` before each transaction, which answers from
+what the hub reported through :meth:`~relays.hub.Hub.on_follow` (the rooms
+whose ``diagram:`` or ``collaboration:`` channel is followed now, and whether
+any ``element:``, ``cursor`` or ``selection`` channel is, which concern every
+room), a few set lookups. Once a room has been followed it stays *watched*
+for the life of the server, even with nobody subscribed: a consumer that
+reconnects with ``since`` must get either every event it missed or
+``recovered: false``, never a gap the hub cannot see.
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ class DiagramEvents:
         self.watched: set[str] = set()  # diagrams once followed (see the module docstring)
         self.last_saved: dict[str, tuple[int, float]] = {}  # diagram -> (seq, unix time)
         self.cursor_interval = relay.catalog.settings.get("cursor_throttle_ms", 50) / 1000
-        self._followed: frozenset[str] = frozenset()
-        self._element_followers = False
-        self._followed_mark: tuple[int, int] = (-1, -1)
+        # followed now, from the hub's reports: rooms (by diagram, with how many of
+        # their two channels) and the channels that concern every room
+        self._rooms_followed: dict[str, int] = {}
+        self._every_room_followed: set[str] = set()
+        relay.hub.on_follow(self._following)
         for name, handler in (
             ("get_diagram_status", self.get_diagram_status),
             ("get_active_users", self.get_active_users),
@@ -160,28 +163,29 @@ class DiagramEvents:
         """Whether a room's changes are worth turning into events (see the module docstring)."""
         if diagram in self.watched:
             return True
-        hub = self.relay.hub
-        if hub.channels and f"diagram:{diagram}" in hub.channels:
-            self.watched.add(diagram)  # numbered already (history restored from a db)
-            return True
-        if not hub.members:
-            return False
-        stats = self.relay.stats
-        mark = (stats.requests, stats.connections_total)
-        if mark != self._followed_mark:
-            self._followed = frozenset(c for m in hub.members for c in m.channels)
-            self._element_followers = any(c.startswith("element:") for c in self._followed)
-            self._followed_mark = mark
-        followed = self._followed
-        if (
-            self._element_followers
-            or f"diagram:{diagram}" in followed
-            or f"collaboration:{diagram}" in followed
-            or any(c in followed for c in GLOBAL_CHANNELS)
-        ):
+        if self._every_room_followed or diagram in self._rooms_followed:
             self.watched.add(diagram)
             return True
+        channels = self.relay.hub.channels
+        if channels and f"diagram:{diagram}" in channels:
+            self.watched.add(diagram)  # numbered already (history restored from a db)
+            return True
         return False
+
+    def _following(self, channel: str, followed: bool) -> None:
+        """The hub's report: ``channel`` got its first follower, or lost its last."""
+        kind, _, name = channel.partition(":")
+        if kind == "element" or channel in GLOBAL_CHANNELS:
+            if followed:
+                self._every_room_followed.add(channel)
+            else:
+                self._every_room_followed.discard(channel)
+        elif kind in ("diagram", "collaboration"):
+            count = self._rooms_followed.get(name, 0) + (1 if followed else -1)
+            if count:
+                self._rooms_followed[name] = count
+            else:
+                del self._rooms_followed[name]
 
     def watch(self, room: Room, skip: Collection[int] = ()) -> RoomWatch:
         """Start watching a room: who is there already has joined (no events for them)."""

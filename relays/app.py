@@ -231,7 +231,6 @@ class RelayApp:
             if not self.connections and self._closed is not None:
                 self._closed.set()
             stats.connections -= 1
-            stats.subscriptions = sum(len(m.channels) for m in self.hub.members)
         if not conn.peer_closed:
             await close(conn.close_code, conn.close_reason)
 
@@ -257,6 +256,7 @@ class RelayApp:
             await _respond_json(send, 200 if self.ready else 503, body)
         elif path == "/metrics":
             self.stats.events_published = self.hub.events_published
+            self.stats.subscriptions = self.hub.subscriptions
             text = render(self.stats, "inkwire_relay", {"service": self.catalog.service})
             await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
         else:

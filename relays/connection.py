@@ -265,7 +265,6 @@ class RelayConnection:
             channel = request.data.get("channel")
             self._allow([app.catalog.validate_channel(channel)])
             data, replay = hub.subscribe(self.member, channel, request.data.get("since"))
-            self.stats.subscriptions = sum(len(m.channels) for m in hub.members)
             head = hub.log.head
             self.queue(encode_response(request, data), after=head)
             self.queue_frames(replay, after=head)

@@ -25,6 +25,11 @@ sent): per channel, the last ``history_size`` frames younger than
 replays from it only when it still holds *every* missed offset; otherwise the
 answer is ``recovered: false`` with the current epoch and offset.
 
+The hub also counts each channel's followers (:meth:`Hub.followers`), and
+tells whoever asked (:meth:`Hub.on_follow`) when a channel gets its first
+follower or loses its last, so an embedding service can skip producing
+events nobody follows.
+
 Offsets count per channel from 1. The epoch names one run of a channel's
 numbering: random per hub start, and a fresh one whenever a channel's state
 is rebuilt (evicted past ``max_channels``), so a client's old offset can
@@ -38,6 +43,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from relays.catalog import Catalog
@@ -49,6 +55,8 @@ from relays.wire import Frame
 Entry = tuple[str, Frame]  # (channel, the event's text on that channel)
 # called with (channel, offset, epoch, event, text) for each placement: the --db history
 Sink = Callable[[str, int, str, str, str], None]
+# called with (channel, True) when a channel gets its first follower, (channel, False) at its last
+FollowHook = Callable[[str, bool], None]
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,10 @@ class Hub:
         self._evicted: set[str] = set()
         self.events_published = 0
         self.sink: Sink | None = None
+        self._followers: dict[str, int] = {}  # channel -> members following it (never 0)
+        self.followed: Mapping[str, int] = MappingProxyType(self._followers)
+        self.subscriptions = 0  # all members' channels, added up
+        self._follow_hooks: list[FollowHook] = []
 
     def restore(
         self, epoch: str, channels: Mapping[str, tuple[str, int, Sequence[tuple[int, float, str]]]]
@@ -223,6 +235,37 @@ class Hub:
         while history and history[0][1] < oldest:
             history.popleft()
 
+    # --- followers ---------------------------------------------------------------
+
+    def followers(self, channel: str) -> int:
+        """How many connections follow ``channel`` now (``followed``: all such channels)."""
+        return self._followers.get(channel, 0)
+
+    def on_follow(self, hook: FollowHook) -> None:
+        """Call ``hook(channel, True)`` when a channel gets its first follower, and
+        ``hook(channel, False)`` when its last one leaves (synchronously, in the
+        subscribing or leaving connection's task)."""
+        self._follow_hooks.append(hook)
+
+    def _follow(self, member: Member, name: str, position: int) -> None:
+        if name not in member.channels:
+            self.subscriptions += 1
+            count = self._followers[name] = self._followers.get(name, 0) + 1
+            if count == 1:
+                for hook in self._follow_hooks:
+                    hook(name, True)
+        member.channels[name] = position
+
+    def _unfollow(self, name: str) -> None:
+        self.subscriptions -= 1
+        count = self._followers[name] - 1
+        if count:
+            self._followers[name] = count
+            return
+        del self._followers[name]
+        for hook in self._follow_hooks:
+            hook(name, False)
+
     # --- members ---------------------------------------------------------------
 
     def join(self, on_overflow: Callable[[], None]) -> Member:
@@ -234,8 +277,13 @@ class Hub:
         return member
 
     def leave(self, member: Member) -> None:
+        if member not in self.members:
+            return
         self.members.discard(member)
         self.log.remove(member.subscriber)
+        channels, member.channels = member.channels, {}
+        for name in channels:
+            self._unfollow(name)
 
     def subscribe(
         self, member: Member, channel: object, since: object = None
@@ -264,11 +312,12 @@ class Hub:
         }
         replay: list[Frame] = []
         if mark is None:
-            member.channels.setdefault(name, self.log.head)
+            if name not in member.channels:
+                self._follow(member, name, self.log.head)
             return data, replay
         recovered, replay = self._missed(state, name, *mark)
         data["recovered"] = recovered
-        member.channels[name] = self.log.head
+        self._follow(member, name, self.log.head)
         return data, replay
 
     def _missed(
@@ -290,6 +339,8 @@ class Hub:
     def unsubscribe(self, member: Member, channel: object) -> dict[str, Any]:
         name = self.catalog.validate_channel(channel)
         was = member.channels.pop(name, None) is not None
+        if was:
+            self._unfollow(name)
         return {"channel": name, "subscribed": False, "was_subscribed": was}
 
 

@@ -17,6 +17,9 @@ import pytest
 
 from collab.app import CollabApp
 from collab.config import Config
+from collab.events import DiagramEvents
+from relays.app import RelayApp
+from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage.sqlite import SQLiteStore
 from tests.conftest import RunningServer
 from tests.relayclient import Client, client
@@ -305,6 +308,29 @@ async def test_no_consumer_no_work(collab_server: RunningServer) -> None:
             assert room.watch is None
             assert app.relay.hub.events_published == 0
             assert "quiet" not in app.events.watched
+
+
+async def test_watching_follows_what_the_hub_reports() -> None:
+    """Which rooms publish, from the hub's follower reports (no sockets needed)."""
+    relay = RelayApp(excalidraw_catalog)
+    events = DiagramEvents(rooms=None, relay=relay, store=None)  # type: ignore[arg-type]
+    hub = relay.hub
+    member = hub.join(lambda: None)
+    assert not events.watches("a")
+    hub.subscribe(member, "diagram:a")
+    hub.subscribe(member, "collaboration:a")
+    hub.unsubscribe(member, "diagram:a")  # collaboration:a still followed
+    assert events.watches("a") and not events.watches("b")
+    hub.unsubscribe(member, "collaboration:a")
+    assert events.watches("a")  # once watched, for the server's life
+    for everywhere in ("element:e1", "cursor", "selection"):
+        hub.subscribe(member, everywhere)
+        assert events.watches(f"room-{everywhere}")
+        hub.unsubscribe(member, everywhere)
+        assert not events.watches(f"later-{everywhere}")
+    hub.subscribe(member, "element:e2")
+    hub.leave(member)
+    assert not events.watches("c")
 
 
 async def test_post_publish_under_events(collab_server: RunningServer) -> None:

@@ -78,3 +78,26 @@ def test_a_never_published_channel_recovers_from_zero() -> None:
     member = hub.join(lambda: None)
     data, replay = hub.subscribe(member, "registry", {"offset": 0, "epoch": hub.epoch})
     assert data["recovered"] is True and replay == []
+
+
+def test_followers_are_counted_and_first_and_last_reported() -> None:
+    hub = Hub(dhruva)
+    reports: list[tuple[str, bool]] = []
+    hub.on_follow(lambda channel, followed: reports.append((channel, followed)))
+    alice, bob = hub.join(lambda: None), hub.join(lambda: None)
+    assert hub.followers("registry") == 0 and not hub.followed
+    hub.subscribe(alice, "registry")
+    hub.subscribe(alice, "registry")  # again: still one follower
+    hub.subscribe(bob, "registry", {"offset": 0, "epoch": hub.epoch})
+    hub.subscribe(bob, "adapter:a1")
+    assert hub.followers("registry") == 2 and hub.followers("adapter:a1") == 1
+    assert dict(hub.followed) == {"registry": 2, "adapter:a1": 1} and hub.subscriptions == 3
+    assert reports == [("registry", True), ("adapter:a1", True)]
+
+    hub.unsubscribe(alice, "registry")
+    hub.unsubscribe(alice, "registry")  # not following any more: nothing changes
+    assert hub.followers("registry") == 1 and reports[2:] == []
+    hub.leave(bob)
+    hub.leave(bob)  # twice is harmless
+    assert hub.followers("registry") == 0 and not hub.followed and hub.subscriptions == 0
+    assert sorted(reports[2:]) == [("adapter:a1", False), ("registry", False)]

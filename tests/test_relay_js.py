@@ -141,7 +141,7 @@ async def relay_on(port: int, app: relays.RelayApp | None = None) -> AsyncIterat
 async def subscribers_of(running: relays.Relay, channel: str, count: int = 1) -> None:
     """Wait until ``count`` connections follow ``channel`` (seen from the relay's side)."""
     with anyio.fail_after(LIMIT_S):
-        while sum(channel in m.channels for m in running.hub.members) < count:
+        while running.hub.followers(channel) < count:
             await anyio.sleep(0.01)
 
 
