@@ -6,7 +6,10 @@ export const DIAGRAM_NAME = /^[A-Za-z0-9._-]{1,128}$/;
 
 export const fileUrl = (diagram, id) => `/api/diagrams/${enc(diagram)}/files/${enc(id)}`;
 
-export const yjsUrl = () => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs`;
+// The y-websocket base URL (the client appends `/${diagram}`). A deployment that puts the
+// Yjs endpoint elsewhere sets window.INKWIRE_YJS_URL before the app runs.
+export const yjsUrl = () =>
+  window.INKWIRE_YJS_URL ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs`;
 
 async function json(response) {
   const body = await response.json().catch(() => ({}));
