@@ -107,6 +107,19 @@ def test_a_deleted_element_disappears_for_the_peer(server: Any, open_peer: Any) 
     assert bob.scene()[doomed]["isDeleted"]  # a tombstone, the Excalidraw way
 
 
+POINTER_PIXELS_JS = """([x, y, [r, g, b]]) => {
+  const canvas = document.querySelector("canvas.excalidraw__canvas.interactive");
+  const scale = window.devicePixelRatio;
+  const area = canvas.getContext("2d").getImageData(x * scale, y * scale, 30 * scale, 30 * scale);
+  let hits = 0;
+  for (let i = 0; i < area.data.length; i += 4) {
+    const d = area.data;
+    if (Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 24) hits++;
+  }
+  return hits;
+}"""
+
+
 def test_peers_see_each_others_pointer_and_name_and_leaving(server: Any, open_peer: Any) -> None:
     alice = open_peer(url(server), ALICE).open("presence")
     bob = open_peer(url(server), BOB).open("presence")
@@ -127,6 +140,13 @@ def test_peers_see_each_others_pointer_and_name_and_leaving(server: Any, open_pe
 
     shown = wait_for(alice_for_bob, 2, "Bob sees Alice's name where her pointer is")
     assert shown["color"] == {"background": "#e03131", "stroke": "#e03131"}
+    # Excalidraw draws her pointer in the pastel of her hue (red: hsl(0, 100%, 83%))
+    x, y = bob.canvas_point(scene_x, scene_y)
+    assert wait_for(
+        lambda: bob.page.evaluate(POINTER_PIXELS_JS, [x, y, [255, 168, 168]]) > 10,
+        2,
+        "Alice's pointer is drawn in her colour on Bob's canvas",
+    )
     assert wait_for(lambda: bob.status() == ("connected", 2), 2, "Bob's badge counts two people")
     ARTIFACTS.mkdir(exist_ok=True)
     bob.page.screenshot(path=ARTIFACTS / "editor-two-collaborators-bob.png")
@@ -381,7 +401,7 @@ def test_first_visit_asks_for_a_name_and_remembers_it(server: Any, open_peer: An
     newcomer.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
     assert newcomer.page.get_by_label("your name").count() == 0
     stored = newcomer.page.evaluate("() => JSON.parse(localStorage.getItem('inkwire.identity'))")
-    assert stored["name"] == "Dana" and stored["color"].startswith("#")
+    assert stored["name"] == "Dana" and stored["color"].startswith("hsl(")
 
 
 def test_landing_page_lists_and_creates_diagrams(server: Any, open_peer: Any) -> None:

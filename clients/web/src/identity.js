@@ -2,11 +2,9 @@
 
 const KEY = "inkwire.identity";
 
-// Excalidraw's collaborator palette is pastel; these stay readable on white.
-export const COLORS = [
-  "#e03131", "#c2255c", "#9c36b5", "#6741d9", "#3b5bdb", "#1971c2",
-  "#0c8599", "#099268", "#2f9e44", "#66a80f", "#f08c00", "#e8590c",
-];
+// The hues Excalidraw draws collaborators in (see presence.js): a colour picked
+// from these is shown exactly as chosen.
+export const COLORS = Array.from({ length: 37 }, (_, i) => `hsl(${i * 10}, 100%, 83%)`);
 
 const randomId = () =>
   Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");

@@ -7,6 +7,49 @@
 
 export const POINTER_INTERVAL = 33; // ms: about 30 pointer updates a second
 
+// Excalidraw 0.18 draws a collaborator (pointer, name label, selection, avatar)
+// in a colour it hashes from the collaborator's `id`, one of 37 pastel hues,
+// and ignores `color`. So the id handed to Excalidraw is chosen to hash to
+// the hue nearest the user's colour: everyone then sees the colour they chose.
+
+function excalidrawHue(id) {
+  let hash = 0; // Excalidraw's hashToInteger, kept exactly (float after the shift)
+  for (let i = 0; i < id.length; i++) hash = (hash << 5) - hash + id.charCodeAt(i);
+  return (Math.abs(hash) % 37) * 10;
+}
+
+/** The hue (0-359) of a "#rgb", "#rrggbb" or "hsl(h, ...)" colour, or null. */
+export function hueOf(color) {
+  if (typeof color !== "string") return null;
+  const hsl = color.match(/^hsla?\(\s*(-?[\d.]+)/i);
+  if (hsl) return ((Number(hsl[1]) % 360) + 360) % 360;
+  let hex = color.match(/^#([0-9a-f]{3}|[0-9a-f]{6})$/i)?.[1];
+  if (!hex) return null;
+  if (hex.length === 3) hex = [...hex].map((c) => c + c).join("");
+  const [r, g, b] = [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255);
+  const max = Math.max(r, g, b);
+  const delta = max - Math.min(r, g, b);
+  if (delta === 0) return 0;
+  const sector = max === r ? ((g - b) / delta) % 6 : max === g ? (b - r) / delta + 2 : (r - g) / delta + 4;
+  return (sector * 60 + 360) % 360;
+}
+
+const drawnIds = new Map();
+
+/** An id Excalidraw will draw in (about) `color`: `id` itself, or `id~n`. */
+export function drawnId(id, color) {
+  const hue = hueOf(color);
+  if (hue === null) return id;
+  const key = `${id} ${color}`;
+  if (!drawnIds.has(key)) {
+    const wanted = (Math.round(hue / 10) % 37) * 10;
+    let found = id;
+    for (let n = 0; n < 2000 && excalidrawHue(found) !== wanted; n++) found = `${id}~${n}`;
+    drawnIds.set(key, found);
+  }
+  return drawnIds.get(key);
+}
+
 function colorOf(user) {
   const color = user?.color;
   if (color && typeof color === "object") {
@@ -21,11 +64,12 @@ export function collaboratorsOf(awareness) {
   for (const [clientId, state] of awareness.getStates()) {
     if (clientId === awareness.clientID || !state?.user) continue;
     const pointer = state.pointer;
+    const color = colorOf(state.user);
     collaborators.set(String(clientId), {
-      id: String(state.user.id ?? clientId),
+      id: drawnId(String(state.user.id ?? clientId), color?.background),
       socketId: String(clientId),
       username: String(state.user.name ?? "anonymous"),
-      color: colorOf(state.user),
+      color,
       pointer:
         pointer && Number.isFinite(pointer.x) && Number.isFinite(pointer.y)
           ? { x: pointer.x, y: pointer.y, tool: pointer.tool === "laser" ? "laser" : "pointer" }
