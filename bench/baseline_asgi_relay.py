@@ -11,10 +11,9 @@ max_app_queue_size 128, no pings, no access log), so the difference is the app.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 from typing import Any
 
+import baseline_cli
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -67,13 +66,5 @@ async def run(host: str, port: int) -> None:
     await serve(app, config)  # type: ignore[arg-type]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    asyncio.run(run(args.host, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    baseline_cli.main(__doc__, run)

@@ -10,9 +10,7 @@ parsing, no envelope). Compression and keepalive pings are off, as in the inkwir
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-
+import baseline_cli
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 WELCOME = '{"type":"welcome"}'
@@ -40,13 +38,5 @@ async def run(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    asyncio.run(run(args.host, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    baseline_cli.main(__doc__, run)

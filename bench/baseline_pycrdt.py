@@ -12,9 +12,7 @@ named "/yjs/room".
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-
+import baseline_cli
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from pycrdt.websocket import ASGIServer, WebsocketServer, exception_logger
@@ -32,13 +30,5 @@ async def run(host: str, port: int) -> None:
         await serve(app, config)  # type: ignore[arg-type]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    asyncio.run(run(args.host, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    baseline_cli.main(__doc__, run)

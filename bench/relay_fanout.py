@@ -70,38 +70,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from yjs_fanout import (
+from common import (
     BENCH_DIR,
     HOST,
-    LOADGEN_BUSY_PCT,
     LOADGEN_CORE,
     ROOT,
     SERVER_CORE,
+    BaseServerResult,
+    FanoutPlan,
+    FanoutResult,
     PhaseStats,
     ServerProcess,
     ServerSpec,
-    Tracker,
-    YClient,
-    client_frame,
-    expected_accept,
+    dropped_receivers,
+    fanout_args,
+    fanout_parser,
     free_port,
     mb,
-    no_gc,
-    percentile,
+    measure_phase,
+    phase_note,
     pin_self,
+    print_report,
+    ratio,
+    report_notes,
+    run_all,
     say,
+    send_paced,
+    started,
     table,
 )
+from yjs_fanout import YClient, client_frame
 
 CHANNEL = "adapter:bench"
 EVENT = "adapter.activated"
@@ -160,13 +169,9 @@ def server_spec(name: str, port: int) -> ServerSpec:
 @contextlib.asynccontextmanager
 async def running(name: str):
     port = free_port()
-    server = ServerProcess(server_spec(name, port), port)
-    try:
-        await server.wait_listening()
-        await asyncio.sleep(0.3)  # imports done, listening: let it settle before RSS/CPU
+    # imports done, listening: let it settle before RSS/CPU
+    async with started(server_spec(name, port), port, settle_s=0.3) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # ---------------------------------------------------------------------------------------
@@ -181,29 +186,8 @@ class JsonClient(YClient):
         super().__init__(port, path)
         self.inkwire = inkwire
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(
-            (
-                f"GET {self.path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-
-    def finish_upgrade(self) -> bool:
-        head_end = self.buf.find(b"\r\n\r\n")
-        if head_end < 0:
-            return False
-        head = bytes(self.buf[:head_end])
-        del self.buf[: head_end + 4]
-        status = head.split(b"\r\n", 1)[0]
-        if b" 101 " not in status + b" " or expected_accept(self.key) not in head:
-            self.fail(ConnectionError(f"upgrade refused: {status.decode(errors='replace')}"))
-            return False
-        self.upgraded = True
-        return True
+    def on_upgraded(self) -> None:
+        pass  # joined on the welcome (or the subscribe response), see on_frame
 
     def on_frame(self, opcode: int, start: int, end: int, now: int) -> None:
         self.frames += 1
@@ -344,15 +328,11 @@ async def run_phase(
     limit_s: float,
 ) -> PhaseStats:
     """Publish events first..first+count-1 and wait until every subscriber has them all."""
-    tracker = Tracker(send_ns, len(receivers), count)
-    for client in receivers:
-        client.begin(tracker)
     chunks = publisher.burst_chunks(first, count) if interval is None else []
     singles = [publisher.single(i) for i in range(first, first + count)] if interval else []
     write = publisher.conn.write_raw
-    cpu_server, cpu_self = server.cpu_seconds(), time.process_time()
-    with no_gc():
-        t0 = time.perf_counter_ns()
+
+    async def send() -> None:
         if interval is None:
             for events, data in chunks:
                 now = time.perf_counter_ns()
@@ -360,67 +340,18 @@ async def run_phase(
                     send_ns[i] = now
                 write(data)
         else:
-            start = time.perf_counter()
-            for k, data in enumerate(singles):
-                delay = start + k * interval - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                send_ns[first + k] = time.perf_counter_ns()
-                write(data)
-        try:
-            async with asyncio.timeout(limit_s):
-                await tracker.done.wait()
-        except TimeoutError:
-            tracker.t_done = time.perf_counter_ns()
-        cpu_server = server.cpu_seconds() - cpu_server
-        cpu_self = time.process_time() - cpu_self
-    latencies: list[int] = []
-    extra = 0
-    for client in receivers:
-        mine, more = client.settle(send_ns, first, count)
-        latencies += mine
-        extra += more
-    latencies.sort()
-    return PhaseStats(
-        updates=count,
-        receivers=len(receivers),
-        delivered=len(latencies),
-        seconds=(tracker.t_done - t0) / 1e9,
-        latencies_ms=(percentile(latencies, 0.50), percentile(latencies, 0.99)),
-        server_cpu_s=cpu_server,
-        loadgen_cpu_s=cpu_self,
-        frames=sum(client.frames for client in receivers),
-        failed=tracker.failed + tracker.pending,
-        extra=extra,
-        complete=len(latencies) == count * len(receivers),
-    )
+            await send_paced(write, singles, first, send_ns, interval)
+
+    return await measure_phase(server, receivers, first, count, send_ns, send, limit_s)
+
+
+Plan = FanoutPlan  # 100 paced events/s, 200 of them
 
 
 @dataclass
-class Plan:
-    ns: list[int]
-    quick: bool
-    paced_rate = 100.0
-
-    def burst(self, n: int) -> int:
-        m = max(400, min(5000, 200_000 // n))
-        return m // 4 if self.quick else m
-
-    @property
-    def paced(self) -> int:
-        return 50 if self.quick else 200
-
-
-@dataclass
-class FanoutResult:
-    n: int
-    burst: PhaseStats | None = None
-    paced: PhaseStats | None = None
+class RelayFanoutResult(FanoutResult):
     rss_before: int = 0
     rss_joined: int = 0
-    peak_rss: int | None = None
-    error: str | None = None
-    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def rss_per_conn(self) -> float | None:
@@ -429,17 +360,8 @@ class FanoutResult:
         return (self.rss_joined - self.rss_before) / self.n
 
 
-def dropped_receivers(clients: list[JsonClient]) -> dict[str, int]:
-    codes: dict[str, int] = {}
-    for client in clients:
-        if client.lost:
-            code = str(client.close_code or "no close frame")
-            codes[code] = codes.get(code, 0) + 1
-    return codes
-
-
-async def run_fanout(name: str, server: ServerProcess, n: int, plan: Plan) -> FanoutResult:
-    result = FanoutResult(n)
+async def run_fanout(name: str, server: ServerProcess, n: int, plan: Plan) -> RelayFanoutResult:
+    result = RelayFanoutResult(n)
     m, paced = plan.burst(n), plan.paced
     send_ns = [0] * (1 + m + paced)
     inkwire = name.startswith("inkwire")
@@ -483,12 +405,7 @@ async def run_fanout(name: str, server: ServerProcess, n: int, plan: Plan) -> Fa
     return result
 
 
-@dataclass
-class ServerResult:
-    name: str
-    label: str
-    fanout: dict[int, FanoutResult] = field(default_factory=dict)
-    skipped: str | None = None
+ServerResult = BaseServerResult
 
 
 async def bench_server(name: str, plan: Plan) -> ServerResult:
@@ -553,21 +470,10 @@ def report_server(result: ServerResult, plan: Plan) -> str:
     out.append(table(["N", "events", *header[1:]], paced))
     for n, fan in result.fanout.items():
         if fan.error:
-            out.append(f"N={n}: {fan.error}{phase_note(fan)}")
+            out.append(f"N={n}: {fan.error}{phase_note(fan, 'subscribers')}")
         if fan.dropped:
             out.append(f"N={n}: server disconnected subscribers (close code: count) {fan.dropped}")
     return "\n".join(out)
-
-
-def phase_note(fan: FanoutResult) -> str:
-    for name, phase in (("burst", fan.burst), ("paced", fan.paced)):
-        if phase is not None and not phase.complete:
-            return (
-                f" ({name}: {phase.delivered}/{phase.updates * phase.receivers} deliveries, "
-                f"{phase.failed} subscribers unfinished or disconnected, "
-                f"{phase.extra} duplicate or unexpected markers)"
-            )
-    return ""
 
 
 def phase_of(result: ServerResult | None, n: int, which: str) -> PhaseStats | None:
@@ -576,8 +482,8 @@ def phase_of(result: ServerResult | None, n: int, which: str) -> PhaseStats | No
     return phase if phase is not None and phase.complete else None
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "n/a"
+def ratio2(a: float | None, b: float | None) -> str:
+    return ratio(a, b, ".2f")
 
 
 def report_ratios(results: dict[str, ServerResult], plan: Plan) -> str:
@@ -588,7 +494,7 @@ def report_ratios(results: dict[str, ServerResult], plan: Plan) -> str:
     def add(label: str, values: list[float | None], target: str = "", ok: bool | None = None):
         i, b, w, h = values
         status = "" if ok is None else "met" if ok else "MISSED"
-        rows.append([label, ratio(i, h), ratio(i, w), ratio(b, h), ratio(b, w), target, status])
+        rows.append([label, ratio2(i, h), ratio2(i, w), ratio2(b, h), ratio2(b, w), target, status])
 
     for n in plan.ns:
         rates = [
@@ -617,65 +523,14 @@ def report_ratios(results: dict[str, ServerResult], plan: Plan) -> str:
     return "\n== ratios ==\n" + table(header, rows)
 
 
-def report_notes(results: dict[str, ServerResult]) -> str:
-    notes = []
-    for result in results.values():
-        for n, fan in result.fanout.items():
-            for name, phase in (("burst", fan.burst), ("paced", fan.paced)):
-                if (
-                    phase is not None
-                    and phase.loadgen_pct >= LOADGEN_BUSY_PCT
-                    and phase.server_pct < 90
-                ):
-                    notes.append(
-                        f"{result.name} N={n} {name}: load generator busy "
-                        f"{phase.loadgen_pct:.0f} % of its core, server {phase.server_pct:.0f} %:"
-                        " the rate may be a lower bound"
-                    )
-                elif (
-                    name == "burst"
-                    and phase is not None
-                    and phase.server_pct < 80
-                    and phase.loadgen_pct < LOADGEN_BUSY_PCT
-                ):
-                    notes.append(
-                        f"{result.name} N={n} {name}: server {phase.server_pct:.0f} %, load "
-                        f"generator {phase.loadgen_pct:.0f} % of a core: neither saturated, so "
-                        "something else held core 0 or 1 (see the load averages): the rate is "
-                        "not comparable, µs/deliv is the steadier figure"
-                    )
-    return "\n".join(["", "notes:", *notes]) if notes else ""
-
-
 # ---------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------
 
 
-async def run_all(names: list[str], plan: Plan) -> dict[str, ServerResult]:
-    results = {}
-    for name in names:
-        say(f"{name}: starting")
-        results[name] = await bench_server(name, plan)
-        if results[name].skipped:
-            say(f"{name}: skipped: {results[name].skipped}")
-    return results
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", help="subscriber counts, comma-separated (default 10,100,500)")
-    parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--quick", action="store_true", help="fewer events (M/4, 50 paced)")
-    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
-    args = parser.parse_args(argv)
-    default_n = "10,100" if args.quick else "10,100,500"
-    args.ns = [int(x) for x in (args.n or default_n).split(",") if x]
-    args.names = [x.strip() for x in args.servers.split(",") if x.strip()]
-    unknown = set(args.names) - set(SERVERS)
-    if unknown:
-        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
-    return args
+    parser = fanout_parser(__doc__, SERVERS, "subscriber", "fewer events (M/4, 50 paced)")
+    return fanout_args(parser, SERVERS, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -683,7 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = Plan(ns=args.ns, quick=args.quick)
     pin_self()
     load_before = os.getloadavg()
-    results = asyncio.run(run_all(args.names, plan))
+    results = asyncio.run(run_all(args.names, lambda name: bench_server(name, plan)))
     load_after = os.getloadavg()
     sample = dumps(event_item(0))
     print(
@@ -696,13 +551,9 @@ def main(argv: list[str] | None = None) -> None:
     before = ", ".join(f"{x:.2f}" for x in load_before)
     after = ", ".join(f"{x:.2f}" for x in load_after)
     print(f"machine: {cores} cores; load average (1, 5, 15 min) {before} at start, {after} at end")
-    print(COLUMNS)
-    for result in results.values():
-        print(report_server(result, plan))
-    print(report_ratios(results, plan))
-    print(report_notes(results))
-    if args.json:
-        args.json.write_text(json.dumps({k: asdict(v) for k, v in results.items()}, indent=1))
+    report = functools.partial(report_server, plan=plan)
+    notes = report_notes(results, idle=True)
+    print_report(COLUMNS, results, report, report_ratios(results, plan), notes, args.json)
 
 
 if __name__ == "__main__":

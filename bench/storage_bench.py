@@ -70,6 +70,7 @@ from typing import Any
 
 import anyio
 import psutil
+from common import started
 from pycrdt import Doc, Map
 from yjs_fanout import (
     HOST,
@@ -132,12 +133,8 @@ async def inkwire_server(store: str, db: str) -> AsyncIterator[ServerProcess]:
     spec = inkwire_spec(store, port, db)
     if spec.missing:
         raise RuntimeError(spec.missing)
-    server = ServerProcess(spec, port)
-    try:
-        await server.wait_listening()
+    async with started(spec, port) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def db_stats(path: Path) -> tuple[int, int, int]:
