@@ -9,20 +9,16 @@ skip, except under CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.node import INTEROP_DIR, require_node
+from tests.node import INTEROP_DIR, NodeScript, require_node
 
 pytestmark = pytest.mark.anyio
 
@@ -38,99 +34,15 @@ def _require_node() -> None:
     require_node("Node interop tests", NODE_PACKAGES)
 
 
-class PeerError(Exception):
-    """The Node peer answered a command with an error, or died."""
+class NodePeer(NodeScript):
+    """One stock y-websocket client in a Node process (``peer.mjs``).
 
-
-class NodePeer:
-    """One stock y-websocket client in a Node process, driven by JSON lines.
-
-    Use ``async with NodePeer.spawn("a") as peer:``; the process is ended on exit
-    (``close`` → stdin closed → killed, each step bounded). Requests may be
-    issued concurrently from several tasks: replies are matched by ``id``.
+    Use ``async with NodePeer.spawn(PEER_SCRIPT, "a") as peer:``; on exit the
+    peer first says goodbye to the room (``close``).
     """
 
-    def __init__(self, process: Process, name: str) -> None:
-        self.name = name
-        self.process = process
-        self.client_id: int | None = None
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self._stdin = process.stdin
-        self._stdout = BufferedByteReceiveStream(process.stdout)
-        self._next_id = 0
-        self._replies: dict[Any, dict[str, Any]] = {}
-        self.stray_output: list[bytes] = []
-        self._read_lock = anyio.Lock()
-        self._write_lock = anyio.Lock()
-
-    @classmethod
-    @asynccontextmanager
-    async def spawn(cls, name: str) -> AsyncIterator[NodePeer]:
-        process = await anyio.open_process(
-            ["node", str(PEER_SCRIPT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,  # inherited: pytest shows it with a failing test
-            cwd=INTEROP_DIR,
-        )
-        peer = cls(process, name)
-        try:
-            yield peer
-        finally:
-            await peer.aclose()
-
-    @property
-    def alive(self) -> bool:
-        return self.process.returncode is None
-
-    async def send(self, cmd: str, **kw: Any) -> int:
-        """Write one command; return its id (for :meth:`receive`)."""
-        self._next_id += 1
-        rid = self._next_id
-        line = json.dumps({"id": rid, "cmd": cmd, **kw}) + "\n"
-        async with self._write_lock:
-            try:
-                await self._stdin.send(line.encode())
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                raise PeerError(f"peer {self.name}: cannot send {cmd!r}: {exc!r}") from exc
-        return rid
-
-    async def receive(self, rid: int, *, limit_s: float = 10.0) -> dict[str, Any]:
-        """Wait (at most ``limit_s``) for the reply to command ``rid``.
-
-        Raise PeerError if the reply is an error or the peer died.
-        """
-        with anyio.fail_after(limit_s):
-            while rid not in self._replies:
-                async with self._read_lock:
-                    if rid in self._replies:
-                        break
-                    try:
-                        line = await self._stdout.receive_until(b"\n", 16 * 1024 * 1024)
-                    except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
-                        raise PeerError(
-                            f"peer {self.name} exited (code {self.process.returncode}) "
-                            f"before answering command {rid}"
-                        ) from exc
-                    try:
-                        msg = json.loads(line)
-                    except ValueError:
-                        self.stray_output.append(line)  # not ours: some library printed
-                        continue
-                    self._replies[msg.get("id")] = msg
-        reply = self._replies.pop(rid)
-        if "error" in reply:
-            raise PeerError(f"peer {self.name}: {reply['error']}")
-        return reply
-
-    async def request(self, cmd: str, *, limit_s: float | None = None, **kw: Any) -> dict[str, Any]:
-        """Send a command and wait for its reply: by default the peer's own
-        ``timeout_ms`` for the command (5 s) plus a margin."""
-        if limit_s is None:
-            limit_s = kw.get("timeout_ms", 5000) / 1000 + 5.0
-        rid = await self.send(cmd, **kw)
-        return await self.receive(rid, limit_s=limit_s)
+    goodbye = "close"
+    client_id: int | None = None
 
     async def connect(self, url: str, room: str) -> int:
         reply = await self.request("connect", url=url, room=room, clientName=self.name)
@@ -145,34 +57,11 @@ class NodePeer:
     async def peers(self) -> dict[int, Any]:
         return {int(k): v for k, v in (await self.request("peers"))["peers"].items()}
 
-    async def kill(self) -> None:
-        """SIGKILL: no goodbye of any kind reaches the server, the socket just drops."""
-        if self.alive:
-            self.process.kill()
-        with anyio.fail_after(5):
-            await self.process.wait()
-
-    async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            # Politely first (the peer says goodbye to the room), then by force.
-            if self.alive:
-                with anyio.move_on_after(2), suppress(PeerError, TimeoutError):
-                    await self.request("close", limit_s=2)
-            with anyio.move_on_after(2), suppress(Exception):
-                await self._stdin.aclose()
-                await self.process.wait()
-            if self.alive:
-                self.process.kill()
-                with anyio.move_on_after(5):
-                    await self.process.wait()
-            with anyio.move_on_after(2), suppress(Exception):
-                await self.process.aclose()
-
 
 @asynccontextmanager
 async def connected_peers(server: Any, room: str, *names: str) -> AsyncIterator[list[NodePeer]]:
     async with AsyncExitStack() as stack:
-        peers = [await stack.enter_async_context(NodePeer.spawn(name)) for name in names]
+        peers = [await stack.enter_async_context(NodePeer.spawn(PEER_SCRIPT, n)) for n in names]
         for peer in peers:
             await peer.connect(server.yjs_url, room)
         yield peers

@@ -18,20 +18,18 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 import relays
 from relays.auth import make_token
 from relays.catalogs import BY_NAME
 from tests.conftest import free_port
-from tests.node import INTEROP_DIR, require_node
+from tests.node import INTEROP_DIR, NodeScript, require_node
 
 pytestmark = pytest.mark.anyio
 
@@ -48,87 +46,32 @@ def _require_node() -> None:
     require_node("JS relay client tests", ("ws",))
 
 
-class NodeError(Exception):
-    """The Node script failed a command, or died."""
-
-
-class JsClient:
+class JsClient(NodeScript):
     """``relay_client.mjs``: our JS RelayClient in a Node process, driven by JSON lines."""
 
-    def __init__(self, process: Process) -> None:
-        assert process.stdin is not None and process.stdout is not None
-        self.process = process
-        self._stdin = process.stdin
-        self._stdout = BufferedByteReceiveStream(process.stdout)
-        self._next_id = 0
-        self._replies: dict[Any, dict[str, Any]] = {}
-        self._read_lock = anyio.Lock()
-        self._write_lock = anyio.Lock()  # commands may come from several tasks at once
-
-    async def call(self, cmd: str, **kw: Any) -> dict[str, Any]:
-        """One command and its reply, bounded by the command's own timeout plus a margin."""
-        self._next_id += 1
-        rid = self._next_id
-        async with self._write_lock:
-            await self._stdin.send((json.dumps({"id": rid, "cmd": cmd, **kw}) + "\n").encode())
-        with anyio.fail_after(kw.get("timeout_ms", 5000) / 1000 + LIMIT_S):
-            while rid not in self._replies:
-                async with self._read_lock:
-                    if rid in self._replies:
-                        break
-                    try:
-                        line = await self._stdout.receive_until(b"\n", 16 << 20)
-                    except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
-                        raise NodeError(f"node exited before answering {cmd!r}") from exc
-                    with suppress(ValueError):
-                        message = json.loads(line)
-                        self._replies[message.get("id")] = message
-        reply = self._replies.pop(rid)
-        if "error" in reply:
-            raise NodeError(f"{cmd}: {reply['error']}")
-        return reply
+    margin_s = LIMIT_S
 
     async def connect(self, url: str, **kw: Any) -> dict[str, Any]:
-        return await self.call("connect", url=url, **{"backoff": FAST_BACKOFF, **kw})
+        return await self.request("connect", url=url, **{"backoff": FAST_BACKOFF, **kw})
 
     async def subscribe(self, channel: str) -> dict[str, Any]:
-        reply = await self.call("subscribe", channel=channel)
+        reply = await self.request("subscribe", channel=channel)
         assert reply["ok"], reply
         data: dict[str, Any] = reply["data"]
         return data
 
     async def events(self, count: int, timeout_ms: int = 5000) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = (
-            await self.call("wait_events", count=count, timeout_ms=timeout_ms)
+            await self.request("wait_events", count=count, timeout_ms=timeout_ms)
         )["events"]
         return events
 
     async def state(self) -> dict[str, Any]:
-        return await self.call("state")
+        return await self.request("state")
 
 
-@asynccontextmanager
-async def js_client() -> AsyncIterator[JsClient]:
-    process = await anyio.open_process(
-        ["node", str(CLIENT_SCRIPT)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=None,  # inherited: pytest shows it with a failing test
-        cwd=INTEROP_DIR,
-    )
-    try:
-        yield JsClient(process)
-    finally:
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(2), suppress(Exception):
-                await process.stdin.aclose()  # type: ignore[union-attr]
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                with anyio.move_on_after(5):
-                    await process.wait()
-            with anyio.move_on_after(2), suppress(Exception):
-                await process.aclose()
+def js_client() -> AbstractAsyncContextManager[JsClient]:
+    return JsClient.spawn(CLIENT_SCRIPT, "relay_client.mjs")
 
 
 @asynccontextmanager
@@ -175,25 +118,25 @@ async def test_connect_request_subscribe_and_receive() -> None:
         assert event["data"]["adapter_id"] == "a1" and event["data"]["version"] == "1.2"
 
         # requests answer from the projection the event fed
-        status = await js.call("request", event="get_adapter_status", data={"adapter_id": "a1"})
+        status = await js.request("request", event="get_adapter_status", data={"adapter_id": "a1"})
         assert status["ok"], status
         assert status["data"] == running.hub.projection.answer(
             "get_adapter_status", {"adapter_id": "a1"}
         )
 
         # error replies reject with the relay's code, and the connection stays usable
-        missing = await js.call("request", event="get_adapter_status", data={"adapter_id": "zz"})
+        missing = await js.request("request", event="get_adapter_status", data={"adapter_id": "zz"})
         assert missing["ok"] is False and missing["code"] == "NOT_FOUND"
-        unknown = await js.call("request", event="no_such_request", data={})
+        unknown = await js.request("request", event="no_such_request", data={})
         assert unknown["ok"] is False and unknown["code"] == "UNKNOWN_REQUEST"
-        bad = await js.call("subscribe", channel="")
+        bad = await js.request("subscribe", channel="")
         assert bad["ok"] is False and bad["code"] == "INVALID_CHANNEL"
 
         # async iteration sees the events that arrive after it starts, in order
         result: dict[str, Any] = {}
 
         async def iterate() -> None:
-            result.update(await js.call("iterate", count=2, timeout_ms=5000))
+            result.update(await js.request("iterate", count=2, timeout_ms=5000))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(iterate)
@@ -207,9 +150,9 @@ async def test_connect_request_subscribe_and_receive() -> None:
         assert [e["offset"] for e in result["events"]] == [2, 3]
 
         # after unsubscribing, nothing more arrives
-        assert (await js.call("unsubscribe", channel="adapter:a1"))["ok"]
+        assert (await js.request("unsubscribe", channel="adapter:a1"))["ok"]
         await running.broadcast.adapter_activated("a1", "org/repo", {"version": "1.4"})
-        await js.call("request", event="list_adapters", data={})  # a round trip after it
+        await js.request("request", event="list_adapters", data={})  # a round trip after it
         assert len((await js.state())["events"]) == 3
 
 
@@ -232,7 +175,7 @@ async def test_reconnects_after_relay_restart_and_recovers_missed_events() -> No
             late: dict[str, Any] = {}
             tg.start_soon(lambda: _into(late, js.subscribe("lifecycle")))
             async with relay_on(port, app) as running:
-                await js.call("wait_opens", count=2, timeout_ms=10_000)
+                await js.request("wait_opens", count=2, timeout_ms=10_000)
                 events = await js.events(51, timeout_ms=10_000)
                 await subscribers_of(running, "lifecycle")
                 # then live ones, here on both channels of adapter.deactivated
@@ -272,7 +215,7 @@ async def test_reconnects_after_server_closes_socket_batched() -> None:
             await running.broadcast.registry_updated(f"v{i}", {})
         await running.broadcast.lifecycle_changed("adapter", "a1", "idle", "active")
 
-        await js.call("wait_opens", count=2, timeout_ms=10_000)
+        await js.request("wait_opens", count=2, timeout_ms=10_000)
         events = await js.events(32, timeout_ms=10_000)
         registry = [e for e in events if e["room"] == "registry"]
         assert [e["data"]["version"] for e in registry] == [f"v{i}" for i in range(31)]
@@ -334,8 +277,8 @@ async def test_token_is_sent_and_a_refused_one_is_reported() -> None:
             token = make_token(secret, channels=["registry"])
             hello = await js.connect(running.url, token=token)
             assert hello["welcome"]["authenticated"] is True
-            assert (await js.call("subscribe", channel="registry"))["ok"]
-            forbidden = await js.call("subscribe", channel="adapter:a1")
+            assert (await js.request("subscribe", channel="registry"))["ok"]
+            forbidden = await js.request("subscribe", channel="adapter:a1")
             assert forbidden["ok"] is False and forbidden["code"] == "FORBIDDEN"
         async with js_client() as js:
             refused = await js.connect(running.url, token="not-a-token")
@@ -351,7 +294,7 @@ async def test_reports_gap_when_relay_restarts_without_history() -> None:
             await running.broadcast.registry_updated("v1", {})
             [first] = await js.events(1)
         async with relay_on(port) as running:  # a new hub: new epoch, no history
-            await js.call("wait_opens", count=2, timeout_ms=10_000)
+            await js.request("wait_opens", count=2, timeout_ms=10_000)
             await subscribers_of(running, "registry")
             state = await js.state()
             [gap] = state["gaps"]
