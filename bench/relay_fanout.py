@@ -53,8 +53,8 @@ makes the rate a lower bound; the notes say so), events per received frame, and 
 connection: (server RSS with N joined - RSS before they joined) / N.
 
 The load generator is the lean asyncio.Protocol client of bench/yjs_fanout.py (minimal
-HTTP upgrade, masked client frames, a parser for the server's frames, pings answered),
-imported from there with its server-process, timing and table helpers.
+HTTP upgrade, masked client frames, a parser for the server's frames, pings answered);
+server processes, the timed phase and the report come from bench/common.py, as there.
 
 Run
 ---
