@@ -63,5 +63,10 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test bench/node_modules/.installed
 	$(BIN)/python bench/yjs_fanout.py
 
+# Draw-to-peer-render latency in headless Chromium (Debian's /usr/bin/chromium), inkwire vs Node.
+.PHONY: bench-web
+bench-web: $(VENV)/.installed-test bench/node_modules/.installed web
+	$(BIN)/python bench/draw_latency.py
+
 clean:
 	rm -rf $(VENV) tests/interop/node_modules bench/node_modules $(WEB)/node_modules $(WEB)/dist
