@@ -476,3 +476,30 @@ def test_export_png_downloads_the_canvas_as_an_image(server: Any, open_peer: Any
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = struct.unpack(">II", data[16:24])
     assert 150 < width < 400 and 90 < height < 300  # the rectangle plus Excalidraw's padding
+
+
+HOSTILE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40">'
+    '<script>alert(1)</script><rect width="40" height="40" fill="red"/></svg>'
+)
+
+
+def test_an_image_the_server_refuses_is_reported_once_and_not_retried(
+    server: Any, open_peer: Any
+) -> None:
+    alice = open_peer(url(server), ALICE).open("refused")
+    puts: list[str] = []
+    alice.page.on("request", lambda r: puts.append(r.url) if r.method == "PUT" else None)
+    alice.page.mouse.click(400, 300)
+    alice.page.evaluate(
+        PASTE_JS.replace('"red.png", { type: "image/png" }', '"x.svg", { type: "image/svg+xml" }'),
+        [base64.b64encode(HOSTILE_SVG.encode()).decode()],
+    )
+    toast = alice.page.get_by_role("alert")
+    toast.wait_for(timeout=5000)
+    assert "SVG refused" in toast.inner_text()
+    for _ in range(10):  # edits go on; each one calls onChange with the same files
+        alice.page.mouse.move(500, 350)
+        alice.page.mouse.move(520, 380)
+    alice.page.wait_for_timeout(500)
+    assert len(puts) == 1, puts

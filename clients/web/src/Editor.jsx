@@ -135,6 +135,12 @@ export function Editor({ diagram }) {
     if (identity) session.current?.presence.setIdentity(identity);
   }, [identity]);
 
+  useEffect(() => {
+    if (!message) return undefined;
+    const timer = setTimeout(() => setMessage(null), 8000);
+    return () => clearTimeout(timer);
+  }, [message]);
+
   const onChange = useCallback((elements, appState, files) => {
     const live = session.current;
     if (!live) return;

@@ -42,6 +42,7 @@ export class FileSync {
   }
 
   destroy() {
+    this.destroyed = true;
     this.files.unobserve(this.observer);
   }
 
@@ -50,12 +51,26 @@ export class FileSync {
     for (const [id, file] of Object.entries(files)) {
       if (this.seen.has(id) || this.files.has(id)) continue;
       this.seen.add(id);
-      this.upload(file)
-        .then(() => this.markSaved(id))
-        .catch((error) => {
-          this.seen.delete(id);
-          this.onError(`image upload failed: ${error.message}`);
-        });
+      this.uploadUntilDone(file, 0);
+    }
+  }
+
+  // A refusal (too big, a type the server does not take) is told once and not
+  // retried: the image stays on this canvas only. Anything else (offline, the
+  // server restarting) is retried with a growing pause, so an image pasted
+  // while offline reaches the others once the server is back.
+  async uploadUntilDone(file, failures) {
+    if (this.destroyed) return;
+    try {
+      await this.upload(file);
+      this.markSaved(file.id);
+    } catch (error) {
+      if (error.status >= 400 && error.status < 500) {
+        this.onError(`image not shared: ${error.message}`);
+        return;
+      }
+      const pause = Math.min(30_000, 1000 * 2 ** failures);
+      setTimeout(() => this.uploadUntilDone(file, failures + 1), pause);
     }
   }
 
@@ -90,7 +105,9 @@ export class FileSync {
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      throw new Error(body.error || `HTTP ${response.status}`);
+      throw Object.assign(new Error(body.error || `HTTP ${response.status}`), {
+        status: response.status,
+      });
     }
   }
 
