@@ -61,7 +61,8 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
     query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
     if parts == ["diagrams"]:
         _allow(method, "GET")
-        await respond_json(send, 200, await _list(app))
+        limit = _int(query.get("limit"), "limit", replay.LIST_PAGE)
+        await respond_json(send, 200, await _list(app, limit, query.get("prefix", "")))
         return
     if len(parts) < 2 or parts[0] != "diagrams":
         raise ApiError(404, "no such route")
@@ -106,13 +107,17 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
 # --- operations -----------------------------------------------------------------
 
 
-async def _list(app: CollabApp) -> list[dict[str, Any]]:
+async def _list(app: CollabApp, limit: int, prefix: str) -> list[dict[str, Any]]:
     if isinstance(app.store, SQLiteStore):
         store = app.store
-        return await anyio.to_thread.run_sync(replay.list_diagrams, store)
+        return await anyio.to_thread.run_sync(
+            lambda: replay.list_diagrams(store, limit=limit, prefix=prefix)
+        )
+    limit = replay.list_limit(limit, prefix)
     result: list[dict[str, Any]] = []
-    if isinstance(app.store, MemoryStore):  # no edit times kept: what can be told
-        for name in app.store.diagrams():
+    if isinstance(app.store, MemoryStore):  # no edit times kept: by name, counted each time
+        names = [name for name in app.store.diagrams() if name.startswith(prefix)]
+        for name in names[:limit]:
             state = await app.store.load(name) or b""
             count = len(to_excalidraw(state)["elements"])
             result.append({"id": name, "elements": count, "last_edit": None, "size": len(state)})

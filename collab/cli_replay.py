@@ -43,7 +43,10 @@ def add_commands(commands: Any) -> None:
             parser.add_argument("--server", help="use this server's API, e.g. http://host:3042")
         return parser
 
-    command("list", "list saved diagrams").add_argument("--json", action="store_true")
+    listing = command("list", "saved diagrams, last edited first")
+    listing.add_argument("--limit", type=int, default=replay.LIST_PAGE, help="at most this many")
+    listing.add_argument("--prefix", default="", help="only diagrams whose name starts with it")
+    listing.add_argument("--json", action="store_true")
     history = command("history", "versions of a diagram, newest first")
     history.add_argument("diagram")
     history.add_argument("--limit", type=int, default=replay.HISTORY_PAGE)
@@ -95,7 +98,8 @@ def _direct(args: argparse.Namespace) -> None:
     store = SQLiteStore(path)
     try:
         if args.command == "list":
-            _print_list(replay.list_diagrams(store), args.json)
+            listed = replay.list_diagrams(store, limit=args.limit, prefix=args.prefix)
+            _print_list(listed, args.json)
         elif args.command == "history":
             page = replay.history(store, args.diagram, limit=args.limit, before=args.before)
             _print_history(page, args.json)
@@ -119,7 +123,8 @@ def _direct(args: argparse.Namespace) -> None:
 def _via_server(args: argparse.Namespace) -> None:
     with httpx.Client(base_url=args.server.rstrip("/"), timeout=60) as http:
         if args.command == "list":
-            _print_list(_ok(http.get("/api/diagrams")), args.json)
+            params = {"limit": args.limit} | ({"prefix": args.prefix} if args.prefix else {})
+            _print_list(_ok(http.get("/api/diagrams", params=params)), args.json)
             return
         diagram = args.diagram or Path(args.file).stem
         base = f"/api/diagrams/{quote(diagram, safe='')}"
@@ -221,8 +226,14 @@ def _print_list(diagrams: list[dict[str, Any]], as_json: bool) -> None:
         _print_json(diagrams)
         return
     print(f"{'diagram':<32} {'elements':>8}  {'last edit':<29} {'size':>9}")
+    stale = False
     for d in diagrams:
-        print(f"{d['id']:<32} {d['elements']:>8}  {d['last_edit'] or '-':<29} {d['size']:>9}")
+        elements = str(d["elements"])
+        if d.get("elements_seq", d.get("seq")) != d.get("seq"):
+            elements, stale = f"~{elements}", True
+        print(f"{d['id']:<32} {elements:>8}  {d['last_edit'] or '-':<29} {d['size']:>9}")
+    if stale:
+        print("(~: as of the last checkpoint; later edits are not counted yet)")
 
 
 def _print_history(page: dict[str, Any], as_json: bool) -> None:

@@ -89,6 +89,15 @@ def live(elements: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in elements.items() if not v.get("isDeleted")}
 
 
+def live_count(doc: Doc[Any]) -> int:
+    """How many elements the document shows: ``len(live(scene_of(doc).elements))``."""
+    return sum(
+        1
+        for value in doc.get("elements", type=Map).values()
+        if isinstance(value, dict) and not value.get("isDeleted")
+    )
+
+
 def to_excalidraw(state: bytes | None, file_lookup: FileLookup | None = None) -> dict[str, Any]:
     """A ``.excalidraw`` file of the state: live elements in z-order, files inlined.
 

@@ -16,6 +16,7 @@ not grow with the length of the history.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,6 @@ from pycrdt import Map
 from storage.excalidraw import (
     Scene,
     forward_edit,
-    live,
     load_doc,
     parse_excalidraw,
     scene_of,
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 EMPTY = b"\x00\x00"  # the Yjs update that changes nothing
 HISTORY_PAGE = 50
 HISTORY_MAX_PAGE = 1000
+LIST_PAGE = 100
+LIST_MAX_PAGE = 1000
+PREFIX = re.compile(r"[A-Za-z0-9._-]{0,128}")  # a start of a diagram name
 
 
 class NotFound(LookupError):
@@ -102,20 +105,49 @@ def last_seq(store: SQLiteStore, diagram: str) -> int:
 # --- list and export ------------------------------------------------------------
 
 
-def list_diagrams(store: SQLiteStore) -> list[dict[str, Any]]:
-    """Every saved diagram: id, live element count, last edit, state size, last seq."""
-    rows = store.query("SELECT id, updated, last_seq FROM diagrams ORDER BY id")
+_LIST = (
+    "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
+    " WHERE substr(id, 1, ?) = ?"
+)
+
+
+def list_limit(limit: int, prefix: str) -> int:
+    """``limit`` within 1..LIST_MAX_PAGE, once ``prefix`` is known to be a start of a name."""
+    if not PREFIX.fullmatch(prefix):
+        raise BadRequest("prefix must be up to 128 characters of [A-Za-z0-9._-]")
+    return max(1, min(limit, LIST_MAX_PAGE))
+
+
+def list_diagrams(
+    store: SQLiteStore, *, limit: int = LIST_PAGE, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """Saved diagrams, last edited first: at most ``limit``, ids starting with ``prefix``.
+
+    Each: id, live element count, last edit, state size, last seq, and
+    ``elements_seq``, the seq the count and size describe. They are the
+    summary recorded with the diagram's latest checkpoint (read from the
+    ``diagrams`` table, nothing replayed), so ``elements_seq`` is below
+    ``seq`` while edits since are not checkpointed yet: a room checkpoints
+    every ``checkpoint_every`` updates, after ``checkpoint_quiet`` seconds
+    without edits and when it unloads. A diagram with no summary yet (never
+    checkpointed, or saved by an older inkwire) is checkpointed here, once,
+    which records its summary.
+    """
+    limit = list_limit(limit, prefix)
+    rows = store.query(f"{_LIST} ORDER BY updated DESC, id LIMIT ?", (len(prefix), prefix, limit))
     result = []
-    for diagram, updated, seq in rows:
-        state = store.state_at(diagram, int(seq)) or b""
-        elements = scene_of(load_doc(state)).elements
+    for row in rows:
+        if row[5] is None and store.checkpoint(row[0]) is not None:
+            row = store.query(f"{_LIST} AND id = ?", (len(row[0]), row[0], row[0]))[0]
+        diagram, updated, seq, elements, size, summary_seq = row
         result.append(
             {
                 "id": diagram,
-                "elements": len(live(elements)),
+                "elements": int(elements or 0),
                 "last_edit": iso(float(updated)),
-                "size": len(state),
+                "size": int(size or 0),
                 "seq": int(seq),
+                "elements_seq": int(summary_seq if summary_seq is not None else seq),
             }
         )
     return result
@@ -247,6 +279,7 @@ async def restore_in_store(store: SQLiteStore, diagram: str, at: str | int) -> d
     seq, update = await anyio.to_thread.run_sync(compute)
     if update != EMPTY:
         await store.append(diagram, [update], "restore")
+        await anyio.to_thread.run_sync(store.checkpoint, diagram)  # as an unloading room would
     return {"diagram": diagram, "restored": seq, "changed": update != EMPTY}
 
 
@@ -261,4 +294,5 @@ async def import_in_store(store: SQLiteStore, diagram: str, raw: bytes) -> dict[
     update = forward_edit(current, scene)
     if update != EMPTY:
         await store.append(diagram, [update], "import")
+        await anyio.to_thread.run_sync(store.checkpoint, diagram)  # as an unloading room would
     return {"diagram": diagram, "elements": len(scene.elements), "files": len(blobs)}

@@ -10,6 +10,14 @@ worker thread, never on the event loop.
 Loading is the latest checkpoint (the full state at some seq) plus the
 updates after it. A checkpoint is written every ``checkpoint_every``
 updates; old updates are kept for replay.
+
+:meth:`SQLiteStore.checkpoint` (a room going quiet or unloading) also
+records, in the diagram's ``diagrams`` row, what the list of diagrams shows:
+the live element count and the state's size, with the seq they describe
+(``summary_seq``), so listing reads one table instead of replaying every
+diagram. The checkpoints :meth:`SQLiteStore.maintain` writes while a room is
+being edited do not: counting would decode the whole state, holding the GIL
+mid-session; the next quiet moment records it.
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ import anyio.to_thread
 import sqlite_utils
 from pycrdt import Doc
 
+from storage.excalidraw import live_count
 from storage.updates import merge_many
 
-SCHEMA_VERSION = 1
+# 1: the tables; 2: diagrams.live_elements/state_bytes/summary_seq, index on updated
+SCHEMA_VERSION = 2
 RAW, ZLIB = b"\x00", b"\x01"  # blob codec prefix
 
 
@@ -155,7 +165,8 @@ class SQLiteStore:
         that is exactly what has been saved (nothing pending), sparing the
         replay of the log since the last checkpoint; else None, and the
         checkpoint waits for a moment when it is (the room calls again after
-        its next save, when it goes quiet, and when it unloads).
+        its next save, when it goes quiet, and when it unloads). It records
+        no summary: :meth:`checkpoint`, when the room goes quiet, does.
         """
         if diagram not in self._due:
             return
@@ -231,6 +242,10 @@ class SQLiteStore:
 
     def state_at(self, diagram: str, seq: int | None = None) -> bytes | None:
         """The full state after update ``seq`` (default: the latest), or None."""
+        doc = self._doc_at(diagram, seq)
+        return None if doc is None else doc.get_update()
+
+    def _doc_at(self, diagram: str, seq: int | None = None) -> Doc[Any] | None:
         with self._lock:
             if seq is None:
                 row = self._conn.execute(
@@ -257,36 +272,63 @@ class SQLiteStore:
             doc.apply_update(decode_blob(checkpoint[1]))
         for (blob,) in rows:
             doc.apply_update(decode_blob(blob))
-        return doc.get_update()
+        return doc
 
     def checkpoint(self, diagram: str) -> int | None:
-        """Write the full state at the latest seq; return that seq."""
+        """Write the full state at the latest seq (and its summary); return that seq."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = ?", (diagram,)
+                "SELECT last_seq, checkpoint_seq, summary_seq FROM diagrams WHERE id = ?",
+                (diagram,),
             ).fetchone()
         if row is None:
             return None
         seq = int(row[0])
-        if seq == row[1]:
+        if seq == row[1] and seq == row[2]:
             return seq  # nothing new since the last checkpoint
-        state = self.state_at(diagram, seq)
-        if state is None:
+        doc = self._doc_at(diagram, seq)
+        if doc is None:
             return None
-        self._write_checkpoint(diagram, seq, state)
+        state = doc.get_update()
+        if seq == row[1]:  # checkpointed before summaries were recorded (schema 1)
+            self._write_summary(diagram, seq, live_count(doc), len(state))
+        else:
+            self._write_checkpoint(diagram, seq, state, doc)
         return seq
 
-    def _write_checkpoint(self, diagram: str, seq: int, state: bytes) -> None:
+    def _write_checkpoint(
+        self, diagram: str, seq: int, state: bytes, doc: Doc[Any] | None = None
+    ) -> None:
+        """Store ``state`` as the checkpoint at ``seq``; with its summary if ``doc`` is given.
+
+        ``doc`` is the state, decoded: the caller's, counted here (never
+        decoded here for the count alone).
+        """
+        live = None if doc is None else live_count(doc)
+        blob = encode_blob(state, True)  # always compressed: large, rare, read once per load
         with self._lock, self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (diagram, seq, ts, state) VALUES (?, ?, ?, ?)",
-                # always compressed: large, rare, and read once per load
-                (diagram, seq, time.time(), encode_blob(state, True)),
+                (diagram, seq, time.time(), blob),
             )
             self._conn.execute(
                 "UPDATE diagrams SET checkpoint_seq = ? WHERE id = ? AND checkpoint_seq < ?",
                 (seq, diagram, seq),
             )
+            if live is not None:
+                self._summarize(diagram, seq, live, len(state))
+
+    def _write_summary(self, diagram: str, seq: int, live: int, size: int) -> None:
+        with self._lock, self._conn:
+            self._summarize(diagram, seq, live, size)
+
+    def _summarize(self, diagram: str, seq: int, live: int, size: int) -> None:
+        # never replaces a summary of a later seq (checkpoints may be written concurrently)
+        self._conn.execute(
+            "UPDATE diagrams SET live_elements = ?, state_bytes = ?, summary_seq = ?"
+            " WHERE id = ? AND (summary_seq IS NULL OR summary_seq <= ?)",
+            (live, size, seq, diagram, seq),
+        )
 
     def compact(self, diagram: str, *, older_than: float, frame_seconds: float = 60.0) -> int:
         """Merge updates logged before ``older_than`` into one frame per time slot.
@@ -384,27 +426,49 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _migrate(db: sqlite_utils.Database, path: Path) -> None:
-    """Create or upgrade the schema; refuse a database we do not understand."""
+    """Create or upgrade the schema in place; refuse a database we do not understand.
+
+    The upgrade is one transaction, and the version is read again inside it:
+    a file another process upgraded meanwhile is not upgraded twice, and one
+    interrupted half-way is left as it was.
+    """
     try:
-        tables = set(db.table_names())
-        if tables and "inkwire_meta" not in tables:
-            raise StorageError(f"{path}: not an inkwire database (tables: {sorted(tables)})")
-        version = 0
-        if "inkwire_meta" in tables:
-            row = db.execute(
-                "SELECT value FROM inkwire_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"{path}: schema version {version} is newer than this inkwire understands"
-                f" ({SCHEMA_VERSION}); upgrade inkwire"
-            )
-        if version < 1:
-            with db.conn:
+        if _schema_version(db, path) == SCHEMA_VERSION:
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _schema_version(db, path)
+            if version < 1:
                 _create_v1(db)
+            if version < 2:
+                _upgrade_v2(db)
+            db.conn.execute(
+                "INSERT OR REPLACE INTO inkwire_meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: not a usable SQLite database ({exc})") from exc
+
+
+def _schema_version(db: sqlite_utils.Database, path: Path) -> int:
+    """The file's schema version (0: empty); StorageError if foreign or newer than ours."""
+    tables = set(db.table_names())
+    if tables and "inkwire_meta" not in tables:
+        raise StorageError(f"{path}: not an inkwire database (tables: {sorted(tables)})")
+    version = 0
+    if "inkwire_meta" in tables:
+        row = db.execute("SELECT value FROM inkwire_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path}: schema version {version} is newer than this inkwire understands"
+            f" ({SCHEMA_VERSION}); upgrade inkwire"
+        )
+    return version
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -436,4 +500,10 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         {"channel": str, "offset": int, "epoch": str, "ts": float, "event": str, "data": str},
         pk=("channel", "offset"),
     )
-    db.table("inkwire_meta").insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+
+
+def _upgrade_v2(db: sqlite_utils.Database) -> None:
+    """What the list of diagrams shows, recorded with each checkpoint (NULL until one is)."""
+    for column in ("live_elements", "state_bytes", "summary_seq"):
+        db.execute(f"ALTER TABLE diagrams ADD COLUMN {column} INTEGER")
+    db.execute("CREATE INDEX diagrams_updated ON diagrams (updated)")
