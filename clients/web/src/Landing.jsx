@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import { DIAGRAM_NAME, listDiagrams } from "./api.js";
 
+const RECENT = 100; // diagrams listed
 const freshName = () => `sketch-${Math.random().toString(36).slice(2, 8)}`;
 const open = (name) => location.assign(`/d/${encodeURIComponent(name)}`);
 
@@ -34,10 +35,8 @@ export function Landing() {
   const [diagrams, setDiagrams] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
-    listDiagrams()
-      .then((list) =>
-        setDiagrams([...list].sort((a, b) => (b.last_edit ?? "").localeCompare(a.last_edit ?? ""))),
-      )
+    listDiagrams({ limit: RECENT }) // the server sorts, last edited first
+      .then(setDiagrams)
       .catch((e) => setError(e.message));
   }, []);
   const exists = (name) =>

@@ -17,7 +17,12 @@ async function json(response) {
   return body;
 }
 
-export const listDiagrams = () => fetch("/api/diagrams").then(json);
+/** Saved diagrams, last edited first: at most `limit`, names starting with `prefix`. */
+export function listDiagrams({ limit = 100, prefix = "" } = {}) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (prefix) query.set("prefix", prefix);
+  return fetch(`/api/diagrams?${query}`).then(json);
+}
 
 /** The diagram as an `.excalidraw` scene, now or at a version (`at`: seq). */
 export const exportDiagram = (diagram, at) =>
