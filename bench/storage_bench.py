@@ -35,10 +35,24 @@ What it measures
    tree had uncommitted changes under collab/ or storage/ (the servers and this process
    run the working tree).
 
+4. Listing D=1 000 saved diagrams (`GET /api/diagrams`, `inkwire list`). Each diagram gets
+   the same history of L=300 element edits over E=100 elements (generated as in 2, appended
+   in batches of 64) and is checkpointed as an unloading room would; one in ten then gets
+   20 more edits, not checkpointed (a room still editing, or killed). Timed on a freshly
+   opened store: "before", the replay approach `list_diagrams` used until schema 2 (every
+   diagram's state = latest checkpoint + tail, decoded to count its live elements;
+   reproduced here as `replay_list`), against `storage.replay.list_diagrams` with
+   limit=1000 (everything) and limit=100 (the landing page), which read the counts each
+   checkpoint recorded. Then the one-time cost on a file whose diagrams have no counts yet
+   (one written by schema 1, upgraded): the summary columns are emptied, and the first
+   list (which counts, and checkpoints the diagrams with a tail) and the second are timed.
+   Counts are checked equal to the replayed ones wherever the list says they are current.
+
 Run
 ---
     .venv/bin/python bench/storage_bench.py [--rounds 7] [--n 100] [--history 100000]
-                                            [--samples 50] [--quick] [--only 1,2,3]
+                                            [--samples 50] [--quick] [--only 1,2,3,4]
+                                            [--list-diagrams 1000] [--list-history 300]
                                             [--tmpdir DIR]
 
 `--quick` is a smoke run (1 round, 10 000 updates of history, fewer samples). Database
@@ -90,6 +104,8 @@ from yjs_fanout import (
     table,
 )
 
+from storage import replay
+from storage.excalidraw import live, load_doc, scene_of
 from storage.sqlite import SQLiteStore
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -299,8 +315,10 @@ def fmt_num(value: float | None, label: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def make_history(count: int, seed: int = 1) -> tuple[list[bytes], dict[str, Any]]:
-    """`count` small element edits, one Yjs update each; and the final `elements` content."""
+def make_history(count: int, seed: int = 1, pool: int = POOL) -> tuple[list[bytes], dict[str, Any]]:
+    """`count` small element edits, one Yjs update each; and the final `elements` content.
+
+    The first `pool` edits create elements, the rest move one of them."""
     rng = random.Random(seed)
     doc: Doc[Any] = Doc()
     elements = doc.get("elements", type=Map)
@@ -308,11 +326,11 @@ def make_history(count: int, seed: int = 1) -> tuple[list[bytes], dict[str, Any]
     updates: list[bytes] = []
     sub = doc.observe(lambda event: updates.append(event.update))
     for i in range(count):
-        if i < POOL:
+        if i < pool:
             key = f"el{i:05d}"
             value = rectangle(key, i)
         else:
-            key = f"el{rng.randrange(min(POOL, count)):05d}"
+            key = f"el{rng.randrange(min(pool, count)):05d}"
             old = current[key]
             value = {
                 **old,
@@ -591,6 +609,141 @@ async def history_bench(
 
 
 # ---------------------------------------------------------------------------------------
+# 4. Listing many diagrams
+# ---------------------------------------------------------------------------------------
+
+LIST_ELEMENTS = 100
+LIST_TAIL = 20  # edits after the last checkpoint, in one diagram of LIST_TAIL_EVERY
+LIST_TAIL_EVERY = 10
+
+
+def replay_list(store: SQLiteStore) -> list[dict[str, Any]]:
+    """`storage.replay.list_diagrams` as it was before schema 2: every diagram replayed."""
+    rows = store.query("SELECT id, updated, last_seq FROM diagrams ORDER BY id")
+    result = []
+    for diagram, updated, seq in rows:
+        state = store.state_at(diagram, int(seq)) or b""
+        elements = scene_of(load_doc(state)).elements
+        result.append(
+            {
+                "id": diagram,
+                "elements": len(live(elements)),
+                "last_edit": replay.iso(float(updated)),
+                "size": len(state),
+                "seq": int(seq),
+            }
+        )
+    return result
+
+
+@dataclass
+class ListBench:
+    diagrams: int
+    history: int
+    build_s: float = 0.0
+    db_bytes: int = 0
+    state_bytes: int = 0
+    timings: dict[str, list[float]] = field(default_factory=dict)  # label -> ms per call
+    checked: int = 0  # diagrams whose count was compared with the replayed one
+    mismatches: int = 0
+
+
+async def build_list_db(bench: ListBench, path: Path, updates: list[bytes]) -> None:
+    store = SQLiteStore(path, checkpoint_every=NO_CHECKPOINTS)
+    try:
+        t0 = time.perf_counter()
+        for i in range(bench.diagrams):
+            diagram = f"diagram-{i:05d}"
+            for first in range(0, bench.history, BATCH):
+                await store.append(diagram, updates[first : min(first + BATCH, bench.history)])
+            store.checkpoint(diagram)  # the room unloads
+            if i % LIST_TAIL_EVERY == 0:
+                await store.append(diagram, updates[bench.history :])
+        bench.build_s = time.perf_counter() - t0
+    finally:
+        store.close()
+    bench.db_bytes = sum(q.stat().st_size for q in path.parent.glob(path.name + "*"))
+
+
+def timed(bench: ListBench, label: str, path: Path, repeat: int, fn: Callable[..., Any]) -> Any:
+    result = None
+    for _ in range(repeat):
+        store = SQLiteStore(path)
+        try:
+            t0 = time.perf_counter()
+            result = fn(store)
+            bench.timings.setdefault(label, []).append(1000 * (time.perf_counter() - t0))
+        finally:
+            store.close()
+    return result
+
+
+def list_bench(diagrams: int, history: int, tmp: Path, seed: int) -> ListBench:
+    bench = ListBench(diagrams, history)
+    say(f"  generating {history} + {LIST_TAIL} edits over {LIST_ELEMENTS} elements ...")
+    updates, _ = make_history(history + LIST_TAIL, seed, pool=LIST_ELEMENTS)
+    path = tmp / "list.db"
+    say(f"  building {diagrams} diagrams ...")
+    anyio.run(build_list_db, bench, path, updates)
+    everything = functools.partial(replay.list_diagrams, limit=replay.LIST_MAX_PAGE)
+    say("  listing: replayed (before) ...")
+    before = timed(bench, "before: replay every diagram", path, 3, replay_list)
+    say("  listing: recorded counts (after) ...")
+    after = timed(bench, "after: list_diagrams limit=1000", path, 20, everything)
+    timed(bench, "after: list_diagrams limit=100", path, 20, replay.list_diagrams)
+    bench.state_bytes = int(statistics.mean(d["size"] for d in before))
+    replayed = {d["id"]: d for d in before}
+    for d in after:
+        if d["elements_seq"] == d["seq"]:
+            bench.checked += 1
+            old = replayed[d["id"]]
+            bench.mismatches += (d["elements"], d["size"]) != (old["elements"], old["size"])
+    bench.mismatches += len(after) != len(before)
+    say("  listing a file with no counts yet (upgraded from schema 1) ...")
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "UPDATE diagrams SET live_elements = NULL, state_bytes = NULL, summary_seq = NULL"
+        )
+    timed(bench, "no counts yet: first list, limit=1000", path, 1, everything)
+    timed(bench, "no counts yet: second list, limit=1000", path, 1, everything)
+    return bench
+
+
+def report_list(bench: ListBench) -> str:
+    tails = len(range(0, bench.diagrams, LIST_TAIL_EVERY))
+    out = [
+        f"\n== 4. list {bench.diagrams} diagrams ({bench.history} edits over {LIST_ELEMENTS}"
+        f" elements each, checkpointed; {tails} with {LIST_TAIL} edits after it;"
+        f" state {bench.state_bytes / 1024:.0f} KB each, file"
+        f" {bench.db_bytes / 2**20:.0f} MB, built in {bench.build_s:.0f} s) =="
+    ]
+    rows = []
+    for label, values in bench.timings.items():
+        rows.append(
+            [
+                label,
+                f"{statistics.median(values):.1f}",
+                f"{min(values):.1f}",
+                f"{max(values):.1f}",
+                str(len(values)),
+            ]
+        )
+    out.append(table(["what", "median ms", "min ms", "max ms", "runs"], rows))
+    before = bench.timings.get("before: replay every diagram")
+    for label in ("after: list_diagrams limit=1000", "after: list_diagrams limit=100"):
+        after = bench.timings.get(label)
+        if before and after:
+            speedup = statistics.median(before) / statistics.median(after)
+            out.append(f"before / {label.removeprefix('after: ')}: {speedup:.0f}x")
+    status = "equal" if bench.mismatches == 0 else f"{bench.mismatches} DIFFERENT"
+    out.append(
+        f"counts and sizes vs replayed, for the {bench.checked} diagrams listed as current: "
+        f"{status} (the {tails} with a tail are listed as of their checkpoint)"
+    )
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------
 
@@ -650,7 +803,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="SQLite/memory pairs (default 7)")
     parser.add_argument("--history", type=int, help="updates of history (default 100000)")
     parser.add_argument("--samples", type=int, help="random seqs for state_at (default 50)")
-    parser.add_argument("--only", default="1,2,3", help="which parts: 1 autosave, 2,3 history")
+    parser.add_argument(
+        "--only", default="1,2,3,4", help="which parts: 1 autosave, 2,3 history, 4 list"
+    )
+    parser.add_argument("--list-diagrams", type=int, help="diagrams to list (default 1000)")
+    parser.add_argument("--list-history", type=int, help="edits per diagram (default 300)")
     parser.add_argument("--quick", action="store_true", help="smoke run: smaller everything")
     parser.add_argument("--tmpdir", type=Path, help="where the database files go")
     parser.add_argument("--seed", type=int, default=1)
@@ -658,6 +815,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if args.quick else 7)
     args.history = args.history or (10_000 if args.quick else 100_000)
     args.samples = args.samples or (10 if args.quick else 50)
+    args.list_diagrams = args.list_diagrams or (200 if args.quick else 1_000)
+    args.list_history = args.list_history or (LIST_ELEMENTS if args.quick else 300)
     args.parts = {x.strip() for x in args.only.split(",")}
     return args
 
@@ -685,6 +844,10 @@ def main(argv: list[str] | None = None) -> None:
                 history_bench, args.history, args.samples, 5, tmp, args.seed
             )
             print(report_history(dbs, args.history, gen_s, export_name))
+        if "4" in args.parts:
+            say("list:")
+            bench = list_bench(args.list_diagrams, args.list_history, tmp, args.seed)
+            print(report_list(bench), flush=True)
     print(f"\n{others.note()}")
 
 
