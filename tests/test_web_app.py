@@ -414,6 +414,7 @@ def test_landing_page_lists_and_creates_diagrams(server: Any, open_peer: Any) ->
     form = visitor.page.locator("#new-diagram")
     form.get_by_role("textbox").fill("existing")
     form.get_by_role("button", name="Create").click()
+    form.locator(".error").wait_for(timeout=5000)
     assert "exists already" in form.inner_text()
     form.get_by_role("textbox").fill("brand-new")
     form.get_by_role("button", name="Create").click()

@@ -8,14 +8,18 @@ const open = (name) => location.assign(`/d/${encodeURIComponent(name)}`);
 function NameForm({ label, initial, check, id }) {
   const [name, setName] = useState(initial);
   const [error, setError] = useState(null);
-  const submit = (event) => {
+  const submit = async (event) => {
     event.preventDefault();
     const value = name.trim();
-    const problem = DIAGRAM_NAME.test(value)
-      ? check?.(value)
-      : "Use 1–128 letters, digits, “.”, “_” or “-”.";
-    if (problem) setError(problem);
-    else open(value);
+    try {
+      const problem = DIAGRAM_NAME.test(value)
+        ? await check?.(value)
+        : "Use 1–128 letters, digits, “.”, “_” or “-”.";
+      if (problem) setError(problem);
+      else open(value);
+    } catch (e) {
+      setError(e.message);
+    }
   };
   return (
     <form onSubmit={submit} className="name-form" id={id}>
@@ -39,8 +43,11 @@ export function Landing() {
       .then(setDiagrams)
       .catch((e) => setError(e.message));
   }, []);
-  const exists = (name) =>
-    diagrams?.some((d) => d.id === name) ? `“${name}” exists already: open it below.` : null;
+  // asked of the server: the list above holds only the most recent diagrams
+  const exists = async (name) => {
+    const found = await listDiagrams({ prefix: name, limit: 1000 });
+    return found.some((d) => d.id === name) ? `“${name}” exists already: open it by name.` : null;
+  };
   return (
     <main className="landing">
       <h1>inkwire</h1>
