@@ -15,7 +15,9 @@ has expired. Expiry is enforced on the connection, not only when the token is
 presented: the connection closes with 4001 ("token expired") when its token's
 ``exp`` passes, even if the client sends nothing (it must not go on receiving
 events), and any message that arrives after it (a clock that jumped) is not
-handled. A new ``auth`` request before then replaces the token, and its expiry.
+handled. A new ``auth`` request before then replaces the token, and its expiry;
+subscriptions the new token does not cover end with it (the reply lists them
+as ``unsubscribed``), so a narrower token cannot keep a wider one's channels.
 
 Requests are bounded by the token's channels as subscriptions are (FORBIDDEN,
 the connection kept), whoever answers them: see :mod:`relays.scope`.
@@ -237,7 +239,11 @@ class RelayConnection:
             return
         self._regranted.set()
         self._regranted = anyio.Event()
-        self.queue(encode_response(request, self.grant.describe()))
+        grant = self.grant
+        dropped = sorted(c for c in self.member.channels if not grant.allows(c))
+        for channel in dropped:
+            self.hub.unsubscribe(self.member, channel)
+        self.queue(encode_response(request, {**grant.describe(), "unsubscribed": dropped}))
 
     def _allow(self, channels: Sequence[str]) -> None:
         """FORBIDDEN unless the connection's token covers every channel."""

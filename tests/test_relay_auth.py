@@ -235,6 +235,25 @@ async def test_an_expired_token_ends_the_connection_unless_replaced_in_time() ->
         assert pong["type"] == "pong" and pong["correlation_id"] == "p1"
 
 
+async def test_a_narrower_token_ends_the_subscriptions_it_does_not_cover() -> None:
+    wide = token(channels=["adapter:*"])
+    async with auth_relay() as running, raw(f"{running.url}?token={wide}") as ws:
+        await recv(ws)
+        for i, channel in enumerate(("adapter:a1", "adapter:a2")):
+            await ws.send(request("subscribe", {"channel": channel}, f"s{i}"))
+            assert (await recv(ws))["data"]["subscribed"] is True
+        await ws.send(request("auth", {"token": token(channels=["adapter:a1"])}, "a1"))
+        reply = await recv(ws)
+        assert reply["data"]["authenticated"] is True
+        assert reply["data"]["unsubscribed"] == ["adapter:a2"]
+        await running.broadcast.adapter_activated("a2", "org/repo", {"version": "1"})
+        await running.broadcast.adapter_activated("a1", "org/repo", {"version": "2"})
+        event = await recv(ws)  # a2's event is not delivered: the next one is a1's
+        assert event["room"] == "adapter:a1" and event["data"]["version"] == "2"
+        await ws.send(request("subscribe", {"channel": "adapter:a2"}, "s3"))
+        assert (await recv(ws))["error_code"] == "FORBIDDEN"
+
+
 # --- POST /publish -----------------------------------------------------------------------
 
 
