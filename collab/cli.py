@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     serve_cmd.add_argument("--compress", action="store_true", help="zlib-compress saved blobs")
     serve_cmd.add_argument(
+        "--tombstone-retention",
+        type=_seconds_or_forever,
+        default=Config.tombstone_retention,
+        metavar="SECONDS",
+        help="how long deleted elements' tombstones are kept (default a day; 'forever')",
+    )
+    serve_cmd.add_argument(
         "--web-root",
         type=Path,
         default=None,
@@ -67,7 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "relay":
         sys.exit(relay_cli.run(args))
     if args.command == "serve":
-        config = Config(grace_period=args.grace, max_users=args.max_users)
+        config = Config(
+            grace_period=args.grace,
+            max_users=args.max_users,
+            tombstone_retention=args.tombstone_retention,
+        )
         try:
             store: Store = (
                 MemoryStore()
@@ -84,6 +95,15 @@ def main(argv: list[str] | None = None) -> None:
         app = CollabApp(store=store, config=config, web_root=args.web_root)
         logging.getLogger("inkwire").info("serving on http://%s:%d", args.host, args.port)
         anyio.run(serve, app, args.host, args.port)
+
+
+def _seconds_or_forever(text: str) -> float | None:
+    if text == "forever":
+        return None
+    seconds = float(text)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 seconds, or 'forever'")
+    return seconds
 
 
 if __name__ == "__main__":

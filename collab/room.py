@@ -9,6 +9,7 @@ order. The room's own tasks, persisting and unloading, live in its task group.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from collab.protocol import (
 from relays.fanout import FanoutLog
 from relays.wire import Frame
 from storage import Store
+from storage.excalidraw import purge_tombstones
 from storage.updates import merge_many
 
 if TYPE_CHECKING:
@@ -174,11 +176,10 @@ class Room:
                 self.load_error = exc
                 self.closing = True
                 return
-            finally:
-                self.loaded.set()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._persist_loop)
                 tg.start_soon(self._maintain_loop)
+                self.loaded.set()
                 await self._wait_until_idle()
                 self.closing = True
                 tg.cancel_scope.cancel()
@@ -187,7 +188,31 @@ class Room:
                 await self._release()
         finally:
             self.closing = True
+            self.loaded.set()  # nobody waits for a room that failed or stopped loading
             self.closed.set()
+
+    def _purge_tombstones(self) -> bool:
+        """Drop tombstones past their retention as a server edit; True if there were any.
+
+        Done when the room has been quiet for ``checkpoint_quiet`` (just before
+        that checkpoint), so the scan of every element is off the paths that
+        load, sync and save; the edit reaches connected clients like any other.
+        """
+        retention = self.config.tombstone_retention
+        if retention is None or self.store_down:
+            return False
+        cutoff = (time.time() - retention) * 1000
+        try:
+            update, purged = purge_tombstones(self.doc.get_update(), cutoff)
+            if purged:
+                log.info(
+                    "room=%s purging %d tombstones older than %gs", self.name, purged, retention
+                )
+                self._apply(SERVER, "purge", update)
+        except Exception:  # served with its tombstones, as before
+            log.exception("room=%s tombstone purge failed", self.name)
+            return False
+        return bool(purged)
 
     async def _wait_until_idle(self) -> None:
         while True:
@@ -229,6 +254,8 @@ class Room:
                         await event.wait()
                     if quiet.cancelled_caught:
                         self._persist_wakeup = None
+                        if self._purge_tombstones():
+                            await self._persist_pending()
                         await self._release()
                         saved_since_release = False
                         continue

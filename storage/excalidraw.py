@@ -265,6 +265,37 @@ def forward_edit(current: bytes | None, target: Scene) -> bytes:
     return doc.get_update(before)
 
 
+def purge_tombstones(current: bytes | None, deleted_before_ms: float) -> tuple[bytes, int]:
+    """The update removing tombstones deleted before the cutoff, and how many it removes.
+
+    A tombstone (``isDeleted``) only matters while a peer may still hold an
+    edit of that element made before the delete: reconciliation needs its
+    version to let the delete win. Past a retention window (Excalidraw's own
+    app uses 24 hours) it is dead weight in every sync and every load, so its
+    key is deleted. A peer back with an older copy sees the key go; one that
+    edits the element afterwards brings it back as a new, live element.
+    Tombstones without a numeric ``updated`` are kept: their age is unknown.
+    History keeps them either way (a restore of an older version brings them
+    back). Returns the empty update when there is nothing to purge.
+    """
+    doc = load_doc(current)
+    elements = doc.get("elements", type=Map)
+    old = [
+        eid
+        for eid, element in elements.items()
+        if isinstance(element, dict)
+        and element.get("isDeleted") is True
+        and isinstance(element.get("updated"), int | float)
+        and not isinstance(element.get("updated"), bool)
+        and element["updated"] < deleted_before_ms
+    ]
+    before = doc.get_state()
+    with doc.transaction():
+        for eid in old:
+            del elements[eid]
+    return doc.get_update(before), len(old)
+
+
 def _content(element: Mapping[str, Any]) -> Any:
     return plain({k: v for k, v in element.items() if k not in BOOKKEEPING})
 
