@@ -33,6 +33,15 @@ MAX_JSON_BODY = 32 * 1024 * 1024  # an .excalidraw file with inlined images
 FILE_ID = DIAGRAM_NAME  # Excalidraw file ids are hex/base64url digests
 
 
+# Uploaded images are served from our own origin: even opened directly, an SVG
+# runs no script and loads nothing (defence in depth behind storage.files'
+# refusal of active SVG), and no browser sniffs a PNG into HTML.
+FILE_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -192,7 +201,7 @@ async def _get_file(app: CollabApp, diagram: str, file_id: str, send: Send) -> N
     if found is None:
         raise ApiError(404, f"no file {file_id!r} in diagram {diagram!r}")
     mime, data = found
-    await respond(send, 200, data, mime)
+    await respond(send, 200, data, mime, FILE_HEADERS)
 
 
 # --- helpers ----------------------------------------------------------------------

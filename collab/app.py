@@ -180,9 +180,14 @@ async def _mounted(app: Any) -> AsyncIterator[None]:
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
+    headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -172,6 +172,8 @@ async def test_files_roundtrip_limits_and_metadata(make_server: Any, tmp_path: P
             assert info["size"] == len(PNG) and info["mimeType"] == "image/png"
         got = await http.get("/api/diagrams/pics/files/f1")
         assert got.content == PNG and got.headers["content-type"] == "image/png"
+        assert "sandbox" in got.headers["content-security-policy"]  # an SVG runs nothing
+        assert got.headers["x-content-type-options"] == "nosniff"
 
         big = await http.put(
             "/api/diagrams/pics/files/f2",
