@@ -305,6 +305,7 @@ class DiagramClient:
             reason = read_message(message[2:]).decode() if len(message) > 2 else ""
             self.permission_denied = reason or "permission denied"
             log.warning("%s refused our edits: %s", self.room_url, self.permission_denied)
+            self._notify()  # wait_for() callers may be waiting for exactly this
         else:
             log.debug("ignoring message type %d from %s", kind, self.room_url)
         return None

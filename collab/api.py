@@ -1,10 +1,11 @@
-"""The REST API under ``/api/``: list, export, history, restore, import, files.
+"""The REST API under ``/api/``: list, export, history, restore, import, files, lock.
 
 The operations themselves live in :mod:`storage.replay` (shared with the
 CLI); this module routes, reads bodies with a cap, and applies edits
 through the live room, so they are saved and reach every connected client
 at once, exactly like a browser's edit. SQLite reads run in a worker
-thread. Errors are JSON: ``{"error": "..."}``.
+thread. Errors are JSON: ``{"error": "..."}``. A locked diagram answers its
+edits (restore, import, file upload) with 423 until it is unlocked.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from collab.app import CollabApp
+    from collab.room import Room
 
 MAX_JSON_BODY = 32 * 1024 * 1024  # an .excalidraw file with inlined images
 FILE_ID = DIAGRAM_NAME  # Excalidraw file ids are hex/base64url digests
@@ -91,6 +93,12 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
             lambda: replay.history(store, diagram, limit=limit, before=before)
         )
         await respond_json(send, 200, page)
+    elif rest == ["lock"]:
+        _allow(method, "POST")
+        body = _json(await read_body(receive, MAX_JSON_BODY))
+        if not isinstance(body, dict) or not isinstance(body.get("locked"), bool):
+            raise ApiError(400, 'body must be {"locked": true or false, "user_id"?, "reason"?}')
+        await respond_json(send, 200, await _lock(app, diagram, body))
     elif rest == ["restore"]:
         _allow(method, "POST")
         body = _json(await read_body(receive, MAX_JSON_BODY))
@@ -152,11 +160,42 @@ async def _export(app: CollabApp, diagram: str, at: str | None) -> dict[str, Any
     return await anyio.to_thread.run_sync(replay.export_state, store, diagram, state)
 
 
+async def _lock(app: CollabApp, diagram: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Lock or unlock: a server edit of ``meta["locked"]``, saved and seen by every client."""
+    locked: bool = body["locked"]
+    user = body.get("user_id") if isinstance(body.get("user_id"), str) else "api"
+    reason = body.get("reason") if isinstance(body.get("reason"), str) else ""
+    room = await app.rooms.acquire(diagram)
+    if room.locked != locked:
+        update = replay.set_locked_update(room.doc.get_update(), locked)
+        await room.apply_local(update, origin="lock" if locked else "unlock")
+        if locked:
+            event = {"diagram_id": diagram, "user_id": user, "reason": reason}
+            app.events.publish("diagram.locked", event)
+    return {"diagram": diagram, "locked": room.locked}
+
+
+async def _unlocked(app: CollabApp, diagram: str) -> Room:
+    """The live room of a diagram that takes edits; 423 Locked when it does not.
+
+    Callers check again (:func:`_still_unlocked`) just before applying: a lock
+    may land while they await.
+    """
+    return _still_unlocked(await app.rooms.acquire(diagram))
+
+
+def _still_unlocked(room: Room) -> Room:
+    if room.locked:
+        raise ApiError(423, f"diagram {room.name!r} is locked: unlock it to edit")
+    return room
+
+
 async def _restore(app: CollabApp, diagram: str, at: str | int) -> dict[str, Any]:
     store = _sqlite(app)
+    await _unlocked(app, diagram)
     seq = await anyio.to_thread.run_sync(replay.resolve_at, store, diagram, at)
     old = await anyio.to_thread.run_sync(store.state_at, diagram, seq)
-    room = await app.rooms.acquire(diagram)
+    room = _still_unlocked(await app.rooms.acquire(diagram))
     # No await between reading the live doc and applying: the edit is against it.
     update = replay.restore_update(old, room.doc.get_update())
     await room.apply_local(update, origin="restore")
@@ -165,12 +204,13 @@ async def _restore(app: CollabApp, diagram: str, at: str | int) -> dict[str, Any
 
 async def _import(app: CollabApp, diagram: str, raw: bytes) -> dict[str, Any]:
     scene, blobs = replay.parse_import(raw)  # InvalidDiagram -> 400, nothing changed
+    await _unlocked(app, diagram)
     if blobs:
         store = _sqlite(app)
         for file_id, (mime, data) in blobs.items():
             info = scene.files[file_id]
             await anyio.to_thread.run_sync(put_file, store, diagram, file_id, mime, data, info)
-    room = await app.rooms.acquire(diagram)
+    room = _still_unlocked(await app.rooms.acquire(diagram))
     update = forward_edit(room.doc.get_update(), scene)
     await room.apply_local(update, origin="import")
     return {"diagram": diagram, "elements": len(scene.elements), "files": len(blobs)}
@@ -180,6 +220,7 @@ async def _put_file(
     app: CollabApp, diagram: str, file_id: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
     store = _sqlite(app)
+    await _unlocked(app, diagram)
     limit = app.config.max_file_bytes
     mime = _header(scope, b"content-type")
     length = _header(scope, b"content-length")
@@ -188,7 +229,7 @@ async def _put_file(
     data = await read_body(receive, limit)
     info = file_metadata(mime, data, max_bytes=limit)  # 413 / 415 before anything is stored
     await anyio.to_thread.run_sync(put_file, store, diagram, file_id, info["mimeType"], data, info)
-    room = await app.rooms.acquire(diagram)
+    room = _still_unlocked(await app.rooms.acquire(diagram))
     await room.apply_local(
         replay.set_file_update(room.doc.get_update(), file_id, info), origin="file upload"
     )

@@ -321,11 +321,12 @@ class DiagramEvents:
             values = list(room.doc.get("elements", type=Map).values())
             users = len(_present(room))
             connections = len(room.connections)
+            locked = room.locked
         else:
             state = await self.store.load(diagram)
             if state is None and saved is None:
                 raise ProtocolError(ErrorCode.NOT_FOUND, f"no diagram {diagram!r}")
-            values = await anyio.to_thread.run_sync(_element_values, state)
+            values, locked = await anyio.to_thread.run_sync(_elements_and_lock, state)
             users = connections = 0
         live = sum(1 for v in values if isinstance(v, dict) and not v.get("isDeleted"))
         status.update(
@@ -333,6 +334,7 @@ class DiagramEvents:
             deleted=len(values) - live,
             users=users,
             connections=connections,
+            locked=locked,
             last_saved_seq=saved[0] if saved else None,
             last_saved_at=(datetime.fromtimestamp(saved[1], UTC).isoformat() if saved else None),
         )
@@ -494,5 +496,7 @@ def _live(value: object) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and not value.get("isDeleted") else None
 
 
-def _element_values(state: bytes | None) -> list[Any]:
-    return list(load_doc(state).get("elements", type=Map).values())
+def _elements_and_lock(state: bytes | None) -> tuple[list[Any], bool]:
+    doc = load_doc(state)
+    locked = doc.get("meta", type=Map).get("locked") is True
+    return list(doc.get("elements", type=Map).values()), locked

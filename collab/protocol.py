@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from pycrdt import get_update
+
 MAX_VARUINT_BYTES = 8  # 56 bits: more than any length or clock we accept
 
 
@@ -125,6 +127,24 @@ def sync_update(update: bytes) -> bytes:
 
 def awareness_message(update: bytes) -> bytes:
     return b"\x01" + write_varuint(len(update)) + update
+
+
+def permission_denied(reason: str) -> bytes:
+    """y-protocols' auth message: the client's edits were refused (it stays connected)."""
+    text = reason.encode()
+    return b"\x02\x00" + write_varuint(len(text)) + text
+
+
+def has_new_structs(update: bytes, state_vector: bytes) -> bool:
+    """Whether ``update`` adds anything a document at ``state_vector`` lacks.
+
+    Deletes are not looked at: every sync step 2 carries the sender's whole
+    delete set, so one from a client with nothing new is not empty, and
+    telling whether its deletes are new would mean applying it.
+    """
+    diff = get_update(update, state_vector)
+    count, _ = read_varuint(diff, 0)  # an update v1 starts with its number of struct groups
+    return count > 0
 
 
 # --- awareness updates ------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from collab.protocol import (
     ProtocolError,
     awareness_message,
     encode_awareness_update,
+    has_new_structs,
+    permission_denied,
     sync_step1,
     sync_step2,
     sync_update,
@@ -107,6 +110,19 @@ class Flush:
         return frames
 
 
+@contextmanager
+def _client_bytes() -> Iterator[None]:
+    """The CRDT refusing a client's bytes (pyo3 panics included) is a ProtocolError."""
+    try:
+        yield
+    except Exception as exc:
+        raise ProtocolError("update rejected by the CRDT") from exc
+    except BaseException as exc:  # pyo3 panics derive from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise ProtocolError("update rejected by the CRDT") from exc
+
+
 class Room:
     def __init__(
         self,
@@ -150,6 +166,9 @@ class Room:
         # until a consumer follows this room, then element changes are held
         # until saved, as Yjs peers only see an update once it is durable
         self.events = events
+        # a locked diagram (meta "locked": true) takes no edits from clients,
+        # only the server's own (the REST unlock among them)
+        self.locked = False
         self.watch: RoomWatch | None = None
         self.guests: set[int] = set()  # awareness client ids the server holds for JSON clients
         self._elements: Map[Any] | None = None  # observed while watched
@@ -171,6 +190,9 @@ class Room:
                 if state:
                     self.doc.apply_update(state)
                 self.doc.observe(self._on_transaction)
+                meta = self.doc.get("meta", type=Map)
+                self.locked = meta.get("locked") is True
+                meta.observe(self._on_meta)
             except Exception as exc:
                 log.exception("room=%s load failed", self.name)
                 self.load_error = exc
@@ -425,15 +447,30 @@ class Room:
         """
         if update == EMPTY_UPDATE:
             return
-        try:
+        if self.locked:
+            self._refuse(conn, update, "the diagram is locked")
+            return
+        with _client_bytes():
             self._apply(conn.id, conn.origin, update)
-        except Exception as exc:
-            raise ProtocolError("update rejected by the CRDT") from exc
-        except BaseException as exc:  # pyo3 panics derive from BaseException
-            if type(exc).__name__ != "PanicException":
-                raise
-            raise ProtocolError("update rejected by the CRDT") from exc
         self.stats.updates_in += 1
+
+    def _refuse(self, conn: Connection, update: bytes, reason: str) -> None:
+        """Drop a client's update unapplied; tell it when the update had anything new.
+
+        The client stays connected (it may still sync and show presence). A
+        sync step 2 with nothing new is dropped silently: clients send one on
+        every connect.
+        """
+        self.stats.reject("read_only")
+        with _client_bytes():
+            new = has_new_structs(update, self.doc.get_state())
+        if new:
+            self.send_direct(conn, Frame(permission_denied(reason)))
+
+    def _on_meta(self, event: MapEvent) -> None:
+        change = event.keys.get("locked")  # type: ignore[attr-defined]
+        if change is not None:  # {"action", "oldValue", "newValue"}; no newValue when deleted
+            self.locked = change.get("newValue") is True
 
     def _apply(self, author: int, origin: str | None, update: bytes) -> None:
         watched = self.events is not None and self._watching()

@@ -260,9 +260,18 @@ def parse_import(raw: bytes | str | Any) -> tuple[Scene, dict[str, tuple[str, by
 
 def set_file_update(current: bytes | None, file_id: str, info: dict[str, Any]) -> bytes:
     """The edit that records an image's metadata in the doc's ``files`` map."""
+    return _set_update(current, "files", file_id, info)
+
+
+def set_locked_update(current: bytes | None, locked: bool) -> bytes:
+    """The edit that locks (or unlocks) a diagram: ``meta["locked"]``."""
+    return _set_update(current, "meta", "locked", locked)
+
+
+def _set_update(current: bytes | None, map_name: str, key: str, value: Any) -> bytes:
     doc = load_doc(current)
     before = doc.get_state()
-    doc.get("files", type=Map)[file_id] = info
+    doc.get(map_name, type=Map)[key] = value
     return doc.get_update(before)
 
 

@@ -86,6 +86,8 @@ class Peer:
         async for frame in self.ws:
             assert isinstance(frame, bytes)
             self.frames.append(frame)
+            if frame[:1] == b"\x02":  # auth (permission denied): kept in frames, no state
+                continue
             message = parse_message(frame)
             if isinstance(message, SyncMessage):
                 if message.kind is SyncType.STEP1:
