@@ -504,3 +504,50 @@ def test_an_image_the_server_refuses_is_reported_once_and_not_retried(
         alice.page.mouse.move(520, 380)
     alice.page.wait_for_timeout(500)
     assert len(puts) == 1, puts
+
+
+ADD_ELEMENT_JS = """([id]) => {
+  const api = window.inkwire.api;
+  const [element] = api.getSceneElements();
+  api.updateScene({
+    elements: [...api.getSceneElementsIncludingDeleted(),
+               { ...element, id, x: element.x + 300, version: 1, index: "a9" }],
+    captureUpdate: "IMMEDIATELY",
+  });
+}"""
+
+
+def test_a_locked_diagram_is_read_only_in_every_browser(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("frozen")
+    bob = open_peer(url(server), BOB).open("frozen")
+    first = alice.draw_rectangle(300, 250, 160, 100)
+    bob.wait_live(lambda live: first in live, "Bob has the rectangle")
+
+    alice.page.get_by_role("button", name="Lock").click()
+    for peer in (alice, bob):
+        wait_for(
+            lambda peer=peer: peer.page.evaluate(
+                "() => window.inkwire.api.getAppState().viewModeEnabled"
+            ),
+            2,
+            "the editor went read-only",
+        )
+        assert peer.page.locator('.status-badge[data-locked="true"]').count() == 1
+
+    # an edit that races the lock (made through the API: the UI no longer allows one)
+    # is refused by the server; Bob's tab drops it and shows the diagram as saved
+    bob.page.evaluate(ADD_ELEMENT_JS, ["sneaky"])
+    toast = bob.page.get_by_role("alert")
+    toast.wait_for(timeout=5000)
+    assert "not saved" in toast.inner_text()
+    bob.wait_live(lambda live: set(live) == {first}, "Bob's refused edit is gone", timeout=5)
+    assert "sneaky" not in alice.live() and "sneaky" not in server_elements(server, "frozen")
+
+    alice.page.get_by_role("button", name="Unlock").click()
+    wait_for(
+        lambda: not bob.page.evaluate("() => window.inkwire.api.getAppState().viewModeEnabled"),
+        2,
+        "Bob can edit again",
+    )
+    second = bob.draw_rectangle(600, 250, 100, 100)
+    alice.wait_live(lambda live: {first, second} <= set(live), "Alice sees Bob's new rectangle")

@@ -1,9 +1,10 @@
-import { Excalidraw, exportToBlob } from "@excalidraw/excalidraw";
+import { CaptureUpdateAction, Excalidraw, exportToBlob } from "@excalidraw/excalidraw";
 import "@excalidraw/excalidraw/index.css";
 import { useCallback, useEffect, useRef, useState } from "react";
+import { readAuthMessage } from "y-protocols/auth";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
-import { download, yjsUrl } from "./api.js";
+import { download, setLocked, yjsUrl } from "./api.js";
 import { ElementsBinding } from "./binding.js";
 import { FileSync } from "./files.js";
 import { HistoryPanel } from "./HistoryPanel.jsx";
@@ -11,7 +12,7 @@ import { loadIdentity, saveIdentity } from "./identity.js";
 import { peopleIn, Presence } from "./presence.js";
 
 /** One live editing session: the doc, its connection and the bindings on it. */
-function connect(diagram, api, identity, { onStatus, onPeople, onError }) {
+function connect(diagram, api, identity, { onStatus, onPeople, onError, onLocked, onRefused }) {
   const doc = new Y.Doc();
   // disableBc: tabs of one browser would otherwise sync over BroadcastChannel,
   // around the server (and its storage and access checks).
@@ -19,6 +20,15 @@ function connect(diagram, api, identity, { onStatus, onPeople, onError }) {
   const files = new FileSync(doc, api, diagram, { onError });
   const binding = new ElementsBinding(doc, api, { files, onError });
   const presence = new Presence(provider.awareness, api, identity);
+
+  // A locked diagram (meta.locked) takes no edits: the editor goes read-only.
+  const meta = doc.getMap("meta");
+  const lockChanged = () => onLocked(meta.get("locked") === true);
+  meta.observe(lockChanged);
+  // The server refused an edit (it was locked under us): this tab's copy has
+  // diverged from the diagram's, so the editor starts over from the server's.
+  provider.messageHandlers[2] = (_encoder, decoder) =>
+    readAuthMessage(decoder, doc, (_doc, reason) => onRefused(reason));
 
   let everConnected = false;
   const report = () => {
@@ -91,11 +101,18 @@ const STATUS_TEXT = {
   offline: "offline: edits sync when back",
 };
 
-function StatusBadge({ status, people }) {
+function StatusBadge({ status, people, locked }) {
   return (
-    <div className="status-badge" data-status={status} data-people={people} role="status">
+    <div
+      className="status-badge"
+      data-status={status}
+      data-people={people}
+      data-locked={locked}
+      role="status"
+    >
       <span className="dot" />
       {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
+      {locked && " · 🔒 locked"}
     </div>
   );
 }
@@ -107,6 +124,8 @@ export function Editor({ diagram }) {
   const [people, setPeople] = useState(1);
   const [showHistory, setShowHistory] = useState(false);
   const [message, setMessage] = useState(null);
+  const [locked, setLockedState] = useState(false);
+  const [generation, setGeneration] = useState(0); // a new one starts a fresh session
   const session = useRef(null);
 
   useEffect(() => {
@@ -119,6 +138,12 @@ export function Editor({ diagram }) {
       onStatus: setStatus,
       onPeople: setPeople,
       onError: setMessage,
+      onLocked: setLockedState,
+      onRefused: (reason) => {
+        setMessage(`Your last change was not saved: ${reason}. Showing the diagram as saved.`);
+        api.updateScene({ elements: [], captureUpdate: CaptureUpdateAction.NEVER });
+        setGeneration((n) => n + 1);
+      },
     });
     session.current = live;
     // A handle for tests and the console; nothing in the app reads it.
@@ -129,7 +154,7 @@ export function Editor({ diagram }) {
     };
     // identity changes go to presence below, without reconnecting
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [api, diagram, identity !== null]);
+  }, [api, diagram, identity !== null, generation]);
 
   useEffect(() => {
     if (identity) session.current?.presence.setIdentity(identity);
@@ -170,10 +195,19 @@ export function Editor({ diagram }) {
         onChange={onChange}
         onPointerUpdate={onPointerUpdate}
         isCollaborating
+        viewModeEnabled={locked}
         name={diagram}
         renderTopRightUI={() => (
           <div className="top-right">
-            <StatusBadge status={status} people={people} />
+            <StatusBadge status={status} people={people} locked={locked} />
+            <button
+              className="tool-button"
+              onClick={() =>
+                setLocked(diagram, !locked, identity?.name).catch((e) => setMessage(e.message))
+              }
+            >
+              {locked ? "Unlock" : "Lock"}
+            </button>
             <button className="tool-button" onClick={() => setShowHistory((v) => !v)}>
               History
             </button>

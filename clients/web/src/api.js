@@ -42,6 +42,14 @@ export async function history(diagram, { maxPages = 20 } = {}) {
   return versions.reverse();
 }
 
+/** Lock (read-only for everyone) or unlock a diagram. */
+export const setLocked = (diagram, locked, user) =>
+  fetch(`/api/diagrams/${enc(diagram)}/lock`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ locked, user_id: user || "web", reason: "locked in the editor" }),
+  }).then(json);
+
 export const restoreVersion = (diagram, seq) =>
   fetch(`/api/diagrams/${enc(diagram)}/restore`, {
     method: "POST",
