@@ -4,7 +4,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { readAuthMessage } from "y-protocols/auth";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
-import { download, setLocked, yjsUrl } from "./api.js";
+import { download, setLocked, token, tokenClaims, yjsUrl } from "./api.js";
 import { ElementsBinding } from "./binding.js";
 import { FileSync } from "./files.js";
 import { HistoryPanel } from "./HistoryPanel.jsx";
@@ -12,11 +12,22 @@ import { loadIdentity, saveIdentity } from "./identity.js";
 import { peopleIn, Presence } from "./presence.js";
 
 /** One live editing session: the doc, its connection and the bindings on it. */
-function connect(diagram, api, identity, { onStatus, onPeople, onError, onLocked, onRefused }) {
+// Closes after which reconnecting cannot help: no valid token (4001), and
+// y-websocket's own rule, 44xx (a forbidden diagram, a bad name, a full room).
+const finalClose = (event) => event.code === 4001 || (event.code >= 4400 && event.code < 4500);
+
+function connect(diagram, api, identity, callbacks) {
+  const { onStatus, onPeople, onError, onLocked, onRefused, onClosed } = callbacks;
   const doc = new Y.Doc();
+  const access = token();
   // disableBc: tabs of one browser would otherwise sync over BroadcastChannel,
   // around the server (and its storage and access checks).
-  const provider = new WebsocketProvider(yjsUrl(), diagram, doc, { disableBc: true });
+  const provider = new WebsocketProvider(yjsUrl(), diagram, doc, {
+    disableBc: true,
+    params: access ? { token: access } : {},
+    shouldReconnect: (event) => !finalClose(event),
+  });
+  provider.on("closed", ({ code, reason }) => onClosed(code, reason));
   const files = new FileSync(doc, api, diagram, { onError });
   const binding = new ElementsBinding(doc, api, { files, onError });
   const presence = new Presence(provider.awareness, api, identity);
@@ -101,18 +112,38 @@ const STATUS_TEXT = {
   offline: "offline: edits sync when back",
 };
 
-function StatusBadge({ status, people, locked }) {
+function StatusBadge({ status, people, locked, readOnly }) {
   return (
     <div
       className="status-badge"
       data-status={status}
       data-people={people}
       data-locked={locked}
+      data-read-only={readOnly}
       role="status"
     >
       <span className="dot" />
       {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
       {locked && " · 🔒 locked"}
+      {readOnly && " · view only"}
+    </div>
+  );
+}
+
+const CLOSE_TEXT = {
+  4001: "This link has no valid access token (or it expired): ask whoever shared it for a new one.",
+  4403: "This link's access token does not open this diagram.",
+  4429: "This diagram is full: too many people are in it right now.",
+};
+
+function Closed({ code, reason }) {
+  return (
+    <div className="modal-backdrop">
+      <div className="modal" role="alertdialog" data-close-code={code}>
+        <h2>Cannot open this diagram</h2>
+        <p>{CLOSE_TEXT[code] || `The server closed the connection (${code}): ${reason}`}</p>
+        <a href="/">All diagrams</a>
+      </div>
     </div>
   );
 }
@@ -126,6 +157,9 @@ export function Editor({ diagram }) {
   const [message, setMessage] = useState(null);
   const [locked, setLockedState] = useState(false);
   const [generation, setGeneration] = useState(0); // a new one starts a fresh session
+  const [closed, setClosed] = useState(null); // {code, reason}: the server will not have us
+  // a token that may not edit: the server refuses edits, the editor does not offer them
+  const [readOnly] = useState(() => tokenClaims()?.publish === false);
   const session = useRef(null);
 
   useEffect(() => {
@@ -139,6 +173,7 @@ export function Editor({ diagram }) {
       onPeople: setPeople,
       onError: setMessage,
       onLocked: setLockedState,
+      onClosed: (code, reason) => setClosed({ code, reason }),
       onRefused: (reason) => {
         setMessage(`Your last change was not saved: ${reason}. Showing the diagram as saved.`);
         api.updateScene({ elements: [], captureUpdate: CaptureUpdateAction.NEVER });
@@ -195,13 +230,14 @@ export function Editor({ diagram }) {
         onChange={onChange}
         onPointerUpdate={onPointerUpdate}
         isCollaborating
-        viewModeEnabled={locked}
+        viewModeEnabled={locked || readOnly}
         name={diagram}
         renderTopRightUI={() => (
           <div className="top-right">
-            <StatusBadge status={status} people={people} locked={locked} />
+            <StatusBadge status={status} people={people} locked={locked} readOnly={readOnly} />
             <button
               className="tool-button"
+              disabled={readOnly}
               onClick={() =>
                 setLocked(diagram, !locked, identity?.name).catch((e) => setMessage(e.message))
               }
@@ -226,6 +262,7 @@ export function Editor({ diagram }) {
         </div>
       )}
       {!identity && <NamePrompt onName={(name) => setIdentity(saveIdentity(name))} />}
+      {closed && <Closed {...closed} />}
     </div>
   );
 }

@@ -11,6 +11,40 @@ export const fileUrl = (diagram, id) => `/api/diagrams/${enc(diagram)}/files/${e
 export const yjsUrl = () =>
   window.INKWIRE_YJS_URL ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/yjs`;
 
+// Access: when the server runs with --auth-secret, a link carries a token
+// (`/d/{diagram}?token=...`). It is kept for this tab, sent to the API as a
+// bearer token and to the Yjs endpoint as `?token=`.
+const TOKEN_KEY = "inkwire.token";
+
+export function token() {
+  const fromUrl = new URLSearchParams(location.search).get("token");
+  if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+  return fromUrl || sessionStorage.getItem(TOKEN_KEY) || null;
+}
+
+/**
+ * What the token says it allows, read without checking its signature (the
+ * server checks): only to show the editor read-only when it may not edit.
+ */
+export function tokenClaims() {
+  const value = token();
+  if (!value) return null;
+  try {
+    const part = value.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return null;
+  }
+}
+
+/** fetch, with the token when there is one. */
+export function apiFetch(url, options = {}) {
+  const value = token();
+  if (!value) return fetch(url, options);
+  const headers = { ...(options.headers || {}), authorization: `Bearer ${value}` };
+  return fetch(url, { ...options, headers });
+}
+
 async function json(response) {
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
@@ -21,12 +55,12 @@ async function json(response) {
 export function listDiagrams({ limit = 100, prefix = "" } = {}) {
   const query = new URLSearchParams({ limit: String(limit) });
   if (prefix) query.set("prefix", prefix);
-  return fetch(`/api/diagrams?${query}`).then(json);
+  return apiFetch(`/api/diagrams?${query}`).then(json);
 }
 
 /** The diagram as an `.excalidraw` scene, now or at a version (`at`: seq). */
 export const exportDiagram = (diagram, at) =>
-  fetch(`/api/diagrams/${enc(diagram)}${at == null ? "" : `?at=${enc(at)}`}`).then(json);
+  apiFetch(`/api/diagrams/${enc(diagram)}${at == null ? "" : `?at=${enc(at)}`}`).then(json);
 
 /** Every version, oldest first (the API pages newest first). */
 export async function history(diagram, { maxPages = 20 } = {}) {
@@ -34,7 +68,7 @@ export async function history(diagram, { maxPages = 20 } = {}) {
   let before = null;
   for (let page = 0; page < maxPages; page++) {
     const query = before == null ? "" : `&before=${before}`;
-    const body = await fetch(`/api/diagrams/${enc(diagram)}/history?limit=500${query}`).then(json);
+    const body = await apiFetch(`/api/diagrams/${enc(diagram)}/history?limit=500${query}`).then(json);
     versions.push(...body.versions);
     before = body.next_before;
     if (before == null) break;
@@ -44,14 +78,14 @@ export async function history(diagram, { maxPages = 20 } = {}) {
 
 /** Lock (read-only for everyone) or unlock a diagram. */
 export const setLocked = (diagram, locked, user) =>
-  fetch(`/api/diagrams/${enc(diagram)}/lock`, {
+  apiFetch(`/api/diagrams/${enc(diagram)}/lock`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ locked, user_id: user || "web", reason: "locked in the editor" }),
   }).then(json);
 
 export const restoreVersion = (diagram, seq) =>
-  fetch(`/api/diagrams/${enc(diagram)}/restore`, {
+  apiFetch(`/api/diagrams/${enc(diagram)}/restore`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ at: seq }),

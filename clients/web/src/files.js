@@ -4,7 +4,7 @@
 // {mimeType, created, size, sha256} in `files`; peers see the metadata arrive
 // and fetch the bytes. The Yjs document never carries image data.
 import { CaptureUpdateAction, newElementWith } from "@excalidraw/excalidraw";
-import { fileUrl } from "./api.js";
+import { apiFetch, fileUrl } from "./api.js";
 
 function dataUrlToBlob(dataURL) {
   const comma = dataURL.indexOf(",");
@@ -98,7 +98,7 @@ export class FileSync {
 
   async upload(file) {
     const blob = dataUrlToBlob(file.dataURL);
-    const response = await fetch(fileUrl(this.diagram, file.id), {
+    const response = await apiFetch(fileUrl(this.diagram, file.id), {
       method: "PUT",
       headers: { "content-type": file.mimeType },
       body: blob,
@@ -115,7 +115,7 @@ export class FileSync {
     if (this.seen.has(id) || this.api.getFiles()[id]) return;
     this.seen.add(id);
     const meta = this.files.get(id) || {};
-    fetch(fileUrl(this.diagram, id))
+    apiFetch(fileUrl(this.diagram, id))
       .then(async (response) => {
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const dataURL = await blobToDataUrl(await response.blob());
