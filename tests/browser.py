@@ -168,8 +168,9 @@ class Peer:
         self.page = page
         self.base_url = base_url
 
-    def open(self, diagram: str) -> Peer:
-        self.page.goto(f"{self.base_url}/d/{diagram}")
+    def open(self, diagram: str, query: str = "") -> Peer:
+        """Go to the diagram's editor and wait until it synced (``query``: ``?token=...``)."""
+        self.page.goto(f"{self.base_url}/d/{diagram}{query}")
         self.page.wait_for_function(
             "() => window.inkwire && window.inkwire.provider.synced", timeout=15_000
         )
