@@ -21,6 +21,7 @@ connection is :data:`OPEN` and the welcome says ``authenticated: false``.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 import jwt
 
 SECRET_ENV = "INKWIRE_RELAY_SECRET"
@@ -98,6 +100,25 @@ class Authenticator:
             publish=claims.get("publish") is True,
             expires=float(exp) if exp is not None else None,
         )
+
+
+async def wait_expired(grant: Grant, replaced: anyio.Event | None = None) -> bool:
+    """Sleep until ``grant`` expires (True), or until ``replaced`` is set first (False).
+
+    A grant without ``exp`` never expires: this waits for ``replaced``, or
+    forever. The wait is measured on the monotonic clock but the expiry is
+    wall-clock time, so it re-checks :meth:`Grant.expired` after sleeping.
+    Shared by the relay connections and the collab server's Yjs connections.
+    """
+    while not grant.expired():
+        delay = math.inf if grant.expires is None else grant.expires - time.time()
+        with anyio.move_on_after(delay):
+            if replaced is None:
+                await anyio.sleep_forever()
+            else:
+                await replaced.wait()
+            return False
+    return True
 
 
 def make_token(

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from relays.auth import OPEN, UNAUTHORIZED, AuthError, Grant
+from relays.auth import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
 from relays.hub import Entry
 from relays.limits import ALLOWED, DROPPED, RateLimiter
 from relays.protocol import (
@@ -142,12 +141,10 @@ class RelayConnection:
         while True:
             grant = self.grant
             regranted = self._regranted
-            if grant is None or grant.expires is None:
+            if grant is None:
                 await regranted.wait()
                 continue
-            with anyio.move_on_after(max(0.0, grant.expires - time.time())):
-                await regranted.wait()
-            if self.grant is grant and grant.expired():
+            if await wait_expired(grant, regranted) and self.grant is grant:
                 self.stats.error("UNAUTHORIZED")
                 self.fail(UNAUTHORIZED, "token expired")
                 return
