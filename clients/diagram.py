@@ -10,6 +10,11 @@ Usage::
         c.add_element({"id": "box", "type": "rectangle", "x": 0, "y": 0})
         await c.wait_for(lambda c: "arrow" in c.elements_snapshot(), timeout=5)
 
+A server with auth on needs ``token=...`` (sent as ``?token=``): without
+``publish`` in it the client may read and show presence, and the server
+refuses its edits (``permission_denied`` says why); a refused token (close
+4001, or 4403 for a diagram it does not cover) ends the client, no retries.
+
 Everything the client runs (connection, reader, writer, awareness renewal) lives
 in one task group owned by the ``async with`` block, and ends with it.
 """
@@ -23,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, suppress
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -70,7 +76,7 @@ _MSG_QUERY_AWARENESS = 3
 _MERGE_GROUP = 32
 
 # Close codes after which retrying cannot help (policy, unauthorized, forbidden).
-_FATAL_CLOSE_CODES = frozenset({1008, 4001, 4003})
+_FATAL_CLOSE_CODES = frozenset({1008, 4001, 4003, 4403})
 
 
 class DiagramConnectionError(ConnectionError):
@@ -133,8 +139,14 @@ class DiagramClient:
         backoff: tuple[float, float] = (0.1, 5.0),
         sync_timeout: float = 10.0,
         close_timeout: float = 2.0,
+        token: str | None = None,
     ) -> None:
         self.room_url = f"{url.rstrip('/')}/{diagram}"
+        # the token rides in the query (as y-websocket's ``params`` send it), kept out
+        # of room_url, which logs and error messages show
+        self._connect_url = (
+            self.room_url if token is None else f"{self.room_url}?{urlencode({'token': token})}"
+        )
         self.user = dict(user) if user is not None else None
         self.reconnect = reconnect
         self.backoff = backoff
@@ -262,7 +274,7 @@ class DiagramClient:
 
     async def _connect_once(self, http: httpx.AsyncClient) -> None:
         ws: AsyncWebSocketSession
-        async with aconnect_ws(self.room_url, http) as ws:
+        async with aconnect_ws(self._connect_url, http) as ws:
             # Whatever is pending now is covered by the SyncStep2 we owe the server.
             self._pending.clear()
             self._ws = ws
