@@ -6,6 +6,12 @@ through the live room, so they are saved and reach every connected client
 at once, exactly like a browser's edit. SQLite reads run in a worker
 thread. Errors are JSON: ``{"error": "..."}``. A locked diagram answers its
 edits (restore, import, file upload) with 423 until it is unlocked.
+
+With auth on (:mod:`collab.auth`), every request needs a token
+(``Authorization: Bearer`` or ``?token=``; 401 without a valid one): reading
+a diagram needs one covering ``diagram:{id}``, editing it (POST, PUT) one
+with ``publish`` as well (403 otherwise), and the list holds only the
+diagrams the token covers.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import anyio.to_thread
 from collab.app import Receive, Scope, Send
 from collab.app import _respond as respond
 from collab.app import _respond_json as respond_json
+from collab.auth import covers_every_diagram, diagram_channel
 from collab.connection import DIAGRAM_NAME
 from collab.rooms import ServerFull
+from relays.auth import OPEN, AuthError, Grant, token_from_scope
 from storage import replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
 from storage.files import FileRejected, file_metadata, get_file, put_file
@@ -45,9 +53,12 @@ FILE_HEADERS = [
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 async def handle(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,7 +66,8 @@ async def handle(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
     try:
         await _route(app, scope, receive, send)
     except ApiError as exc:
-        await respond_json(send, exc.status, {"error": str(exc)})
+        body = json.dumps({"error": str(exc)}).encode()
+        await respond(send, exc.status, body, "application/json", exc.headers)
     except replay.NotFound as exc:
         await respond_json(send, 404, {"error": str(exc)})
     except (replay.BadRequest, InvalidDiagram) as exc:
@@ -70,16 +82,18 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
     method = scope["method"]
     parts = scope["path"].split("/")[2:]  # "", "api", ...
     query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+    grant = _grant(app, scope)
     if parts == ["diagrams"]:
         _allow(method, "GET")
         limit = _int(query.get("limit"), "limit", replay.LIST_PAGE)
-        await respond_json(send, 200, await _list(app, limit, query.get("prefix", "")))
+        await respond_json(send, 200, await _list(app, limit, query.get("prefix", ""), grant))
         return
     if len(parts) < 2 or parts[0] != "diagrams":
         raise ApiError(404, "no such route")
     diagram = parts[1]
     if not DIAGRAM_NAME.fullmatch(diagram):
         raise ApiError(400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+    _permit(grant, diagram, edit=method not in ("GET", "HEAD"))
     rest = parts[2:]
     if rest == []:
         _allow(method, "GET")
@@ -124,16 +138,24 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
 # --- operations -----------------------------------------------------------------
 
 
-async def _list(app: CollabApp, limit: int, prefix: str) -> list[dict[str, Any]]:
+async def _list(app: CollabApp, limit: int, prefix: str, grant: Grant) -> list[dict[str, Any]]:
+    def covered(diagram: str) -> bool:
+        return grant.allows(diagram_channel(diagram))
+
+    include = None if covers_every_diagram(grant) else covered
     if isinstance(app.store, SQLiteStore):
         store = app.store
         return await anyio.to_thread.run_sync(
-            lambda: replay.list_diagrams(store, limit=limit, prefix=prefix)
+            lambda: replay.list_diagrams(store, limit=limit, prefix=prefix, include=include)
         )
     limit = replay.list_limit(limit, prefix)
     result: list[dict[str, Any]] = []
     if isinstance(app.store, MemoryStore):  # no edit times kept: by name, counted each time
-        names = [name for name in app.store.diagrams() if name.startswith(prefix)]
+        names = [
+            name
+            for name in app.store.diagrams()
+            if name.startswith(prefix) and (include is None or include(name))
+        ]
         for name in names[:limit]:
             state = await app.store.load(name) or b""
             count = len(to_excalidraw(state)["elements"])
@@ -246,6 +268,31 @@ async def _get_file(app: CollabApp, diagram: str, file_id: str, send: Send) -> N
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+def _grant(app: CollabApp, scope: Scope) -> Grant:
+    """What the request's token allows (everything when auth is off); 401 without one."""
+    if app.auth is None:
+        return OPEN
+    token = token_from_scope(scope)
+    try:
+        return app.auth.check(token)
+    except AuthError:
+        message = (
+            "a token is required (Authorization: Bearer, or ?token=)"
+            if token is None
+            else "the token is invalid or expired"
+        )
+        raise ApiError(401, message, [(b"www-authenticate", b'Bearer realm="inkwire"')]) from None
+
+
+def _permit(grant: Grant, diagram: str, *, edit: bool) -> None:
+    """403 unless the token covers the diagram, and for an edit, may publish."""
+    channel = diagram_channel(diagram)
+    if not grant.allows(channel):
+        raise ApiError(403, f"the token does not cover {channel}")
+    if edit and not grant.publish:
+        raise ApiError(403, f"the token is read-only (no publish): it may not edit {diagram!r}")
 
 
 async def read_body(receive: Receive, limit: int = MAX_JSON_BODY) -> bytes:

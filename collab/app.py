@@ -4,10 +4,14 @@
 relay, mounted here rather than on a port of its own so a JSON consumer
 reaches a diagram's events where its browsers reach the diagram; see
 :mod:`collab.events` for how the rooms feed it.
+
+With ``Config.auth_secret`` set, ``/yjs``, ``/api`` and ``/events`` need a
+token (see :mod:`collab.auth`); health, metrics and the web app stay open.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,6 +28,7 @@ from collab.metrics import Stats, render
 from collab.rooms import Rooms
 from collab.web import WebApp
 from relays.app import RelayApp, RelaySettings
+from relays.auth import Authenticator
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
 
@@ -48,7 +53,14 @@ class CollabApp:
         self.store: Store = store if store is not None else MemoryStore()
         self.stats = Stats()
         self.rooms = Rooms(self.store, self.config, self.stats)
-        self.relay = RelayApp(excalidraw_catalog, relay_settings)
+        secret = self.config.auth_secret
+        self.auth = Authenticator(secret) if secret else None
+        settings = relay_settings or RelaySettings()
+        if secret and settings.auth_secret is None:
+            # /events takes the same tokens as /yjs and /api (a relay secret given
+            # explicitly in relay_settings wins, for whoever needs them to differ)
+            settings = dataclasses.replace(settings, auth_secret=secret)
+        self.relay = RelayApp(excalidraw_catalog, settings)
         self.events = DiagramEvents(self.rooms, self.relay, self.store)
         self.rooms.events = self.events
         _chain_on_saved(self.store, self.events.saved)
@@ -60,7 +72,7 @@ class CollabApp:
         path = scope.get("path", "")
         if kind == "websocket":
             if path.startswith("/yjs/"):
-                await serve_yjs(scope, receive, send, self.rooms)
+                await serve_yjs(scope, receive, send, self.rooms, self.auth)
             elif path in (EVENTS_PATH, EVENTS_PATH + "/"):
                 await self.events.serve(scope, receive, send)
             else:

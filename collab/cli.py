@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from collab import cli_replay
+from collab import auth, cli_replay
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="the built web app (default: clients/web/dist of this checkout)",
     )
+    serve_cmd.add_argument(
+        "--auth-secret",
+        help="require client tokens (HS256 JWTs) signed with this secret on /yjs, /api and "
+        f"/events (or ${auth.SECRET_ENV}); default: no auth",
+    )
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             grace_period=args.grace,
             max_users=args.max_users,
             tombstone_retention=args.tombstone_retention,
+            auth_secret=args.auth_secret or auth.secret_from_env(),
         )
         try:
             store: Store = (
@@ -93,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         except StorageError as exc:
             parser.exit(2, f"inkwire: {exc}\n")
         app = CollabApp(store=store, config=config, web_root=args.web_root)
-        logging.getLogger("inkwire").info("serving on http://%s:%d", args.host, args.port)
+        logging.getLogger("inkwire").info(
+            "serving on http://%s:%d%s",
+            args.host,
+            args.port,
+            " (auth on: tokens required)" if config.auth_secret else "",
+        )
         anyio.run(serve, app, args.host, args.port)
 
 

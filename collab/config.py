@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -22,3 +22,5 @@ class Config:
     max_file_bytes: int = 4 << 20  # one image PUT to /api/diagrams/{id}/files/{file_id}
     # seconds a deleted element's tombstone is kept (purged when its room loads); None: forever
     tombstone_retention: float | None = 24 * 3600.0
+    # HS256 secret of client tokens (see collab.auth); None: auth off, everything open
+    auth_secret: str | None = field(default=None, repr=False)

@@ -1,6 +1,7 @@
 """One y-websocket connection: a reader, a writer and an awareness throttle.
 
-The three tasks share one task group. Any of them, or the room (a slow
+The three tasks share one task group (four when its token expires: a task
+that closes it with 4001 then). Any of them, or the room (a slow
 consumer), or the server (shutdown) may end the connection with
 :meth:`Connection.fail`, which records the close code and cancels the group;
 the handler then closes it with :func:`relays.hosting.close_websocket`,
@@ -20,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from collab.auth import FORBIDDEN, diagram_channel
 from collab.metrics import Stats
 from collab.protocol import (
     AwarenessEntry,
@@ -33,6 +35,15 @@ from collab.protocol import (
 )
 from collab.room import Entry, Room, RoomFull
 from collab.rooms import Rooms, ServerFull
+from relays.auth import (
+    OPEN,
+    UNAUTHORIZED,
+    Authenticator,
+    AuthError,
+    Grant,
+    token_from_scope,
+    wait_expired,
+)
 from relays.fanout import Subscriber
 from relays.hosting import close_websocket
 from relays.wire import Frame, Sender, keep_alive
@@ -49,10 +60,13 @@ ASGISend = Any
 
 
 class Connection:
-    def __init__(self, room: Room, peer: str) -> None:
+    def __init__(self, room: Room, peer: str, grant: Grant = OPEN) -> None:
         self.id = next(_ids)
         self.room = room
         self.peer = peer
+        self.grant = grant  # OPEN when auth is off
+        # a token without publish: syncs and shares awareness, its updates are refused
+        self.read_only = not grant.publish
         self.config = room.config
         self.stats: Stats = room.stats
         self.subscriber = Subscriber(on_overflow=self._overflow)
@@ -86,6 +100,8 @@ class Connection:
             self._scope = tg.cancel_scope
             tg.start_soon(self._write, sender)
             tg.start_soon(self._throttle_awareness)
+            if self.grant.expires is not None:
+                tg.start_soon(self._expire)
             if self.config.keepalive_interval:
                 # this server does not echo a client's own awareness back (as the
                 # Node server does), so a lone client would otherwise hear nothing
@@ -93,6 +109,11 @@ class Connection:
                 tg.start_soon(keep_alive, sender, self.config.keepalive_interval, keepalive)
             await self._read(receive)
             tg.cancel_scope.cancel()
+
+    async def _expire(self) -> None:
+        """Close with 4001 when the token's ``exp`` passes, even if the client is silent."""
+        await wait_expired(self.grant)
+        self.fail(UNAUTHORIZED, "token expired", "unauthorized")
 
     # --- reading ------------------------------------------------------------
 
@@ -112,6 +133,10 @@ class Connection:
                 return
             if len(data) > limit:
                 self.fail(1009, f"message over {limit} bytes", "too_big")
+                return
+            if self.grant.expires is not None and self.grant.expired():
+                # nothing is handled after expiry, even before _expire wakes (a clock jump)
+                self.fail(UNAUTHORIZED, "token expired", "unauthorized")
                 return
             try:
                 parsed = parse_message(data)
@@ -216,20 +241,38 @@ def _user_name(entries: list[AwarenessEntry]) -> str | None:
 
 
 async def serve_yjs(
-    scope: dict[str, Any], receive: ASGIReceive, send: ASGISend, rooms: Rooms
+    scope: dict[str, Any],
+    receive: ASGIReceive,
+    send: ASGISend,
+    rooms: Rooms,
+    auth: Authenticator | None = None,
 ) -> None:
-    """The ASGI handler for ``WS /yjs/{diagram}``."""
+    """The ASGI handler for ``WS /yjs/{diagram}`` (``auth``: None when auth is off)."""
     message = await receive()
     if message["type"] != "websocket.connect":
         return
     diagram = scope["path"][len("/yjs/") :]
     client = scope.get("client") or ("?", 0)
     peer = f"{client[0]}:{client[1]}"
+    # accepted first so a refusal is a close code the client can read, not an HTTP 403
     await send({"type": "websocket.accept"})
     close = partial(close_websocket, receive, send, grace=rooms.config.close_timeout)
+    grant = OPEN
+    if auth is not None:  # checked before anything else: no room is loaded for a stranger
+        token = token_from_scope(scope)
+        try:
+            grant = auth.check(token)
+        except AuthError:
+            rooms.stats.reject("unauthorized")
+            await close(UNAUTHORIZED, "token required" if token is None else "bad token")
+            return
     if not DIAGRAM_NAME.fullmatch(diagram):
         rooms.stats.reject("bad_name")
         await close(4400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+        return
+    if not grant.allows(diagram_channel(diagram)):
+        rooms.stats.reject("forbidden")
+        await close(FORBIDDEN, f"forbidden: the token does not cover {diagram_channel(diagram)}")
         return
     try:
         room = await rooms.acquire(diagram)
@@ -239,7 +282,7 @@ async def serve_yjs(
     except Exception:
         await close(1011, "diagram could not be loaded")
         return
-    conn = Connection(room, peer)
+    conn = Connection(room, peer, grant)
     try:
         room.join(conn)
     except RoomFull:
@@ -247,7 +290,17 @@ async def serve_yjs(
         await close(4429, "room full")
         return
     rooms.opened(conn)
-    log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
+    if grant.authenticated:
+        log.info(
+            "open room=%s client=%d peer=%s sub=%s%s",
+            diagram,
+            conn.id,
+            peer,
+            grant.sub,
+            " read-only" if conn.read_only else "",
+        )
+    else:
+        log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
     try:
         await conn.run(receive, send)
     finally:

@@ -447,6 +447,9 @@ class Room:
         """
         if update == EMPTY_UPDATE:
             return
+        if conn.read_only:
+            self._refuse(conn, update, "read-only token")
+            return
         if self.locked:
             self._refuse(conn, update, "the diagram is locked")
             return

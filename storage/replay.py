@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -119,9 +120,16 @@ def list_limit(limit: int, prefix: str) -> int:
 
 
 def list_diagrams(
-    store: SQLiteStore, *, limit: int = LIST_PAGE, prefix: str = ""
+    store: SQLiteStore,
+    *,
+    limit: int = LIST_PAGE,
+    prefix: str = "",
+    include: Callable[[str], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Saved diagrams, last edited first: at most ``limit``, ids starting with ``prefix``.
+
+    ``include`` (an auth token's scope) leaves out the ids it answers False
+    for, before the limit: the list holds up to ``limit`` included diagrams.
 
     Each: id, live element count, last edit, state size, last seq, and
     ``elements_seq``, the seq the count and size describe. They are the
@@ -134,7 +142,12 @@ def list_diagrams(
     which records its summary.
     """
     limit = list_limit(limit, prefix)
-    rows = store.query(f"{_LIST} ORDER BY updated DESC, id LIMIT ?", (len(prefix), prefix, limit))
+    if include is None:
+        rows = store.query(
+            f"{_LIST} ORDER BY updated DESC, id LIMIT ?", (len(prefix), prefix, limit)
+        )
+    else:
+        rows = _included_rows(store, limit, prefix, include)
     result = []
     for row in rows:
         if row[5] is None and store.checkpoint(row[0]) is not None:
@@ -151,6 +164,26 @@ def list_diagrams(
             }
         )
     return result
+
+
+def _included_rows(
+    store: SQLiteStore, limit: int, prefix: str, include: Callable[[str], bool]
+) -> list[tuple[Any, ...]]:
+    """The first ``limit`` rows whose id is included, read a page at a time (keyset)."""
+    rows: list[tuple[Any, ...]] = []
+    page = store.query(
+        f"{_LIST} ORDER BY updated DESC, id LIMIT ?", (len(prefix), prefix, LIST_MAX_PAGE)
+    )
+    while True:
+        rows += [row for row in page if include(row[0])]
+        if len(rows) >= limit or len(page) < LIST_MAX_PAGE:
+            return rows[:limit]
+        diagram, updated = page[-1][0], page[-1][1]
+        page = store.query(
+            f"{_LIST} AND (updated < ? OR (updated = ? AND id > ?))"
+            " ORDER BY updated DESC, id LIMIT ?",
+            (len(prefix), prefix, updated, updated, diagram, LIST_MAX_PAGE),
+        )
 
 
 def export(store: SQLiteStore, diagram: str, at: str | int | None = None) -> dict[str, Any]:
