@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +42,12 @@ def add_commands(commands: Any) -> None:
         parser.add_argument("--db", default="inkwire.db", help="SQLite file (default inkwire.db)")
         if name != "replay":
             parser.add_argument("--server", help="use this server's API, e.g. http://host:3042")
+        parser.add_argument(
+            "--token",
+            help="a token for a server with auth on (with --server; replay: for --into)"
+            if name != "replay"
+            else "a token for a server with auth on (replay needs one with publish)",
+        )
         return parser
 
     listing = command("list", "saved diagrams, last edited first")
@@ -121,7 +128,8 @@ def _direct(args: argparse.Namespace) -> None:
 
 
 def _via_server(args: argparse.Namespace) -> None:
-    with httpx.Client(base_url=args.server.rstrip("/"), timeout=60) as http:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    with httpx.Client(base_url=args.server.rstrip("/"), headers=headers, timeout=60) as http:
         if args.command == "list":
             params = {"limit": args.limit} | ({"prefix": args.prefix} if args.prefix else {})
             _print_list(_ok(http.get("/api/diagrams", params=params)), args.json)
@@ -169,14 +177,25 @@ async def _replay(store: SQLiteStore, args: argparse.Namespace) -> None:
         url += "/yjs"
     name = args.name or f"{args.diagram}-replay"
     progress = Progress(len(rows), f"replay {args.diagram} -> {name}")
-    async with DiagramClient(url, name, user={"name": "inkwire replay"}) as client:
+    user = {"name": "inkwire replay"}
+    async with DiagramClient(url, name, user=user, token=args.token) as client:
         previous = rows[0][1]
         for n, (_seq, ts, _origin, update) in enumerate(rows, 1):
             await anyio.sleep(min(max(ts - previous, 0.0) / args.speed, args.max_gap))
             previous = ts
             client.doc.apply_update(update)
             progress.show(n)
+            _refused(client)
+        if args.token:  # a read-only token's refusal may still be on its way: wait a little
+            with suppress(TimeoutError):
+                await client.wait_for(lambda c: c.permission_denied is not None, timeout=1.0)
+            _refused(client)
     progress.done()
+
+
+def _refused(client: Any) -> None:
+    if client.permission_denied is not None:
+        raise CommandError(f"the server refused the edits: {client.permission_denied}")
 
 
 class Progress:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +42,7 @@ from storage import replay
 from storage.excalidraw import load_doc
 from storage.memory import MemoryStore
 from storage.sqlite import SQLiteStore
-from tests.conftest import RunningServer, running
+from tests.conftest import ROOT, RunningServer, running
 from tests.node import require_node
 from tests.relayclient import client
 from tests.test_diagram_list import edit
@@ -540,6 +543,47 @@ async def test_garbage_tokens_close_4001_and_leave_the_server_unaffected(
 
 
 # --- the command line ---------------------------------------------------------------------
+
+
+def inkwire(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collab.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+
+
+async def test_serve_auth_secret_and_the_cli_token(server_process: Any, tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    s = server_process("--db", str(db), "--grace", "0.2", "--auth-secret", SECRET)
+    assert (await close_of(f"{s.yjs_url}/plan"))[0] == 4001
+    async with DiagramClient(s.yjs_url, "plan", token=writer()) as c:
+        c.add_element(rect("a"))
+        await anyio.sleep(0.3)
+    via = ("--server", s.http_url)
+
+    refused = inkwire("list", *via)
+    assert refused.returncode == 1 and "401" in refused.stderr
+    listing = inkwire("list", "--json", *via, "--token", reader("diagram:plan"))
+    assert listing.returncode == 0, listing.stderr
+    assert [d["id"] for d in json.loads(listing.stdout)] == ["plan"]
+    export = inkwire("export", "plan", *via, "--token", reader("diagram:plan"))
+    assert [e["id"] for e in json.loads(export.stdout)["elements"]] == ["a"]
+    denied = inkwire("restore", "plan", "--at", "1", *via, "--token", reader())
+    assert denied.returncode == 1 and "403" in denied.stderr
+    assert inkwire("restore", "plan", "--at", "1", *via, "--token", writer()).returncode == 0
+
+    # replay into a live room needs a token with publish
+    into = ("--db", str(db), "--into", f"ws://127.0.0.1:{s.port}", "--speed", "1000")
+    refused = inkwire("replay", "plan", *into)
+    assert refused.returncode == 1
+    read_only = inkwire("replay", "plan", *into, "--token", reader())
+    assert read_only.returncode == 1 and "read-only token" in read_only.stderr
+    done = inkwire("replay", "plan", *into, "--as", "again", "--token", writer())
+    assert done.returncode == 0, done.stderr
 
 
 async def test_serve_takes_the_secret_from_its_own_environment_variable(
