@@ -551,3 +551,36 @@ def test_a_locked_diagram_is_read_only_in_every_browser(server: Any, open_peer: 
     )
     second = bob.draw_rectangle(600, 250, 100, 100)
     alice.wait_live(lambda live: {first, second} <= set(live), "Alice sees Bob's new rectangle")
+
+
+SECRET = "browser-test-secret-long-enough-for-hs256-0123456789"
+
+
+def test_access_tokens_in_links_decide_who_edits_who_views_and_who_is_out(
+    server_process: Callable[..., Any], open_peer: Any
+) -> None:
+    from relays.auth import make_token
+
+    guarded = server_process("--grace", "1", "--auth-secret", SECRET)
+    base = url(guarded)
+    write = make_token(SECRET, sub="alice", channels=["diagram:shared"], publish=True)
+    read = make_token(SECRET, sub="bob", channels=["diagram:shared"], publish=False)
+
+    alice = open_peer(base, ALICE).open("shared", query=f"?token={write}")
+    drawn = alice.draw_rectangle(300, 250, 160, 100)
+
+    bob = open_peer(base, BOB).open("shared", query=f"?token={read}")
+    bob.wait_live(lambda live: drawn in live, "the viewer sees the drawing")
+    assert bob.page.evaluate("() => window.inkwire.api.getAppState().viewModeEnabled")
+    assert bob.page.locator('.status-badge[data-read-only="true"]').count() == 1
+    bob.page.evaluate(ADD_ELEMENT_JS, ["from-viewer"])
+    bob.page.get_by_role("alert").wait_for(timeout=5000)  # refused, and said so
+    bob.wait_live(lambda live: set(live) == {drawn}, "the viewer's edit is dropped", timeout=5)
+    assert "from-viewer" not in alice.live()
+
+    for path, code in (("/d/shared", 4001), (f"/d/elsewhere?token={write}", 4403)):
+        outsider = open_peer(base, CAROL)
+        outsider.page.goto(base + path)
+        dialog = outsider.page.locator(f'[role="alertdialog"][data-close-code="{code}"]')
+        dialog.wait_for(timeout=5000)
+        assert "Cannot open this diagram" in dialog.inner_text()
