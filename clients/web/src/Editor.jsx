@@ -11,11 +11,11 @@ import { HistoryPanel } from "./HistoryPanel.jsx";
 import { loadIdentity, saveIdentity } from "./identity.js";
 import { peopleIn, Presence } from "./presence.js";
 
-/** One live editing session: the doc, its connection and the bindings on it. */
 // Closes after which reconnecting cannot help: no valid token (4001), and
 // y-websocket's own rule, 44xx (a forbidden diagram, a bad name, a full room).
 const finalClose = (event) => event.code === 4001 || (event.code >= 4400 && event.code < 4500);
 
+/** One live editing session: the doc, its connection and the bindings on it. */
 function connect(diagram, api, identity, callbacks) {
   const { onStatus, onPeople, onError, onLocked, onRefused, onClosed } = callbacks;
   const doc = new Y.Doc();
@@ -36,8 +36,8 @@ function connect(diagram, api, identity, callbacks) {
   const meta = doc.getMap("meta");
   const lockChanged = () => onLocked(meta.get("locked") === true);
   meta.observe(lockChanged);
-  // The server refused an edit (it was locked under us): this tab's copy has
-  // diverged from the diagram's, so the editor starts over from the server's.
+  // The server refused an edit (locked under us, or a read-only token): this
+  // tab's copy has diverged from the diagram's, so it starts over from the server's.
   provider.messageHandlers[2] = (_encoder, decoder) =>
     readAuthMessage(decoder, doc, (_doc, reason) => onRefused(reason));
 
