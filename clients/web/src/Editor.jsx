@@ -124,7 +124,7 @@ function StatusBadge({ status, people, locked, readOnly }) {
     >
       <span className="dot" />
       {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
-      {locked && " · 🔒 locked"}
+      {locked && " · locked"}
       {readOnly && " · view only"}
     </div>
   );
