@@ -34,7 +34,7 @@ from collab.protocol import (
 from relays.fanout import FanoutLog
 from relays.wire import Frame
 from storage import Store
-from storage.excalidraw import purge_tombstones
+from storage.excalidraw import purge_tombstones, stale_tombstones
 from storage.updates import merge_many
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("inkwire.room")
 
 EMPTY_UPDATE = b"\x00\x00"
+PURGE_SCAN_INTERVAL = 3600.0  # seconds between two scans of a room for stale tombstones
 SERVER = 0  # author id of entries the room itself writes
 STORE_RETRY_SECONDS = 0.5
 MAX_UNSAVED = 2000  # updates applied but not yet saved before readers pause
@@ -169,6 +170,7 @@ class Room:
         # a locked diagram (meta "locked": true) takes no edits from clients,
         # only the server's own (the REST unlock among them)
         self.locked = False
+        self._next_purge_scan = 0.0  # time.monotonic() before which no tombstone scan runs
         self.watch: RoomWatch | None = None
         self.guests: set[int] = set()  # awareness client ids the server holds for JSON clients
         self._elements: Map[Any] | None = None  # observed while watched
@@ -217,14 +219,21 @@ class Room:
         """Drop tombstones past their retention as a server edit; True if there were any.
 
         Done when the room has been quiet for ``checkpoint_quiet`` (just before
-        that checkpoint), so the scan of every element is off the paths that
-        load, sync and save; the edit reaches connected clients like any other.
+        that checkpoint), at most once an hour, so the scan of every element is
+        off the paths that load, sync and save; the live document is only read,
+        and copied only when there is something to purge. The edit reaches
+        connected clients like any other.
         """
         retention = self.config.tombstone_retention
-        if retention is None or self.store_down:
+        if retention is None or self.store_down or time.monotonic() < self._next_purge_scan:
             return False
+        # a tombstone needs a day to go stale: scanning every quiet spell would redo
+        # the same walk over every element for nothing
+        self._next_purge_scan = time.monotonic() + min(retention, PURGE_SCAN_INTERVAL)
         cutoff = (time.time() - retention) * 1000
         try:
+            if not stale_tombstones(self.doc, cutoff):  # read the live doc; copy only to edit
+                return False
             update, purged = purge_tombstones(self.doc.get_update(), cutoff)
             if purged:
                 log.info(

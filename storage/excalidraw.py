@@ -265,8 +265,8 @@ def forward_edit(current: bytes | None, target: Scene) -> bytes:
     return doc.get_update(before)
 
 
-def purge_tombstones(current: bytes | None, deleted_before_ms: float) -> tuple[bytes, int]:
-    """The update removing tombstones deleted before the cutoff, and how many it removes.
+def stale_tombstones(doc: Doc[Any], deleted_before_ms: float) -> list[str]:
+    """Ids of the tombstones deleted before the cutoff: what a purge removes.
 
     A tombstone (``isDeleted``) only matters while a peer may still hold an
     edit of that element made before the delete: reconciliation needs its
@@ -276,19 +276,27 @@ def purge_tombstones(current: bytes | None, deleted_before_ms: float) -> tuple[b
     edits the element afterwards brings it back as a new, live element.
     Tombstones without a numeric ``updated`` are kept: their age is unknown.
     History keeps them either way (a restore of an older version brings them
-    back). Returns the empty update when there is nothing to purge.
+    back).
     """
-    doc = load_doc(current)
-    elements = doc.get("elements", type=Map)
-    old = [
+    return [
         eid
-        for eid, element in elements.items()
+        for eid, element in doc.get("elements", type=Map).items()
         if isinstance(element, dict)
         and element.get("isDeleted") is True
         and isinstance(element.get("updated"), int | float)
         and not isinstance(element.get("updated"), bool)
         and element["updated"] < deleted_before_ms
     ]
+
+
+def purge_tombstones(current: bytes | None, deleted_before_ms: float) -> tuple[bytes, int]:
+    """The update removing :func:`stale_tombstones`, and how many it removes.
+
+    Returns the empty update when there is nothing to purge.
+    """
+    doc = load_doc(current)
+    old = stale_tombstones(doc, deleted_before_ms)
+    elements = doc.get("elements", type=Map)
     before = doc.get_state()
     with doc.transaction():
         for eid in old:
