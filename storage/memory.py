@@ -16,11 +16,13 @@ class MemoryStore:
     Every ``COMPACT_AFTER`` updates the tail is folded into the base through a
     scratch document, so content that was overwritten is collected (a plain
     merge of Yjs updates keeps it) and memory stays near the encoded size.
+    Seqs are counted as a database counts them, though no history is kept.
     """
 
     def __init__(self) -> None:
         self._base: dict[str, bytes] = {}
         self._tail: dict[str, list[bytes]] = {}
+        self._seq: dict[str, int] = {}
 
     async def load(self, diagram: str) -> bytes | None:
         if diagram not in self._base and not self._tail.get(diagram):
@@ -33,11 +35,14 @@ class MemoryStore:
         diagram: str,
         updates: Sequence[bytes],
         origins: str | Sequence[str | None] | None = None,
-    ) -> None:
+    ) -> int:
+        """Durable (for this process) as soon as it is in memory: returns at once."""
         tail = self._tail.setdefault(diagram, [])
         tail.extend(updates)
+        seq = self._seq[diagram] = self._seq.get(diagram, 0) + len(updates)
         if len(tail) >= COMPACT_AFTER:
             self._compact(diagram)
+        return seq
 
     def _compact(self, diagram: str) -> None:
         if diagram not in self._base and diagram not in self._tail:

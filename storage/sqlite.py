@@ -70,7 +70,7 @@ class _Pending:
     origins: list[str | None]
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
-    seqs: list[int] = field(default_factory=list)
+    last_seq: int = 0  # the diagram's, once committed
 
 
 class SQLiteStore:
@@ -118,8 +118,8 @@ class SQLiteStore:
         diagram: str,
         updates: Sequence[bytes],
         origins: str | Sequence[str | None] | None = None,
-    ) -> None:
-        """Return once the updates are committed; appends in flight commit together.
+    ) -> int:
+        """Return once committed, with the diagram's seq; appends in flight commit together.
 
         ``origins`` names who made the updates: one name for all, or one each.
         """
@@ -153,8 +153,9 @@ class SQLiteStore:
             raise StorageError(f"could not save to {self.path}: {pending.error}") from (
                 pending.error
             )
-        if self.on_saved is not None and pending.seqs:
-            self.on_saved(diagram, pending.seqs[-1])
+        if self.on_saved is not None and pending.updates:
+            self.on_saved(diagram, pending.last_seq)
+        return pending.last_seq
 
     async def maintain(
         self, diagram: str, saved_state: Callable[[], bytes | None] | None = None
@@ -212,7 +213,6 @@ class SQLiteStore:
                 rows = []
                 for update, origin in zip(item.updates, item.origins, strict=True):
                     last += 1
-                    item.seqs.append(last)
                     rows.append(
                         (
                             item.diagram,
@@ -235,6 +235,7 @@ class SQLiteStore:
                 if last - checkpoint >= self.checkpoint_every:
                     self._due.add(item.diagram)
                 self._last_seq[item.diagram] = last
+                item.last_seq = last
         self.healthy = True
         self.last_error = None
 

@@ -1,10 +1,8 @@
-"""The store interface a room persists through.
+"""The interface a room persists through, and the durability rule that goes with it.
 
-A room calls :meth:`Store.load` once before it answers any client, and
-:meth:`Store.append` with each batch of updates it has applied; when
-``append`` returns the batch is durable, and only then does the room let
-other clients see it. Implementations: :class:`storage.MemoryStore` here,
-SQLite with group commit later, behind the same two methods.
+Implementations: :class:`storage.MemoryStore` (in process, for tests and
+demos) and :class:`storage.sqlite.SQLiteStore` (one SQLite file, appends in
+flight committed together), behind the same methods.
 """
 
 from __future__ import annotations
@@ -14,6 +12,20 @@ from typing import Protocol
 
 
 class Store(Protocol):
+    """What a room persists through.
+
+    The durability rule: :meth:`append` returns only once its batch is
+    durable (in a database, it survives the process being killed; in
+    memory, it lasts as long as the process), and a room sends an update to
+    other clients only after the ``append`` holding it returned, so nothing
+    a client was sent can be lost by a crash. The seq ``append`` returns
+    names that durable version of the diagram. The one exception is an
+    outage: while ``append`` raises, a room serves edits unsaved rather
+    than stop editing, and reports it (:attr:`healthy` is False).
+
+    A room calls :meth:`load` once, before it answers any client.
+    """
+
     async def load(self, diagram: str) -> bytes | None:
         """The diagram's whole saved state as one Yjs update, or None if new."""
         ...
@@ -23,8 +35,14 @@ class Store(Protocol):
         diagram: str,
         updates: Sequence[bytes],
         origins: str | Sequence[str | None] | None = None,
-    ) -> None:
-        """Durably record updates, in order (with who made them); return once saved."""
+    ) -> int:
+        """Record updates, in order (with who made them); return once they are durable.
+
+        Returns the diagram's seq after the batch: each update takes the next
+        seq, so this is the seq of its last update (of the diagram's last, 0
+        if none, when the batch is empty). Raises ``StorageError`` if it
+        could not be saved; then nothing of the batch is.
+        """
         ...
 
     async def maintain(

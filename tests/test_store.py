@@ -1,0 +1,102 @@
+"""The Store contract, held against every store: append returns the durable seq.
+
+A room publishes an update only after the ``append`` holding it returned;
+the seq it returns is the diagram's version once the batch is durable, so
+it must count each diagram's updates, batch after batch, whatever commits
+together, and survive reopening (for the in-process store: its lifetime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from pycrdt import Doc, Map
+
+from storage import MemoryStore, Store
+from storage.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+Opener = Callable[[], Store]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the store under test; opened again, it is the same data (reopened, for SQLite)."""
+    opened: list[SQLiteStore] = []
+    if request.param == "memory":
+        memory = MemoryStore()
+
+        def open_memory() -> Store:
+            return memory
+
+        yield open_memory
+    else:
+
+        def open_sqlite() -> Store:
+            opened.append(SQLiteStore(tmp_path / "store.db"))
+            return opened[-1]
+
+        yield open_sqlite
+    for store in opened:
+        store.close()
+
+
+def edits(doc: Doc[Any], *keys: str) -> list[bytes]:
+    """One update per key set on ``doc``'s elements."""
+    elements = doc.get("elements", type=Map)
+    updates = []
+    for key in keys:
+        before = doc.get_state()
+        elements[key] = {"id": key}
+        updates.append(doc.get_update(before))
+    return updates
+
+
+def saved_keys(state: bytes | None) -> set[str]:
+    doc: Doc[Any] = Doc()
+    if state:
+        doc.apply_update(state)
+    return set(doc.get("elements", type=Map).keys())
+
+
+async def test_append_returns_each_diagrams_seq_after_the_batch(open_store: Opener) -> None:
+    store = open_store()
+    a: Doc[Any] = Doc()
+    b: Doc[Any] = Doc()
+    assert await store.append("a", edits(a, "a1", "a2"), "ada") == 2
+    assert await store.append("b", edits(b, "b1"), ["bob"]) == 1  # counted per diagram
+    assert await store.append("a", edits(a, "a3"), None) == 3
+    assert await store.append("a", edits(a, "a4", "a5", "a6")) == 6
+    assert await store.append("a", []) == 6  # nothing new: the same version
+    # returned means durable: loading (after reopening) has all of it, and counts on
+    again = open_store()
+    assert saved_keys(await again.load("a")) == {"a1", "a2", "a3", "a4", "a5", "a6"}
+    assert await again.append("a", edits(a, "a7")) == 7
+    assert await again.append("b", edits(b, "b2")) == 2
+
+
+async def test_appends_in_flight_together_get_distinct_increasing_seqs(
+    open_store: Opener,
+) -> None:
+    store = open_store()
+    doc: Doc[Any] = Doc()
+    batches = [edits(doc, *(f"k{i}-{j}" for j in range(i % 3 + 1))) for i in range(12)]
+    returned: dict[int, int] = {}
+
+    async def append(i: int) -> None:
+        returned[i] = await store.append("d", batches[i], f"client-{i}")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(batches)):
+            tg.start_soon(append, i)
+    # batches take seqs in the order they were appended, each the next ones
+    ends = [returned[i] for i in range(len(batches))]
+    sizes = [len(batch) for batch in batches]
+    assert ends == [sum(sizes[: i + 1]) for i in range(len(batches))]
+    keys = {f"k{i}-{j}" for i in range(12) for j in range(i % 3 + 1)}
+    assert saved_keys(await store.load("d")) == keys
