@@ -34,7 +34,7 @@ from storage.excalidraw import (
     to_excalidraw,
 )
 from storage.files import get_file, put_file
-from storage.sqlite import decode_blob
+from storage.sqlite_schema import decode_blob
 
 if TYPE_CHECKING:
     from storage.sqlite import SQLiteStore

@@ -11,6 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 
+class StorageError(RuntimeError):
+    """The database cannot be used (corrupt, newer schema, unwritable...)."""
+
+
 class Store(Protocol):
     """What a room persists through.
 
@@ -40,7 +44,7 @@ class Store(Protocol):
 
         Returns the diagram's seq after the batch: each update takes the next
         seq, so this is the seq of its last update (of the diagram's last, 0
-        if none, when the batch is empty). Raises ``StorageError`` if it
+        if none, when the batch is empty). Raises :class:`StorageError` if it
         could not be saved; then nothing of the batch is.
         """
         ...

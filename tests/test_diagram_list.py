@@ -24,8 +24,9 @@ from pycrdt import Doc, Map
 
 from collab.app import CollabApp
 from collab.config import Config
-from storage import replay
-from storage.sqlite import SCHEMA_VERSION, SQLiteStore, StorageError, encode_blob
+from storage import StorageError, replay
+from storage.sqlite import SQLiteStore
+from storage.sqlite_schema import SCHEMA_VERSION, encode_blob
 from tests.test_replay_cli import inkwire
 from tests.yclient import peer, wait_until
 

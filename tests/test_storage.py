@@ -19,7 +19,9 @@ from pycrdt import Doc, Map
 
 from collab.app import CollabApp
 from collab.config import Config
-from storage.sqlite import SCHEMA_VERSION, SQLiteStore, StorageError
+from storage import StorageError
+from storage.sqlite import SQLiteStore
+from storage.sqlite_schema import SCHEMA_VERSION
 from tests.conftest import ROOT
 from tests.yclient import peer, wait_until
 
