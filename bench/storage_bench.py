@@ -619,9 +619,9 @@ LIST_TAIL_EVERY = 10
 
 def replay_list(store: SQLiteStore) -> list[dict[str, Any]]:
     """`storage.replay.list_diagrams` as it was before schema 2: every diagram replayed."""
-    rows = store.query("SELECT id, updated, last_seq FROM diagrams ORDER BY id")
+    rows = sorted(store.summaries("", 2**31 - 1))  # every diagram, by id
     result = []
-    for diagram, updated, seq in rows:
+    for diagram, updated, seq, *_ in rows:
         state = store.state_at(diagram, int(seq)) or b""
         elements = scene_of(load_doc(state)).elements
         result.append(

@@ -3,7 +3,7 @@
 The operations themselves live in :mod:`storage.replay` (shared with the
 CLI); this module routes, reads bodies with a cap, and applies edits
 through the live room, so they are saved and reach every connected client
-at once, exactly like a browser's edit. SQLite reads run in a worker
+at once, exactly like a browser's edit. Database reads run in a worker
 thread. Errors are JSON: ``{"error": "..."}``. A locked diagram answers its
 edits (restore, import, file upload) with 423 until it is unlocked.
 
@@ -31,9 +31,9 @@ from collab.rooms import ServerFull
 from relays.auth import OPEN, AuthError, Grant, token_from_scope
 from storage import replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
-from storage.files import FileRejected, file_metadata, get_file, put_file
+from storage.files import FileRejected, file_metadata, save_file
 from storage.memory import MemoryStore
-from storage.sqlite import SQLiteStore
+from storage.store import DiagramArchive
 
 if TYPE_CHECKING:
     from collab.app import CollabApp
@@ -100,7 +100,7 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
         await respond_json(send, 200, await _export(app, diagram, query.get("at")))
     elif rest == ["history"]:
         _allow(method, "GET")
-        store = _sqlite(app)
+        store = _archive(app)
         limit = _int(query.get("limit"), "limit", replay.HISTORY_PAGE)
         before = _int(query.get("before"), "before", None)
         page = await anyio.to_thread.run_sync(
@@ -143,7 +143,7 @@ async def _list(app: CollabApp, limit: int, prefix: str, grant: Grant) -> list[d
         return grant.allows(diagram_channel(diagram))
 
     include = None if covers_every_diagram(grant) else covered
-    if isinstance(app.store, SQLiteStore):
+    if isinstance(app.store, DiagramArchive):
         store = app.store
         return await anyio.to_thread.run_sync(
             lambda: replay.list_diagrams(store, limit=limit, prefix=prefix, include=include)
@@ -164,7 +164,7 @@ async def _list(app: CollabApp, limit: int, prefix: str, grant: Grant) -> list[d
 
 
 async def _export(app: CollabApp, diagram: str, at: str | None) -> dict[str, Any]:
-    store = app.store if isinstance(app.store, SQLiteStore) else None
+    store = app.store if isinstance(app.store, DiagramArchive) else None
     room = app.rooms.rooms.get(diagram)
     if at is None and room is not None and not room.closing:
         state = room.doc.get_update()
@@ -213,7 +213,7 @@ def _still_unlocked(room: Room) -> Room:
 
 
 async def _restore(app: CollabApp, diagram: str, at: str | int) -> dict[str, Any]:
-    store = _sqlite(app)
+    store = _archive(app)
     await _unlocked(app, diagram)
     seq = await anyio.to_thread.run_sync(replay.resolve_at, store, diagram, at)
     old = await anyio.to_thread.run_sync(store.state_at, diagram, seq)
@@ -228,10 +228,10 @@ async def _import(app: CollabApp, diagram: str, raw: bytes) -> dict[str, Any]:
     scene, blobs = replay.parse_import(raw)  # InvalidDiagram -> 400, nothing changed
     await _unlocked(app, diagram)
     if blobs:
-        store = _sqlite(app)
+        store = _archive(app)
         for file_id, (mime, data) in blobs.items():
             info = scene.files[file_id]
-            await anyio.to_thread.run_sync(put_file, store, diagram, file_id, mime, data, info)
+            await anyio.to_thread.run_sync(save_file, store, diagram, file_id, mime, data, info)
     room = _still_unlocked(await app.rooms.acquire(diagram))
     update = forward_edit(room.doc.get_update(), scene)
     await room.apply_local(update, origin="import")
@@ -241,7 +241,7 @@ async def _import(app: CollabApp, diagram: str, raw: bytes) -> dict[str, Any]:
 async def _put_file(
     app: CollabApp, diagram: str, file_id: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    store = _sqlite(app)
+    store = _archive(app)
     await _unlocked(app, diagram)
     limit = app.config.max_file_bytes
     mime = _header(scope, b"content-type")
@@ -250,7 +250,7 @@ async def _put_file(
         raise FileRejected(413, f"file is {length} bytes; the limit is {limit}")
     data = await read_body(receive, limit)
     info = file_metadata(mime, data, max_bytes=limit)  # 413 / 415 before anything is stored
-    await anyio.to_thread.run_sync(put_file, store, diagram, file_id, info["mimeType"], data, info)
+    await anyio.to_thread.run_sync(save_file, store, diagram, file_id, info["mimeType"], data, info)
     room = _still_unlocked(await app.rooms.acquire(diagram))
     await room.apply_local(
         replay.set_file_update(room.doc.get_update(), file_id, info), origin="file upload"
@@ -259,8 +259,8 @@ async def _put_file(
 
 
 async def _get_file(app: CollabApp, diagram: str, file_id: str, send: Send) -> None:
-    store = _sqlite(app)
-    found = await anyio.to_thread.run_sync(get_file, store, diagram, file_id)
+    store = _archive(app)
+    found = await anyio.to_thread.run_sync(store.get_file, diagram, file_id)
     if found is None:
         raise ApiError(404, f"no file {file_id!r} in diagram {diagram!r}")
     mime, data = found
@@ -312,8 +312,9 @@ async def read_body(receive: Receive, limit: int = MAX_JSON_BODY) -> bytes:
             return b"".join(chunks)
 
 
-def _sqlite(app: CollabApp) -> SQLiteStore:
-    if not isinstance(app.store, SQLiteStore):
+def _archive(app: CollabApp) -> DiagramArchive:
+    """The store, when it keeps history (and files); 501 when it does not."""
+    if not isinstance(app.store, DiagramArchive):
         raise ApiError(501, "this needs the SQLite store (inkwire serve --db PATH)")
     return app.store
 

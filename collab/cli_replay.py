@@ -23,9 +23,10 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from storage import replay
+from storage import StorageError, replay
 from storage.excalidraw import InvalidDiagram
-from storage.sqlite import SQLiteStore, StorageError
+from storage.sqlite import SQLiteStore
+from storage.store import DiagramArchive
 
 COMMANDS = ("list", "history", "export", "import", "restore", "replay")
 
@@ -163,7 +164,7 @@ def _ok(response: httpx.Response) -> Any:
 # --- replay into a live room ------------------------------------------------------
 
 
-async def _replay(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def _replay(store: DiagramArchive, args: argparse.Namespace) -> None:
     """Send the saved updates, in order, with their original pauses / speed."""
     from clients import DiagramClient  # the CLI is a client here, like a browser
 

@@ -87,7 +87,9 @@ class RelayApp:
 
             store = SQLiteStore(self.settings.history_db)
         self.store = store
-        self.history = RelayHistory(store, catalog.service) if store is not None else None
+        self.history = (
+            RelayHistory(store.relay_events, catalog.service) if store is not None else None
+        )
         if self.history is not None:
             self.history.attach(self.hub)
         self.stats = RelayStats()

@@ -1,4 +1,6 @@
-"""Image files of diagrams: the bytes in SQLite's ``files`` table, metadata in the doc.
+"""Image files of diagrams: what is accepted, and the metadata the doc keeps of each.
+
+The bytes are kept by a :class:`storage.store.FileStore`, never in the doc.
 
 Only the image types Excalidraw itself produces are accepted. SVG is
 *refused*, not sanitized, when it carries anything active (``<script``,
@@ -15,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from storage.sqlite import SQLiteStore
+    from storage.store import FileStore
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 ALLOWED_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"})
@@ -68,20 +70,8 @@ def file_metadata(
     }
 
 
-def put_file(
-    store: SQLiteStore, diagram: str, file_id: str, mime: str, data: bytes, info: dict[str, Any]
+def save_file(
+    store: FileStore, diagram: str, file_id: str, mime: str, data: bytes, info: dict[str, Any]
 ) -> None:
-    """Store the bytes (idempotent per file id: Excalidraw file ids are content ids)."""
-    store.write(
-        "INSERT OR REPLACE INTO files (diagram, file_id, mime, sha256, size, created, data)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (diagram, file_id, mime, info["sha256"], len(data), info["created"], data),
-    )
-
-
-def get_file(store: SQLiteStore, diagram: str, file_id: str) -> tuple[str, bytes] | None:
-    """(mime, bytes) of a stored file, or None."""
-    rows = store.query(
-        "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
-    )
-    return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
+    """Store the bytes with what the doc records of them (``info``, from :func:`file_metadata`)."""
+    store.put_file(diagram, file_id, mime, data, sha256=info["sha256"], created=info["created"])

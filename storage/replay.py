@@ -1,16 +1,18 @@
 """Replay of saved diagrams: list, export (now or then), history, restore, import.
 
 One function per operation, used by both the REST API and the CLI, so the
-two cannot drift. Reads are synchronous SQLite work (run them in a worker
-thread from async code); the edits (:func:`restore_update`,
-:func:`import_update`) only *compute* a Yjs update against a given current
-state and leave applying it to the caller: the API applies it through the
-live room (saved, then sent to every client), the CLI appends it to the
-database when no server runs.
+two cannot drift. They read through :class:`storage.store.DiagramArchive`;
+reads are synchronous database work (run them in a worker thread from
+async code). The edits (:func:`restore_update`, and for an import
+:func:`storage.excalidraw.forward_edit` to the scene :func:`parse_import`
+returns) only *compute* a Yjs update against a given current state and
+leave applying it to the caller: the API applies it through the live room
+(saved, then sent to every client), the CLI appends it to the database
+when no server runs.
 
 The state at any seq is the latest checkpoint at or before it plus the
-updates after it (``SQLiteStore.state_at``), so the cost of an export does
-not grow with the length of the history.
+updates after it (``DiagramArchive.state_at``), so the cost of an export
+does not grow with the length of the history.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +34,10 @@ from storage.excalidraw import (
     scene_of,
     to_excalidraw,
 )
-from storage.files import get_file, put_file
-from storage.sqlite_schema import decode_blob
+from storage.files import save_file
 
 if TYPE_CHECKING:
-    from storage.sqlite import SQLiteStore
+    from storage.store import DiagramArchive, DiagramSummary, FileStore, LoggedUpdate
 
 EMPTY = b"\x00\x00"  # the Yjs update that changes nothing
 HISTORY_PAGE = 50
@@ -78,7 +78,7 @@ def parse_at(text: str | int) -> int | datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def resolve_at(store: SQLiteStore, diagram: str, at: str | int) -> int:
+def resolve_at(store: DiagramArchive, diagram: str, at: str | int) -> int:
     """The seq ``at`` names: itself, or the latest seq saved at or before that time."""
     when = parse_at(at)
     last = last_seq(store, diagram)
@@ -86,30 +86,21 @@ def resolve_at(store: SQLiteStore, diagram: str, at: str | int) -> int:
         if when > last:
             raise NotFound(f"diagram {diagram!r} has no seq {when} (latest is {last})")
         return when
-    (row,) = store.query(
-        # at millisecond precision, the precision history shows times in
-        "SELECT max(seq) FROM updates WHERE diagram = ? AND CAST(ts * 1000 AS INTEGER) <= ?",
-        (diagram, math.floor(when.timestamp() * 1000 + 1e-6)),
-    )
-    if row[0] is None:
+    # at millisecond precision, the precision history shows times in
+    seq = store.seq_at_time(diagram, math.floor(when.timestamp() * 1000 + 1e-6))
+    if seq is None:
         raise NotFound(f"diagram {diagram!r} has no version at or before {when.isoformat()}")
-    return int(row[0])
+    return seq
 
 
-def last_seq(store: SQLiteStore, diagram: str) -> int:
-    rows = store.query("SELECT last_seq FROM diagrams WHERE id = ?", (diagram,))
-    if not rows:
+def last_seq(store: DiagramArchive, diagram: str) -> int:
+    seq = store.last_seq(diagram)
+    if seq is None:
         raise NotFound(f"no diagram {diagram!r}")
-    return int(rows[0][0])
+    return seq
 
 
 # --- list and export ------------------------------------------------------------
-
-
-_LIST = (
-    "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
-    " WHERE substr(id, 1, ?) = ?"
-)
 
 
 def list_limit(limit: int, prefix: str) -> int:
@@ -120,7 +111,7 @@ def list_limit(limit: int, prefix: str) -> int:
 
 
 def list_diagrams(
-    store: SQLiteStore,
+    store: DiagramArchive,
     *,
     limit: int = LIST_PAGE,
     prefix: str = "",
@@ -133,8 +124,8 @@ def list_diagrams(
 
     Each: id, live element count, last edit, state size, last seq, and
     ``elements_seq``, the seq the count and size describe. They are the
-    summary recorded with the diagram's latest checkpoint (read from the
-    ``diagrams`` table, nothing replayed), so ``elements_seq`` is below
+    summary recorded with the diagram's latest checkpoint (read as the
+    store's summaries, nothing replayed), so ``elements_seq`` is below
     ``seq`` while edits since are not checkpointed yet: a room checkpoints
     every ``checkpoint_every`` updates, after ``checkpoint_quiet`` seconds
     without edits and when it unloads. A diagram with no summary yet (never
@@ -143,76 +134,59 @@ def list_diagrams(
     """
     limit = list_limit(limit, prefix)
     if include is None:
-        rows = store.query(
-            f"{_LIST} ORDER BY updated DESC, id LIMIT ?", (len(prefix), prefix, limit)
-        )
+        rows = store.summaries(prefix, limit)
     else:
         rows = _included_rows(store, limit, prefix, include)
     result = []
     for row in rows:
-        if row[5] is None and store.checkpoint(row[0]) is not None:
-            row = store.query(f"{_LIST} AND id = ?", (len(row[0]), row[0], row[0]))[0]
-        diagram, updated, seq, elements, size, summary_seq = row
+        if row.summary_seq is None and store.checkpoint(row.id) is not None:
+            row = store.summary(row.id) or row
         result.append(
             {
-                "id": diagram,
-                "elements": int(elements or 0),
-                "last_edit": iso(float(updated)),
-                "size": int(size or 0),
-                "seq": int(seq),
-                "elements_seq": int(summary_seq if summary_seq is not None else seq),
+                "id": row.id,
+                "elements": int(row.live_elements or 0),
+                "last_edit": iso(float(row.updated)),
+                "size": int(row.state_bytes or 0),
+                "seq": int(row.last_seq),
+                "elements_seq": int(
+                    row.summary_seq if row.summary_seq is not None else row.last_seq
+                ),
             }
         )
     return result
 
 
 def _included_rows(
-    store: SQLiteStore, limit: int, prefix: str, include: Callable[[str], bool]
-) -> list[tuple[Any, ...]]:
+    store: DiagramArchive, limit: int, prefix: str, include: Callable[[str], bool]
+) -> list[DiagramSummary]:
     """The first ``limit`` rows whose id is included, read a page at a time (keyset)."""
-    rows: list[tuple[Any, ...]] = []
-    page = store.query(
-        f"{_LIST} ORDER BY updated DESC, id LIMIT ?", (len(prefix), prefix, LIST_MAX_PAGE)
-    )
+    rows: list[DiagramSummary] = []
+    page = store.summaries(prefix, LIST_MAX_PAGE)
     while True:
-        rows += [row for row in page if include(row[0])]
+        rows += [row for row in page if include(row.id)]
         if len(rows) >= limit or len(page) < LIST_MAX_PAGE:
             return rows[:limit]
-        diagram, updated = page[-1][0], page[-1][1]
-        page = store.query(
-            f"{_LIST} AND (updated < ? OR (updated = ? AND id > ?))"
-            " ORDER BY updated DESC, id LIMIT ?",
-            (len(prefix), prefix, updated, updated, diagram, LIST_MAX_PAGE),
-        )
+        page = store.summaries(prefix, LIST_MAX_PAGE, after=(page[-1].updated, page[-1].id))
 
 
-def export(store: SQLiteStore, diagram: str, at: str | int | None = None) -> dict[str, Any]:
+def export(store: DiagramArchive, diagram: str, at: str | int | None = None) -> dict[str, Any]:
     """The diagram (now, or at ``at``) as a ``.excalidraw`` dict."""
     seq = last_seq(store, diagram) if at is None else resolve_at(store, diagram, at)
     return export_state(store, diagram, store.state_at(diagram, seq))
 
 
-def export_state(store: SQLiteStore | None, diagram: str, state: bytes | None) -> dict[str, Any]:
+def export_state(store: FileStore | None, diagram: str, state: bytes | None) -> dict[str, Any]:
     """A ``.excalidraw`` dict of a given state, files inlined from the store."""
     if store is None:
         return to_excalidraw(state)
-    return to_excalidraw(state, lambda file_id: get_file(store, diagram, file_id))
+    return to_excalidraw(state, lambda file_id: store.get_file(diagram, file_id))
 
 
 # --- history ----------------------------------------------------------------------
 
 
-@dataclass
-class _Row:
-    seq: int
-    first_seq: int
-    ts: float
-    origin: str | None
-    data: bytes
-
-
 def history(
-    store: SQLiteStore, diagram: str, *, limit: int = HISTORY_PAGE, before: int | None = None
+    store: DiagramArchive, diagram: str, *, limit: int = HISTORY_PAGE, before: int | None = None
 ) -> dict[str, Any]:
     """One page of versions, newest first, with what each changed in ``elements``.
 
@@ -222,13 +196,7 @@ def history(
     """
     limit = max(1, min(limit, HISTORY_MAX_PAGE))
     last_seq(store, diagram)  # NotFound for an unknown diagram
-    bound = before if before is not None else 2**62
-    raw = store.query(
-        "SELECT seq, first_seq, ts, origin, data FROM updates"
-        " WHERE diagram = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        (diagram, bound, limit),
-    )
-    rows = [_Row(int(s), int(f or s), float(t), o, decode_blob(d)) for s, f, t, o, d in raw]
+    rows = store.updates_before(diagram, before, limit)
     rows.reverse()
     versions: list[dict[str, Any]] = []
     if rows:
@@ -250,7 +218,7 @@ def history(
     }
 
 
-def _version(row: _Row, touched: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _version(row: LoggedUpdate, touched: dict[str, dict[str, Any]]) -> dict[str, Any]:
     added, changed, removed = [], [], []
     for eid, change in sorted(touched.items()):
         old, new = change.get("oldValue"), change.get("newValue")
@@ -311,7 +279,7 @@ def _set_update(current: bytes | None, map_name: str, key: str, value: Any) -> b
 # --- the same edits on the database file, when no server runs ----------------------
 
 
-async def restore_in_store(store: SQLiteStore, diagram: str, at: str | int) -> dict[str, Any]:
+async def restore_in_store(store: DiagramArchive, diagram: str, at: str | int) -> dict[str, Any]:
     """Restore ``at`` as a new update appended to the log (origin ``restore``)."""
 
     def compute() -> tuple[int, bytes]:
@@ -325,12 +293,12 @@ async def restore_in_store(store: SQLiteStore, diagram: str, at: str | int) -> d
     return {"diagram": diagram, "restored": seq, "changed": update != EMPTY}
 
 
-async def import_in_store(store: SQLiteStore, diagram: str, raw: bytes) -> dict[str, Any]:
+async def import_in_store(store: DiagramArchive, diagram: str, raw: bytes) -> dict[str, Any]:
     """Make an ``.excalidraw`` file the diagram's content, appended (origin ``import``)."""
     scene, blobs = parse_import(raw)
     for file_id, (mime, data) in blobs.items():
         await anyio.to_thread.run_sync(
-            put_file, store, diagram, file_id, mime, data, scene.files[file_id]
+            save_file, store, diagram, file_id, mime, data, scene.files[file_id]
         )
     current = await anyio.to_thread.run_sync(store.state_at, diagram, None)
     update = forward_edit(current, scene)

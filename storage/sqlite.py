@@ -1,6 +1,8 @@
-"""SQLite persistence: the update log, checkpoints, files, relay history.
+"""SQLite persistence: the update log, checkpoints, the list's summaries, files.
 
-Opening the file, its schema and upgrades, and the blob codec: :mod:`storage.sqlite_schema`.
+The file's schema is :mod:`storage.sqlite_schema`; relay history, on the
+same connection, :mod:`storage.sqlite_relay`. All the SQL of the store is
+in these three modules.
 
 One database file in WAL mode. Every update a room applies is appended to
 the ``updates`` log, and :meth:`SQLiteStore.append` returns only after the
@@ -36,11 +38,14 @@ import anyio.to_thread
 from pycrdt import Doc
 
 from storage.excalidraw import live_count
+from storage.sqlite_relay import SQLiteRelayEvents
 from storage.sqlite_schema import connect, decode_blob, encode_blob
-from storage.store import StorageError
+from storage.store import DiagramSummary, LoggedUpdate, StorageError
 from storage.updates import merge_many
 
 __all__ = ["SQLiteStore", "StorageError"]
+
+_SUMMARY = "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
 
 
 @dataclass
@@ -54,7 +59,12 @@ class _Pending:
 
 
 class SQLiteStore:
-    """The durable store behind rooms, the REST API and the CLI."""
+    """The durable store behind rooms, the REST API and the CLI.
+
+    A :class:`storage.store.DiagramArchive` (so also a ``Store`` and a
+    ``FileStore``); ``relay_events``, on the same connection, is the
+    :class:`storage.store.RelayEventLog`.
+    """
 
     def __init__(
         self,
@@ -74,6 +84,7 @@ class SQLiteStore:
         self.on_saved = on_saved  # called as on_saved(diagram, last_seq) after each commit
         self._lock = threading.Lock()  # one connection, used from one thread at a time
         self._conn = connect(self.path)
+        self.relay_events = SQLiteRelayEvents(self._conn, self._lock)
         self._queue: list[_Pending] = []
         self._due: set[str] = set()  # diagrams owed a checkpoint (see maintain)
         self._last_seq: dict[str, int] = {}  # as of the last commit
@@ -371,22 +382,76 @@ class SQLiteStore:
         for seq, ts, origin, blob in rows:
             yield int(seq), float(ts), origin, decode_blob(blob)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read query, run under the store's connection lock."""
+    def updates_before(self, diagram: str, before: int | None, limit: int) -> list[LoggedUpdate]:
+        bound = before if before is not None else 2**62
         with self._lock:
-            return list(self._conn.execute(sql, params).fetchall())
+            rows = self._conn.execute(
+                "SELECT seq, first_seq, ts, origin, data FROM updates"
+                " WHERE diagram = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (diagram, bound, limit),
+            ).fetchall()
+        return [
+            LoggedUpdate(int(seq), int(first or seq), float(ts), origin, decode_blob(blob))
+            for seq, first, ts, origin, blob in rows
+        ]
 
-    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One statement in its own transaction, under the connection lock."""
-        with self._lock, self._conn:
-            self._conn.execute(sql, params)
-
-    def write_many(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        """Several ``executemany`` in one transaction (a relay history batch and its pruning)."""
-        with self._lock, self._conn:
-            for sql, rows in statements:
-                self._conn.executemany(sql, rows)
-
-    def diagram_ids(self) -> list[str]:
+    def last_seq(self, diagram: str) -> int | None:
         with self._lock:
-            return [row[0] for row in self._conn.execute("SELECT id FROM diagrams ORDER BY id")]
+            row = self._conn.execute(
+                "SELECT last_seq FROM diagrams WHERE id = ?", (diagram,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def seq_at_time(self, diagram: str, millis: int) -> int | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT max(seq) FROM updates"
+                " WHERE diagram = ? AND CAST(ts * 1000 AS INTEGER) <= ?",
+                (diagram, millis),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    # --- the list of diagrams ----------------------------------------------------------
+
+    def summaries(
+        self, prefix: str, limit: int, after: tuple[float, str] | None = None
+    ) -> list[DiagramSummary]:
+        with self._lock:
+            if after is None:
+                rows = self._conn.execute(
+                    f"{_SUMMARY} WHERE substr(id, 1, ?) = ? ORDER BY updated DESC, id LIMIT ?",
+                    (len(prefix), prefix, limit),
+                ).fetchall()
+            else:
+                updated, diagram = after
+                rows = self._conn.execute(
+                    f"{_SUMMARY} WHERE substr(id, 1, ?) = ?"
+                    " AND (updated < ? OR (updated = ? AND id > ?))"
+                    " ORDER BY updated DESC, id LIMIT ?",
+                    (len(prefix), prefix, updated, updated, diagram, limit),
+                ).fetchall()
+        return [DiagramSummary._make(row) for row in rows]
+
+    def summary(self, diagram: str) -> DiagramSummary | None:
+        with self._lock:
+            row = self._conn.execute(f"{_SUMMARY} WHERE id = ?", (diagram,)).fetchone()
+        return None if row is None else DiagramSummary._make(row)
+
+    # --- image files -------------------------------------------------------------------
+
+    def put_file(
+        self, diagram: str, file_id: str, mime: str, data: bytes, *, sha256: str, created: float
+    ) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO files (diagram, file_id, mime, sha256, size, created, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (diagram, file_id, mime, sha256, len(data), created, data),
+            )
+
+    def get_file(self, diagram: str, file_id: str) -> tuple[str, bytes] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
+            ).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))

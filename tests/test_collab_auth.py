@@ -42,6 +42,7 @@ from storage import replay
 from storage.excalidraw import load_doc
 from storage.memory import MemoryStore
 from storage.sqlite import SQLiteStore
+from tests import sqlite_file
 from tests.conftest import ROOT, RunningServer, running
 from tests.node import require_node
 from tests.relayclient import client
@@ -359,7 +360,9 @@ async def test_the_list_holds_only_the_diagrams_the_token_covers(tmp_path: Path)
         names = ["team-a", "team-b", "plan", "other"]
         for n, name in enumerate(names):
             await save(store, name, name)
-            store.write("UPDATE diagrams SET updated = ? WHERE id = ?", (1000.0 + n, name))
+            sqlite_file.execute(
+                store.path, "UPDATE diagrams SET updated = ? WHERE id = ?", (1000.0 + n, name)
+            )
 
         async def listed(tok: str, **params: Any) -> list[str]:
             reply = await http.get("/api/diagrams", params={"token": tok, **params})
@@ -416,7 +419,9 @@ def test_a_filtered_list_pages_through_the_table(
             for name in names:
                 edit(store, name, lambda e, name=name: e.__setitem__(name, rect(name)))
         for name, when in zip(names, updated, strict=True):
-            store.write("UPDATE diagrams SET updated = ? WHERE id = ?", (float(when), name))
+            sqlite_file.execute(
+                path, "UPDATE diagrams SET updated = ? WHERE id = ?", (float(when), name)
+            )
         order = sorted(names, key=lambda n: (-updated[names.index(n)], n))
         wanted = {names[i] for i in covered}
         expected = [n for n in order if n in wanted][:limit]

@@ -27,6 +27,7 @@ from collab.config import Config
 from storage import StorageError, replay
 from storage.sqlite import SQLiteStore
 from storage.sqlite_schema import SCHEMA_VERSION, encode_blob
+from tests import sqlite_file
 from tests.test_replay_cli import inkwire
 from tests.yclient import peer, wait_until
 
@@ -108,12 +109,12 @@ def test_listed_count_is_the_live_count_at_its_seq(
                 store.checkpoint(d)
                 store.compact(d, older_than=time.time() + 1, frame_seconds=3600)
             elif kind == "restore":
-                rows = store.query("SELECT last_seq FROM diagrams WHERE id = ?", (d,))
-                if rows:
-                    anyio.run(replay.restore_in_store, store, d, rows[0][0] * n // 100)
-            if kind == "list" and store.query("SELECT 1 FROM diagrams"):
+                last = store.last_seq(d)
+                if last is not None:
+                    anyio.run(replay.restore_in_store, store, d, last * n // 100)
+            if kind == "list" and store.last_seq(d) is not None:
                 check_summary(store, d)
-        if store.query("SELECT 1 FROM diagrams"):
+        if store.last_seq(d) is not None:
             check_summary(store, d)
             store.checkpoint(d)  # as on unload: then the count is current
             entry = check_summary(store, d)
@@ -143,14 +144,14 @@ def test_counts_follow_edits_deletes_restores_imports_and_compaction(tmp_path: P
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (1, 4)
 
     store.compact("d", older_than=time.time() + 1, frame_seconds=3600)
-    assert store.query("SELECT count(*) FROM updates")[0][0] == 1
+    assert sqlite_file.rows(store.path, "SELECT count(*) FROM updates")[0][0] == 1
     assert check_summary(store, "d")["elements"] == 1
 
     # mid-session checkpoints (maintain) record no count; the quiet one (release) does
     store.checkpoint_every = 1
     edit(store, "d", lambda e: e.__setitem__("y", element("y")))
     anyio.run(store.maintain, "d", lambda: store.state_at("d"))
-    assert store.query("SELECT max(seq) FROM checkpoints") == [(5,)]
+    assert sqlite_file.rows(store.path, "SELECT max(seq) FROM checkpoints") == [(5,)]
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (1, 4)
     anyio.run(store.release, "d")
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (2, 5)
@@ -165,12 +166,13 @@ def test_a_diagram_never_checkpointed_is_counted_once_and_remembered(
     store = SQLiteStore(tmp_path / "n.db", checkpoint_every=10**9)
     edit(store, "d", lambda e: [e.__setitem__(k, element(k)) for k in "ab"])
     edit(store, "d", lambda e: e.__setitem__("c", element("c")))
-    assert store.query("SELECT count(*) FROM checkpoints")[0][0] == 0
+    assert sqlite_file.rows(store.path, "SELECT count(*) FROM checkpoints")[0][0] == 0
     entry = listed(store)["d"]
     assert (entry["elements"], entry["elements_seq"], entry["seq"]) == (3, 2, 2)
     # the count was computed by checkpointing: remembered, and the next load is one read
-    assert store.query("SELECT seq FROM checkpoints") == [(2,)]
-    assert store.query("SELECT live_elements, summary_seq FROM diagrams") == [(3, 2)]
+    assert sqlite_file.rows(store.path, "SELECT seq FROM checkpoints") == [(2,)]
+    summary = sqlite_file.rows(store.path, "SELECT live_elements, summary_seq FROM diagrams")
+    assert summary == [(3, 2)]
     calls: list[str] = []
     monkeypatch.setattr(store, "checkpoint", calls.append)
     assert listed(store)["d"]["elements"] == 3 and calls == []
@@ -185,7 +187,9 @@ def test_newest_edit_first_with_limit_and_prefix(tmp_path: Path) -> None:
     for name in names:
         edit(store, name, lambda e, name=name: e.__setitem__(name, element(name)))
     for i, name in enumerate(names):  # edit times: plan-a oldest ... pla newest; one tie
-        store.write("UPDATE diagrams SET updated = ? WHERE id = ?", (1000.0 + min(i, 3), name))
+        sqlite_file.execute(
+            store.path, "UPDATE diagrams SET updated = ? WHERE id = ?", (1000.0 + min(i, 3), name)
+        )
     ids = [d["id"] for d in replay.list_diagrams(store)]
     assert ids == ["pla", "plan-c", "notes", "plan-b", "plan-a"]  # the tie by name
     assert [d["id"] for d in replay.list_diagrams(store, limit=2)] == ["pla", "plan-c"]
@@ -270,17 +274,19 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     states = write_v1_file(path)
     store = SQLiteStore(path)
     assert SCHEMA_VERSION == 2
-    assert store.query("SELECT value FROM inkwire_meta WHERE key = 'schema_version'") == [("2",)]
-    columns = {row[1] for row in store.query("PRAGMA table_info(diagrams)")}
+    version = sqlite_file.rows(path, "SELECT value FROM inkwire_meta WHERE key = 'schema_version'")
+    assert version == [("2",)]
+    columns = {row[1] for row in sqlite_file.rows(path, "PRAGMA table_info(diagrams)")}
     assert {"live_elements", "state_bytes", "summary_seq"} <= columns
-    assert ("diagrams_updated",) in store.query("SELECT name FROM sqlite_master")
+    assert ("diagrams_updated",) in sqlite_file.rows(path, "SELECT name FROM sqlite_master")
     for name, state in states.items():  # the history reads as before
         doc: Doc[Any] = Doc()
         doc.apply_update(store.state_at(name) or b"")
         expected: Doc[Any] = Doc()
         expected.apply_update(state)
         assert doc.get("elements", type=Map).to_py() == expected.get("elements", type=Map).to_py()
-    assert [row[0] for row in store.query("SELECT summary_seq FROM diagrams")] == [None] * 3
+    summaries = sqlite_file.rows(path, "SELECT summary_seq FROM diagrams")
+    assert [row[0] for row in summaries] == [None] * 3
 
     listing = replay.list_diagrams(store)  # counted once, each, and remembered
     assert [(d["id"], d["elements"], d["elements_seq"]) for d in listing] == [
@@ -288,7 +294,7 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         ("tail", 3, 3),
         ("full", 3, 3),
     ]
-    assert store.query("SELECT diagram, seq FROM checkpoints ORDER BY diagram, seq") == [
+    assert sqlite_file.rows(path, "SELECT diagram, seq FROM checkpoints ORDER BY diagram, seq") == [
         ("fresh", 3),
         ("full", 3),  # already current: only its summary was written
         ("tail", 1),
@@ -350,9 +356,7 @@ async def test_api_lists_newest_first_and_counts_catch_up_with_checkpoints(
         for name in ("plan-a", "notes", "plan-b"):
             async with peer(f"{server.yjs_url}/{name}", 3) as p:
                 await p.send_set("x", element("x"))
-                await wait_until(
-                    lambda name=name: store.query("SELECT 1 FROM diagrams WHERE id = ?", (name,))
-                )
+                await wait_until(lambda name=name: store.last_seq(name) is not None)
             await anyio.sleep(0.02)
         assert [d["id"] for d in await listing()] == ["plan-b", "notes", "plan-a"]
         assert [d["id"] for d in await listing(limit=2)] == ["plan-b", "notes"]

@@ -23,6 +23,7 @@ from relays.catalogs import BY_NAME
 from relays.history import RelayHistory
 from relays.hub import Hub, HubSettings
 from storage.sqlite import SQLiteStore
+from tests import sqlite_file
 from tests.conftest import ROOT, free_port
 from tests.relayclient import TIMEOUT, client
 
@@ -81,8 +82,8 @@ async def test_history_exceeded_after_restart_is_not_recovered(tmp_path: Path) -
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         epoch = running.hub.epoch
         await publish(running, 0, 30)
-    rows = SQLiteStore(db).query(
-        "SELECT count(*) FROM relay_events WHERE channel = ?", [f"dhruva|{CHANNEL}"]
+    rows = sqlite_file.rows(
+        db, "SELECT count(*) FROM relay_events WHERE channel = ?", [f"dhruva|{CHANNEL}"]
     )
     assert rows[0][0] == 10  # pruned to history_size in the database too
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
@@ -112,9 +113,7 @@ async def test_history_age_bounds_recovery_after_restart(tmp_path: Path) -> None
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         epoch = running.hub.epoch
         await publish(running, 0, 3)
-    store = SQLiteStore(db)
-    store.write("UPDATE relay_events SET ts = ts - 7200")  # two hours ago
-    store.close()
+    sqlite_file.execute(db, "UPDATE relay_events SET ts = ts - 7200")  # two hours ago
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         async with client(running.url) as c:
             reply = await c.reply(await c.subscribe(CHANNEL, since={"offset": 1, "epoch": epoch}))
@@ -148,17 +147,14 @@ async def test_a_channel_renumbered_after_eviction_replaces_its_stored_rows(
 ) -> None:
     store = SQLiteStore(tmp_path / "relay.db")
     hub = Hub(dhruva, HubSettings(max_channels=2))
-    history = RelayHistory(store, "dhruva")
+    history = RelayHistory(store.relay_events, "dhruva")
     history.attach(hub)
     for adapter in ("a1", "a1", "a2", "a1"):  # a2 evicts a1; a1 comes back at offset 1
         hub.publish("adapter.activated", {"adapter_id": adapter, "repo": "r", "version": "1"})
     await history.flush()
-    rows = store.query(
-        "SELECT offset, epoch FROM relay_events WHERE channel = ? ORDER BY offset",
-        ["dhruva|adapter:a1"],
-    )
-    assert [offset for offset, _ in rows] == [1]
-    assert rows[0][1] == hub.channels["adapter:a1"].epoch != hub.epoch
+    stored = [e for e in store.relay_events.events("dhruva") if e.channel == "adapter:a1"]
+    assert [e.offset for e in stored] == [1]
+    assert stored[0].epoch == hub.channels["adapter:a1"].epoch != hub.epoch
     store.close()
 
 

@@ -22,6 +22,7 @@ from collab.config import Config
 from storage import StorageError
 from storage.sqlite import SQLiteStore
 from storage.sqlite_schema import SCHEMA_VERSION
+from tests import sqlite_file
 from tests.conftest import ROOT
 from tests.yclient import peer, wait_until
 
@@ -238,7 +239,8 @@ async def test_live_room_checkpoints_every_k_updates(make_server, tmp_path: Path
             await anyio.sleep(0.01)
 
         def checkpoints() -> list[int]:
-            return [row[0] for row in store.query("SELECT seq FROM checkpoints ORDER BY seq")]
+            rows = sqlite_file.rows(store.path, "SELECT seq FROM checkpoints ORDER BY seq")
+            return [row[0] for row in rows]
 
         await wait_until(lambda: len(checkpoints()) >= 2, timeout=3)
         assert all(seq >= 5 for seq in checkpoints())
