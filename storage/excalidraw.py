@@ -4,11 +4,13 @@ Pure functions, no I/O: the REST API, the CLI and the tests all convert
 through here, so an export from the server and one from the database file
 are the same bytes.
 
-Document model (see DESIGN.md): ``elements`` is a ``Y.Map`` of element id to
-the whole element dict, ``files`` a ``Y.Map`` of file id to metadata
-``{mimeType, created, size, sha256}`` (never the bytes), ``meta`` a ``Y.Map``
-whose appState keys (``viewBackgroundColor``, ``gridSize``...) are stored
-flat, one key each.
+Document model: ``elements`` is a ``Y.Map`` of element id to the whole
+element dict (Excalidraw treats an element as one unit, reconciled by its
+version; keyed by id, no element can exist twice; a deleted one stays as a
+tombstone, ``isDeleted``), ``files`` a ``Y.Map`` of file id to metadata
+``{mimeType, created, size, sha256}`` (never the bytes, which the store
+keeps), ``meta`` a ``Y.Map`` whose appState keys (``viewBackgroundColor``,
+``gridSize``...) are stored flat, one key each, and the lock (``locked``).
 """
 
 from __future__ import annotations
