@@ -1,6 +1,6 @@
 """``RelayClient``: an async client of inkwire's JSON event relays (asyncio or trio).
 
-It speaks the wire protocol directly (DESIGN.md, "Wire protocol") and imports
+It speaks the relay protocol directly (docs/relay-protocol.md) and imports
 nothing from the server packages, so a script or service can use it against
 any relay, ours or one written to the same protocol::
 

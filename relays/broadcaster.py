@@ -7,8 +7,9 @@ says), validates it, derives the channels and calls
 (so with an async ``publish`` the call is awaited: ``await broadcast.x(...)``).
 
 The methods are generated, not written per service: each has a real
-``inspect.Signature`` with the parameter names of ``shared/catalog.md``, so
-wrong or missing arguments fail like any Python call and ``help()`` shows them.
+``inspect.Signature`` with the parameter names the catalog gives the method
+(see docs/catalogs.md), so wrong or missing arguments fail like any Python
+call and ``help()`` shows them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The catalog format: what one service's relay carries, as data.
 
-A service is described once, in ``relays/catalogs/<service>.py``, with the
-notation of ``shared/catalog.md`` (``"adapter_id repo version config?:object"``:
-fields are required unless marked ``?``, strings unless typed). Everything
+A service is described once, in ``relays/catalogs/<service>.py``, in the
+catalog notation (``"adapter_id repo version config?:object"``: fields are
+required unless marked ``?``, strings unless typed; see docs/catalogs.md). Everything
 else is derived from that description instead of being written per service:
 payload and channel validation here, the broadcaster in
 :mod:`relays.broadcaster`, the request answers in :mod:`relays.projection`,
@@ -68,7 +68,7 @@ class Field:
 
     @property
     def notation(self) -> str:
-        """The field as catalog.md writes it: ``config?:object``."""
+        """The field in the catalog notation: ``config?:object``."""
         return f"{self.name}{'' if self.required else '?'}" + (
             "" if self.type == "str" else f":{self.type}"
         )
@@ -256,7 +256,7 @@ def event(
     also_on: tuple[str, ...] = (),
     method: Method | None = None,
 ) -> EventSpec:
-    """An event in catalog.md's notation (every payload also gets a ``timestamp``)."""
+    """An event, its payload in the catalog notation (every payload also gets a ``timestamp``)."""
     specs = fields(payload)
     if not any(f.name == "timestamp" for f in specs):
         specs = (*specs, Field("timestamp", "str", required=False))

@@ -1,9 +1,10 @@
 """Test helpers: relays on free ports, and JSON clients written the way existing ones are.
 
-The client is the catalog.md one: the ``websockets`` library, read the
-welcome, send subscribe requests with an ``id`` without waiting, then loop
-over every message, dispatching ``type == "event"`` ones. It keeps the
-other messages so tests can look at replies.
+The client is written the way the services' existing clients are: the
+``websockets`` library, read the welcome, send subscribe requests with an
+``id`` without waiting, then loop over every message, dispatching
+``type == "event"`` ones. It keeps the other messages so tests can look at
+replies.
 """
 
 from __future__ import annotations

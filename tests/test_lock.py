@@ -1,4 +1,4 @@
-"""Locked diagrams (DESIGN, "Room behaviour"): clients may sync and show presence,
+"""Locked diagrams (``meta.locked``): clients may sync and show presence,
 their edits are refused and never applied; the REST API locks and unlocks.
 
 Real in-process servers on a real SQLite file; clients are ``DiagramClient``s

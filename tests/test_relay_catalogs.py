@@ -1,4 +1,4 @@
-"""The catalogs against shared/catalog.md, and what is derived from them, without sockets."""
+"""The catalogs against the services' specification, and what derives from them (no sockets)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from relays.docs import reference, reference_all
 from relays.projection import Projection
 from relays.protocol import ErrorCode, ProtocolError
 
-# --- shared/catalog.md, transcribed ------------------------------------------------
+# --- the catalogs as the services specified them ------------------------------------
 # service: (port, channels, {event: (channel, also on, payload)}, {method: params},
-#           {request: params}); payload and params in catalog.md's notation.
+#           {request: params}); payload and params in the catalog notation.
 
 SPEC: dict[str, tuple[int, str, dict[str, tuple[str, str, str]], dict[str, str], dict[str, str]]]
 SPEC = {
@@ -268,7 +268,7 @@ class Recorder:
         return "published"
 
 
-# --- the catalogs are catalog.md --------------------------------------------------------
+# --- the catalogs are what the services specified ---------------------------------------
 
 
 def test_every_service_has_a_catalog() -> None:
@@ -276,7 +276,7 @@ def test_every_service_has_a_catalog() -> None:
 
 
 @pytest.mark.parametrize("catalog", ALL, ids=[c.service for c in ALL])
-def test_catalog_matches_catalog_md(catalog: Catalog) -> None:
+def test_catalog_matches_the_specification(catalog: Catalog) -> None:
     port, channels, events, methods, requests = SPEC[catalog.service]
     assert catalog.port == port
     assert set(catalog.channels) == set(channels.split())
@@ -354,7 +354,7 @@ def test_broadcaster_method_publishes_the_event(catalog: Catalog, spec: EventSpe
         method_(**sample_arguments(spec), not_a_parameter=1)
 
 
-def test_broadcaster_maps_arguments_as_catalog_md_says() -> None:
+def test_broadcaster_maps_arguments_as_the_specification_says() -> None:
     recorder = Recorder(BY_NAME["dhruva"])
     broadcast = Broadcaster(BY_NAME["dhruva"], recorder)
     broadcast.adapter_activated("a1", "acme/api", {"version": "1.2", "config": {"x": 1}})

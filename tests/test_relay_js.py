@@ -5,7 +5,8 @@ Two Node scripts in ``tests/interop``:
 - ``relay_client.mjs`` runs our client with the ``ws`` package's WebSocket and
   is scripted over stdin/stdout, one JSON command per line (see its header);
 - ``relay_compat.mjs`` is a browser-style client written without our library,
-  the way existing JS clients of these services are (catalog.md).
+  the way the services' existing JS clients are: read the welcome, subscribe
+  without waiting, dispatch the messages whose ``type`` is ``"event"``.
 
 The relay is the real one (``relays.serve`` on a free port, in this test's
 loop). The Node packages are pinned in ``tests/interop/package.json``

@@ -3,7 +3,8 @@
 The relay is ``inkwire relay dhruva`` as a subprocess on a free port; the
 page is a blank one with the module inlined (it has no dependencies, and
 uses the browser's own ``WebSocket``). Also a browser-style client written
-without our library, the way existing clients are (catalog.md).
+without our library, the way the services' existing clients are (read the
+welcome, subscribe without waiting, dispatch on ``type == "event"``).
 """
 
 from __future__ import annotations

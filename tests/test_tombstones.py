@@ -1,4 +1,4 @@
-"""Tombstones past their retention are purged when a room goes quiet (DESIGN, "Document model")."""
+"""Tombstones past their retention are purged when a room goes quiet."""
 
 from __future__ import annotations
 

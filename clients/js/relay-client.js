@@ -8,7 +8,7 @@
 //   await client.subscribe('adapter:a1')
 //   const status = await client.request('get_adapter_status', { adapter_id: 'a1' })
 //
-// Wire protocol: see the "Wire protocol" section of the project README / DESIGN.md.
+// The relay protocol it speaks is described in docs/relay-protocol.md of the inkwire repository.
 // Nothing here imports anything: it runs as is in a browser, and in Node when
 // given a WebSocket constructor (the `ws` package) through the `WebSocket` option.
 

@@ -1,6 +1,6 @@
-// A browser-style relay client written the way existing JS clients of these
-// services are (shared/catalog.md, "What existing clients do"), WITHOUT our
-// library: `new WebSocket(uri)`, read the welcome, send a subscribe with an id
+// A browser-style relay client written the way the existing JS clients of
+// these services are (see docs/relay-protocol.md), WITHOUT our library:
+// `new WebSocket(uri)`, read the welcome, send a subscribe with an id
 // without waiting for its answer, then dispatch on `message.event` whenever
 // `message.type === "event"`. Only the WebSocket class comes from `ws`, used
 // through its browser-compatible API (onopen / onmessage / event.data).

@@ -1,7 +1,7 @@
 // The binding between one Excalidraw canvas and a diagram's Y.Doc.
 //
 // The doc holds `elements: Y.Map<id, element JSON>` and `files: Y.Map<fileId,
-// metadata>` (see DESIGN.md, "Document model"). Excalidraw mutates the
+// metadata>` (the document model: docs/architecture.md). Excalidraw mutates the
 // element objects it is given, so nothing is ever shared between the two
 // sides: every element crossing the boundary is a copy.
 import {
