@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from collab.collaborators import Collaborators
 from collab.config import Config
 from collab.connection import serve_yjs
 from collab.diagram_events import DiagramEvents
+from collab.hooks import RoomHooks
 from collab.metrics import Stats, render
 from collab.rooms import Rooms
 from collab.tombstones import TombstonePurge
@@ -44,12 +45,19 @@ EVENTS_PATH = "/events"
 
 
 class CollabApp:
+    """The collab server as one ASGI app.
+
+    ``extensions`` are room hooks (:class:`~collab.hooks.RoomHooks`) every
+    room calls, after the built-in ones (diagram events, the tombstone purge).
+    """
+
     def __init__(
         self,
         store: Store | None = None,
         config: Config | None = None,
         relay_settings: RelaySettings | None = None,
         web_root: Path | None = None,
+        extensions: Sequence[RoomHooks] = (),
     ) -> None:
         self.config = config or Config()
         self.store: Store = store if store is not None else MemoryStore()
@@ -63,8 +71,8 @@ class CollabApp:
             settings = dataclasses.replace(settings, auth_secret=secret)
         self.relay = RelayApp(excalidraw_catalog, settings)
         self.events = DiagramEvents(self.relay)
-        extensions = [self.events, TombstonePurge(self.config.tombstone_retention)]
-        self.rooms = Rooms(self.store, self.config, self.stats, hooks=extensions)
+        builtin = [self.events, TombstonePurge(self.config.tombstone_retention)]
+        self.rooms = Rooms(self.store, self.config, self.stats, hooks=[*builtin, *extensions])
         self.collaborators = Collaborators(self.rooms, self.relay, self.store, self.events)
         self.web = WebApp(web_root)
         self.ready = False
