@@ -26,13 +26,13 @@ from collab.app import Receive, Scope, Send
 from collab.app import _respond as respond
 from collab.app import _respond_json as respond_json
 from collab.auth import covers_every_diagram, diagram_channel
-from collab.connection import DIAGRAM_NAME
 from collab.rooms import ServerFull
 from relays.auth import OPEN, AuthError, Grant, token_from_scope
 from storage import replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
 from storage.files import FileRejected, file_metadata, save_file
 from storage.memory import MemoryStore
+from storage.names import DIAGRAM_NAME
 from storage.store import DiagramArchive
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 ``WS /events`` (and ``POST /events/publish``) is the excalidraw catalog's
 relay, mounted here rather than on a port of its own so a JSON consumer
 reaches a diagram's events where its browsers reach the diagram; see
-:mod:`collab.events` for how the rooms feed it.
+:mod:`collab.diagram_events` for how the rooms feed it.
 
 With ``Config.auth_secret`` set, ``/yjs``, ``/api`` and ``/events`` need a
 token (see :mod:`collab.auth`); health, metrics and the web app stay open.
@@ -14,18 +14,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from collab.collaborators import Collaborators
 from collab.config import Config
 from collab.connection import serve_yjs
-from collab.events import DiagramEvents
+from collab.diagram_events import DiagramEvents
+from collab.hooks import RoomHooks
 from collab.metrics import Stats, render
 from collab.rooms import Rooms
+from collab.tombstones import TombstonePurge
 from collab.web import WebApp
 from relays.app import RelayApp, RelaySettings
 from relays.auth import Authenticator
@@ -42,17 +45,23 @@ EVENTS_PATH = "/events"
 
 
 class CollabApp:
+    """The collab server as one ASGI app.
+
+    ``extensions`` are room hooks (:class:`~collab.hooks.RoomHooks`) every
+    room calls, after the built-in ones (diagram events, the tombstone purge).
+    """
+
     def __init__(
         self,
         store: Store | None = None,
         config: Config | None = None,
         relay_settings: RelaySettings | None = None,
         web_root: Path | None = None,
+        extensions: Sequence[RoomHooks] = (),
     ) -> None:
         self.config = config or Config()
         self.store: Store = store if store is not None else MemoryStore()
         self.stats = Stats()
-        self.rooms = Rooms(self.store, self.config, self.stats)
         secret = self.config.auth_secret
         self.auth = Authenticator(secret) if secret else None
         settings = relay_settings or RelaySettings()
@@ -61,9 +70,10 @@ class CollabApp:
             # explicitly in relay_settings wins, for whoever needs them to differ)
             settings = dataclasses.replace(settings, auth_secret=secret)
         self.relay = RelayApp(excalidraw_catalog, settings)
-        self.events = DiagramEvents(self.rooms, self.relay, self.store)
-        self.rooms.events = self.events
-        _chain_on_saved(self.store, self.events.saved)
+        self.events = DiagramEvents(self.relay)
+        builtin = [self.events, TombstonePurge(self.config.tombstone_retention)]
+        self.rooms = Rooms(self.store, self.config, self.stats, hooks=[*builtin, *extensions])
+        self.collaborators = Collaborators(self.rooms, self.relay, self.store, self.events)
         self.web = WebApp(web_root)
         self.ready = False
 
@@ -74,7 +84,7 @@ class CollabApp:
             if path.startswith("/yjs/"):
                 await serve_yjs(scope, receive, send, self.rooms, self.auth)
             elif path in (EVENTS_PATH, EVENTS_PATH + "/"):
-                await self.events.serve(scope, receive, send)
+                await self.collaborators.serve(scope, receive, send)
             else:
                 await receive()
                 await send({"type": "websocket.close", "code": 4404, "reason": "no such route"})
@@ -129,7 +139,7 @@ class CollabApp:
             await _respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
             saving = self.store.healthy and not any(
-                room.store_down for room in self.rooms.rooms.values()
+                room.persistence.down for room in self.rooms.rooms.values()
             )
             ready = self.ready and saving
             body = {
@@ -145,22 +155,6 @@ class CollabApp:
             )
         elif not await self.web.serve(path, method, scope.get("headers", []), send):
             await _respond(send, 404, b"not found\n")
-
-
-def _chain_on_saved(store: Store, hook: Any) -> None:
-    """Have a store that reports commits (``on_saved``) report them to ``hook`` as well."""
-    if not hasattr(store, "on_saved"):
-        return
-    previous = store.on_saved
-    if previous is None:
-        store.on_saved = hook
-        return
-
-    def both(diagram: str, seq: int) -> None:
-        previous(diagram, seq)
-        hook(diagram, seq)
-
-    store.on_saved = both
 
 
 @asynccontextmanager

@@ -20,7 +20,7 @@ class Config:
     close_timeout: float = 1.0  # seconds for the closing handshake before the socket is cut
     keepalive_interval: float | None = 10.0  # seconds of silence before a keepalive message
     max_file_bytes: int = 4 << 20  # one image PUT to /api/diagrams/{id}/files/{file_id}
-    # seconds a deleted element's tombstone is kept (purged when its room loads); None: forever
+    # seconds a deleted element's tombstone is kept (purged when its room goes quiet); None: forever
     tombstone_retention: float | None = 24 * 3600.0
     # HS256 secret of client tokens (see collab.auth); None: auth off, everything open
     auth_secret: str | None = field(default=None, repr=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import re
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -22,18 +21,19 @@ from typing import Any
 import anyio
 
 from collab.auth import FORBIDDEN, diagram_channel
+from collab.frames import RoomEntry
 from collab.metrics import Stats
 from collab.protocol import (
     AwarenessEntry,
     AwarenessMessage,
-    ProtocolError,
+    MalformedMessage,
     QueryAwarenessMessage,
     SyncMessage,
     SyncType,
     parse_awareness_update,
     parse_message,
 )
-from collab.room import Entry, Room, RoomFull
+from collab.room import Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from relays.auth import (
     OPEN,
@@ -47,10 +47,10 @@ from relays.auth import (
 from relays.fanout import Subscriber
 from relays.hosting import close_websocket
 from relays.wire import Frame, Sender, keep_alive
+from storage.names import DIAGRAM_NAME, DIAGRAM_NAME_RULE
 
 log = logging.getLogger("inkwire.connection")
 
-DIAGRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ids = itertools.count(1)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
@@ -152,7 +152,7 @@ class Connection:
                     snapshot = room.awareness_snapshot()
                     if snapshot is not None:
                         room.send_direct(self, snapshot)
-            except ProtocolError as exc:
+            except MalformedMessage as exc:
                 log.warning(
                     "rejected room=%s client=%d peer=%s reason=%r",
                     room.name,
@@ -188,7 +188,7 @@ class Connection:
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
 
-    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[Entry]) -> bool:
+    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[RoomEntry]) -> bool:
         """Called by the publisher: write this run straight out if the socket has room."""
         return sender.try_write(self.room.frames_for(start, entries, self.id))
 
@@ -268,7 +268,7 @@ async def serve_yjs(
             return
     if not DIAGRAM_NAME.fullmatch(diagram):
         rooms.stats.reject("bad_name")
-        await close(4400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+        await close(4400, f"diagram name must be {DIAGRAM_NAME_RULE}")
         return
     if not grant.allows(diagram_channel(diagram)):
         rooms.stats.reject("forbidden")

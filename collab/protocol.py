@@ -4,7 +4,7 @@ One WebSocket binary frame carries one message. A message starts with a
 varuint message type; sync messages add a varuint sub-type and a varuint
 length-prefixed payload, awareness messages a length-prefixed awareness
 update. Parsing is strict: anything truncated, overlong or of an unknown type
-raises :class:`ProtocolError`, so a hostile peer is refused before any of its
+raises :class:`MalformedMessage`, so a hostile peer is refused before any of its
 bytes reach the document.
 """
 
@@ -20,7 +20,7 @@ from pycrdt import get_update
 MAX_VARUINT_BYTES = 8  # 56 bits: more than any length or clock we accept
 
 
-class ProtocolError(ValueError):
+class MalformedMessage(ValueError):
     """The peer sent bytes that are not a valid y-websocket message."""
 
 
@@ -78,27 +78,27 @@ def read_varuint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
     if pos >= len(data):
-        raise ProtocolError("truncated varuint")
-    raise ProtocolError("varuint too long")
+        raise MalformedMessage("truncated varuint")
+    raise MalformedMessage("varuint too long")
 
 
 def read_varbytes(data: bytes, pos: int) -> tuple[bytes, int]:
     length, pos = read_varuint(data, pos)
     end = pos + length
     if end > len(data):
-        raise ProtocolError("truncated payload")
+        raise MalformedMessage("truncated payload")
     return data[pos:end], end
 
 
 def parse_message(data: bytes) -> Message:
     """Parse one client frame. Auth messages are server-to-client only."""
     if not data:
-        raise ProtocolError("empty message")
+        raise MalformedMessage("empty message")
     kind, pos = read_varuint(data, 0)
     if kind == MessageType.SYNC:
         sub, pos = read_varuint(data, pos)
         if sub > SyncType.UPDATE:
-            raise ProtocolError(f"unknown sync message type {sub}")
+            raise MalformedMessage(f"unknown sync message type {sub}")
         payload, pos = read_varbytes(data, pos)
         message: Message = SyncMessage(SyncType(sub), payload)
     elif kind == MessageType.AWARENESS:
@@ -107,9 +107,9 @@ def parse_message(data: bytes) -> Message:
     elif kind == MessageType.QUERY_AWARENESS:
         message = QueryAwarenessMessage()
     else:
-        raise ProtocolError(f"unknown message type {kind}")
+        raise MalformedMessage(f"unknown message type {kind}")
     if pos != len(data) and kind != MessageType.QUERY_AWARENESS:
-        raise ProtocolError("trailing bytes after message")
+        raise MalformedMessage("trailing bytes after message")
     return message
 
 
@@ -165,7 +165,7 @@ def parse_awareness_update(update: bytes) -> list[AwarenessEntry]:
     """Decode an awareness update; states must be JSON objects or null."""
     count, pos = read_varuint(update, 0)
     if count > len(update):
-        raise ProtocolError("awareness entry count exceeds message size")
+        raise MalformedMessage("awareness entry count exceeds message size")
     entries = []
     for _ in range(count):
         client_id, pos = read_varuint(update, pos)
@@ -175,12 +175,12 @@ def parse_awareness_update(update: bytes) -> list[AwarenessEntry]:
             text = raw.decode("utf-8")
             value: Any = json.loads(text)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise ProtocolError("awareness state is not JSON") from exc
+            raise MalformedMessage("awareness state is not JSON") from exc
         if value is not None and not isinstance(value, dict):
-            raise ProtocolError("awareness state must be an object or null")
+            raise MalformedMessage("awareness state must be an object or null")
         entries.append(AwarenessEntry(client_id, clock, text if value is not None else "null"))
     if pos != len(update):
-        raise ProtocolError("trailing bytes after awareness update")
+        raise MalformedMessage("trailing bytes after awareness update")
     return entries
 
 

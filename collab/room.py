@@ -1,130 +1,84 @@
-"""A room: one diagram's document, its awareness and its fan-out log.
+"""A room: one diagram, live. Its document, the clients editing it, and the order of things.
+
+The room is the small core that applies updates and decides when clients see
+them; the rest is in parts it composes:
+
+- the fan-out log (:mod:`net.fanout`) every client's writer reads, rendered
+  into frames once per run (:mod:`collab.frames`);
+- awareness, with ownership of client ids (:mod:`collab.awareness`);
+- persistence (:mod:`collab.persistence`): what is applied is published only
+  once durable, in :meth:`Room.publish`;
+- the lock (:mod:`collab.lock`);
+- extensions (:mod:`collab.hooks`): diagram events, the tombstone purge.
 
 Everything here runs on the event loop without awaiting between reading a
 client's message and appending its effect to the log, so the order in which
 updates are applied, logged and answered (a joiner's sync reply) is one
-order. The room's own tasks, persisting and unloading, live in its task group.
+order. The room's own tasks (persistence) live in its task group.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pycrdt import Doc, Map, MapEvent, TransactionEvent
+from pycrdt import Doc, TransactionEvent
 
+from collab.awareness import RoomAwareness
 from collab.config import Config
+from collab.frames import SERVER, RoomEntry, RunFrames, SyncReplies
+from collab.hooks import RoomHooks
+from collab.lock import DiagramLock
 from collab.metrics import Stats
+from collab.persistence import MAX_UNSAVED, Persistence, StorePersistence
 from collab.protocol import (
     AwarenessEntry,
-    ProtocolError,
-    awareness_message,
-    encode_awareness_update,
+    MalformedMessage,
     has_new_structs,
     permission_denied,
     sync_step1,
-    sync_step2,
-    sync_update,
 )
 from relays.fanout import FanoutLog
 from relays.wire import Frame
 from storage import Store
-from storage.excalidraw import purge_tombstones, stale_tombstones
-from storage.updates import merge_many
 
 if TYPE_CHECKING:
     from collab.connection import Connection
-    from collab.events import DiagramEvents, HeldEvent, RoomWatch
 
 log = logging.getLogger("inkwire.room")
 
 EMPTY_UPDATE = b"\x00\x00"
-PURGE_SCAN_INTERVAL = 3600.0  # seconds between two scans of a room for stale tombstones
-SERVER = 0  # author id of entries the room itself writes
-STORE_RETRY_SECONDS = 0.5
-MAX_UNSAVED = 2000  # updates applied but not yet saved before readers pause
-NOBODY = -1  # the variant of a flush that leaves out no author
 
 
 class RoomFull(Exception):
     pass
 
 
-@dataclass(slots=True)
-class Entry:
-    """One log entry: a Yjs update, or awareness changes, and who sent it."""
-
-    author: int
-    update: bytes | None = None
-    awareness: Sequence[AwarenessEntry] = ()
-
-
-@dataclass(slots=True)
-class AwarenessRecord:
-    entry: AwarenessEntry
-    owner: Connection | None
-
-
-class Flush:
-    """The frames for one run of log entries, computed once and shared.
-
-    Every client whose writer reads the same run gets the same bytes; a
-    client that wrote some of the run gets its own variant without them.
-    """
-
-    __slots__ = ("authors", "entries", "stats", "variants")
-
-    def __init__(self, entries: Sequence[Entry], stats: Stats) -> None:
-        self.entries = entries
-        self.stats = stats
-        self.authors = {entry.author for entry in entries}
-        self.variants: dict[int, list[Frame]] = {}
-
-    def frames(self, exclude: int) -> list[Frame]:
-        frames = self.variants.get(exclude)
-        if frames is None:
-            frames = self.variants[exclude] = self._render(exclude)
-        return frames
-
-    def _render(self, exclude: int) -> list[Frame]:
-        self.stats.fanout_renders += 1
-        updates: list[bytes] = []
-        states: dict[int, AwarenessEntry] = {}
-        for entry in self.entries:
-            if entry.author == exclude:
-                continue
-            if entry.update is not None:
-                updates.append(entry.update)
-            for state in entry.awareness:
-                states[state.client_id] = state
-        frames = []
-        if updates:
-            frames.append(Frame(sync_update(merge_many(updates))))
-        if states:
-            update = encode_awareness_update(list(states.values()))
-            frames.append(Frame(awareness_message(update)))
-        return frames
-
-
 @contextmanager
 def _client_bytes() -> Iterator[None]:
-    """The CRDT refusing a client's bytes (pyo3 panics included) is a ProtocolError."""
+    """The CRDT refusing a client's bytes (pyo3 panics included) is a MalformedMessage."""
     try:
         yield
     except Exception as exc:
-        raise ProtocolError("update rejected by the CRDT") from exc
+        raise MalformedMessage("update rejected by the CRDT") from exc
     except BaseException as exc:  # pyo3 panics derive from BaseException
         if type(exc).__name__ != "PanicException":
             raise
-        raise ProtocolError("update rejected by the CRDT") from exc
+        raise MalformedMessage("update rejected by the CRDT") from exc
 
 
 class Room:
+    """One diagram's live document, its clients, and the parts that serve them.
+
+    Created by :class:`~collab.rooms.Rooms`, which runs :meth:`run` in its
+    task group: the room loads, serves until it has been empty for the grace
+    period, saves what is left and unloads. ``previous`` is the room of the
+    same diagram that is still closing: this one loads after its last save.
+    """
+
     def __init__(
         self,
         name: str,
@@ -132,51 +86,31 @@ class Room:
         config: Config,
         stats: Stats,
         previous: Room | None = None,
-        events: DiagramEvents | None = None,
+        hooks: Sequence[RoomHooks] = (),
     ) -> None:
         self.name = name
-        self.store = store
         self.config = config
         self.stats = stats
+        self.hooks = tuple(hooks)
         self.doc: Doc[Any] = Doc()
-        self._changes: list[bytes] = []  # what the transaction being applied changed
-        self.log: FanoutLog[Entry] = FanoutLog(
+        self.log: FanoutLog[RoomEntry] = FanoutLog(
             max_lag=config.max_lag, max_lag_bytes=config.max_lag_bytes
         )
+        self.frames = RunFrames(stats)
+        self.awareness = RoomAwareness()
+        self.persistence: Persistence = StorePersistence(self, store)
         self.connections: set[Connection] = set()
-        self.awareness: dict[int, AwarenessRecord] = {}
         self.loaded = anyio.Event()
         self.closed = anyio.Event()
         self.closing = False
         self.load_error: BaseException | None = None
-        self._previous = previous
-        self._pending: list[bytes] = []  # applied, not yet durable
-        self._pending_origins: list[str | None] = []  # who made each pending update
-        self.store_down = False
-        self._saved: anyio.Event | None = None
-        self._maintenance: anyio.Event | None = None
-        self._persist_wakeup: anyio.Event | None = None
-        self._occupancy: anyio.Event | None = None
-        self._flushes: dict[tuple[int, int], Flush] = {}
-        self._flushes_end = 0
-        self._sync_cache: dict[bytes, Frame] = {}
-        self._sync_cache_head = -1
-        self._snapshot: Frame | None = None
         self.big_sends = anyio.Semaphore(2)  # large frames in flight: each holds a copy
-        # diagram events for JSON consumers (collab.events): nothing is computed
-        # until a consumer follows this room, then element changes are held
-        # until saved, as Yjs peers only see an update once it is durable
-        self.events = events
-        # a locked diagram (meta "locked": true) takes no edits from clients,
-        # only the server's own (the REST unlock among them)
-        self.locked = False
-        self._next_purge_scan = 0.0  # time.monotonic() before which no tombstone scan runs
-        self.watch: RoomWatch | None = None
-        self.guests: set[int] = set()  # awareness client ids the server holds for JSON clients
-        self._elements: Map[Any] | None = None  # observed while watched
-        self._element_changes: list[dict[str, Any]] = []
-        self._held: list[tuple[int, list[HeldEvent]]] = []  # (log position, events)
-        self._saving_upto = 0
+        self._store = store
+        self._previous = previous
+        self._lock: DiagramLock | None = None  # once loaded
+        self._sync_replies = SyncReplies(stats)
+        self._changes: list[bytes] = []  # what the transaction being applied changed
+        self._occupancy: anyio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -188,62 +122,34 @@ class Room:
                 self._previous = None
             try:
                 with anyio.fail_after(self.config.load_timeout):
-                    state = await self.store.load(self.name)
+                    state = await self._store.load(self.name)
                 if state:
                     self.doc.apply_update(state)
                 self.doc.observe(self._on_transaction)
-                meta = self.doc.get("meta", type=Map)
-                self.locked = meta.get("locked") is True
-                meta.observe(self._on_meta)
+                self._lock = DiagramLock(self.doc)
             except Exception as exc:
                 log.exception("room=%s load failed", self.name)
                 self.load_error = exc
                 self.closing = True
                 return
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._persist_loop)
-                tg.start_soon(self._maintain_loop)
-                self.loaded.set()
-                await self._wait_until_idle()
-                self.closing = True
-                tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await self._persist_pending()
-                await self._release()
+            for hook in self.hooks:
+                hook.loaded(self)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self.persistence.run)
+                    self.loaded.set()
+                    await self._wait_until_idle()
+                    self.closing = True
+                    tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await self.persistence.finish()
+            finally:
+                for hook in self.hooks:
+                    hook.unloaded(self)
         finally:
             self.closing = True
             self.loaded.set()  # nobody waits for a room that failed or stopped loading
             self.closed.set()
-
-    def _purge_tombstones(self) -> bool:
-        """Drop tombstones past their retention as a server edit; True if there were any.
-
-        Done when the room has been quiet for ``checkpoint_quiet`` (just before
-        that checkpoint), at most once an hour, so the scan of every element is
-        off the paths that load, sync and save; the live document is only read,
-        and copied only when there is something to purge. The edit reaches
-        connected clients like any other.
-        """
-        retention = self.config.tombstone_retention
-        if retention is None or self.store_down or time.monotonic() < self._next_purge_scan:
-            return False
-        # a tombstone needs a day to go stale: scanning every quiet spell would redo
-        # the same walk over every element for nothing
-        self._next_purge_scan = time.monotonic() + min(retention, PURGE_SCAN_INTERVAL)
-        cutoff = (time.time() - retention) * 1000
-        try:
-            if not stale_tombstones(self.doc, cutoff):  # read the live doc; copy only to edit
-                return False
-            update, purged = purge_tombstones(self.doc.get_update(), cutoff)
-            if purged:
-                log.info(
-                    "room=%s purging %d tombstones older than %gs", self.name, purged, retention
-                )
-                self._apply(SERVER, "purge", update)
-        except Exception:  # served with its tombstones, as before
-            log.exception("room=%s tombstone purge failed", self.name)
-            return False
-        return bool(purged)
 
     async def _wait_until_idle(self) -> None:
         while True:
@@ -258,8 +164,8 @@ class Room:
 
     @property
     def occupied(self) -> bool:
-        """Clients, or JSON collaborators the browsers see, keep a room loaded."""
-        return bool(self.connections or self.guests)
+        """Clients, or presence the server holds for JSON clients, keep a room loaded."""
+        return bool(self.connections or self.awareness.held)
 
     async def _occupancy_changed(self) -> None:
         event = self._occupancy = anyio.Event()
@@ -270,112 +176,42 @@ class Room:
             self._occupancy.set()
             self._occupancy = None
 
-    # --- persistence: nothing is visible before it is durable ---------------
+    @property
+    def locked(self) -> bool:
+        """Whether the diagram takes no edits from clients (see :mod:`collab.lock`)."""
+        return self._lock is not None and self._lock.locked
 
-    async def _persist_loop(self) -> None:
-        """Save pending updates as they come; after a quiet spell, checkpoint."""
-        saved_since_release = False
-        while True:
-            if not self._pending:
-                event = self._persist_wakeup = anyio.Event()
-                if not saved_since_release:
-                    await event.wait()
-                else:
-                    with anyio.move_on_after(self.config.checkpoint_quiet) as quiet:
-                        await event.wait()
-                    if quiet.cancelled_caught:
-                        self._persist_wakeup = None
-                        if self._purge_tombstones():
-                            await self._persist_pending()
-                        await self._release()
-                        saved_since_release = False
-                        continue
-            await self._persist_pending()
-            saved_since_release = True
+    def went_quiet(self) -> None:
+        """Called by the persistence after a quiet spell, before it checkpoints."""
+        for hook in self.hooks:
+            hook.quiet(self)
 
-    async def _maintain_loop(self) -> None:
-        """After saves, let the store do what they made due, without holding saves up."""
-        while True:
-            event = self._maintenance = anyio.Event()
-            await event.wait()
-            try:
-                await self.store.maintain(self.name, self._saved_state)
-            except Exception:
-                log.exception("room=%s store maintenance failed", self.name)
+    # --- publishing: nothing is visible before it is durable -----------------
 
-    def _saved_state(self) -> bytes | None:
-        """The document's state if all of it is saved (then it is the saved state)."""
-        return None if self._pending or self.store_down else self.doc.get_update()
+    def publish(self, upto: int, seq: int | None) -> None:
+        """Let clients see the log before ``upto``: durable as of ``seq``, or served unsaved.
 
-    async def _release(self) -> None:
-        try:
-            await self.store.release(self.name)
-        except Exception:
-            log.exception("room=%s checkpoint/compaction failed", self.name)
-
-    async def _persist_pending(self) -> None:
-        """Commit what is pending, then let clients see it.
-
-        If the store fails, live editing goes on (entries are published
-        without waiting, the room reports the outage) and the same batch is
-        retried until it is saved: nothing is dropped, only delayed.
+        Only the persistence calls this with an ``upto`` past what it has
+        saved, and only when saving is down (``seq`` None); otherwise the
+        room itself publishes only while nothing waits to be durable
+        (:meth:`_publish_unless_held`). The hooks hear of it after the
+        clients' writers are woken, so an event never announces an edit its
+        Yjs peers cannot have yet.
         """
-        upto = self._saving_upto = self.log.head
-        count = len(self._pending)
-        if count:
-            try:
-                await self.store.append(
-                    self.name, self._pending[:count], self._pending_origins[:count]
-                )
-            except Exception:
-                if not self.store_down:
-                    log.exception("room=%s saving failed; serving unsaved, retrying", self.name)
-                self.store_down = True
-                self.log.publish()
-                self.release_events(self.log.head)
-                await anyio.sleep(STORE_RETRY_SECONDS)
-                return
-            del self._pending[:count]
-            del self._pending_origins[:count]
-            if self._maintenance is not None:
-                self._maintenance.set()
-                self._maintenance = None
-            if self._saved is not None:
-                self._saved.set()
-                self._saved = None
-            if self.store_down:
-                log.warning("room=%s saving works again", self.name)
-                self.store_down = False
         self.log.publish(upto)
-        self.release_events(upto)
+        for hook in self.hooks:
+            hook.published(self, upto, seq)
 
-    async def wait_until_saved_enough(self) -> None:
-        """Backpressure: a reader pauses while too much is applied but unsaved.
+    def _publish_unless_held(self) -> None:
+        """Publish what was just logged, unless updates before it wait to be durable."""
+        if not self.persistence.holding:
+            self.publish(self.log.head, None)
 
-        Pausing the read lets TCP slow the writing client down, instead of
-        holding an unbounded backlog in memory while the store catches up.
-        """
-        await self._wait_saved(MAX_UNSAVED)
-
-    async def _wait_saved(self, most: int) -> None:
-        while len(self._pending) > most and not self.store_down:
-            if self._saved is None:
-                self._saved = anyio.Event()
-            await self._saved.wait()
-
-    def _append(self, entry: Entry, size: int, origin: str | None = None) -> None:
-        self.log.append(entry, size)
-        if entry.update is not None:
-            self._pending.append(entry.update)
-            self._pending_origins.append(origin)
-        if self._pending and not self.store_down:
-            if self._persist_wakeup is not None:
-                self._persist_wakeup.set()
-                self._persist_wakeup = None
-        else:
-            self.log.publish()
-            if self._held:
-                self.release_events(self.log.head)
+    def _log_awareness(self, author: int, entries: Sequence[AwarenessEntry], size: int) -> None:
+        self.log.append(RoomEntry(author, awareness=entries), size)
+        self._publish_unless_held()
+        for hook in self.hooks:
+            hook.awareness_changed(self, entries)
 
     # --- connections --------------------------------------------------------
 
@@ -386,7 +222,7 @@ class Room:
         self.log.add(conn.subscriber)
         self._notify_occupancy()
         self.log.send_direct(conn.subscriber, Frame(sync_step1(self.doc.get_state())))
-        snapshot = self.awareness_snapshot()
+        snapshot = self.awareness.snapshot()
         if snapshot is not None:
             self.log.send_direct(conn.subscriber, snapshot)
 
@@ -395,27 +231,14 @@ class Room:
             return
         self.connections.discard(conn)
         self.log.remove(conn.subscriber)
-        removed = []
-        for client_id in conn.client_ids:
-            record = self.awareness.pop(client_id, None)
-            if record is not None and not record.entry.removed:
-                removed.append(AwarenessEntry(client_id, record.entry.clock + 1, "null"))
+        removed = self.awareness.remove(conn)
         if removed:
-            self._snapshot = None
-            self._append(Entry(SERVER, awareness=removed), 16 * len(removed))
-            self._awareness_changed(removed)
+            self._log_awareness(SERVER, removed, 16 * len(removed))
         self._notify_occupancy()
 
-    def frames_for(self, start: int, entries: Sequence[Entry], conn_id: int) -> list[Frame]:
-        end = start + len(entries)
-        flush = self._flushes.get((start, end))
-        if flush is None:
-            if end > self._flushes_end:
-                # writers always read up to the newest position: older runs are done
-                self._flushes.clear()
-                self._flushes_end = end
-            flush = self._flushes[(start, end)] = Flush(entries, self.stats)
-        return flush.frames(conn_id if conn_id in flush.authors else NOBODY)
+    def frames_for(self, start: int, entries: Sequence[RoomEntry], conn_id: int) -> list[Frame]:
+        """The frames of a run of log entries for one client (see :mod:`collab.frames`)."""
+        return self.frames.frames_for(start, entries, conn_id)
 
     def send_direct(self, conn: Connection, frame: Frame, *, after: int = 0) -> None:
         if len(conn.subscriber.outbox) >= self.config.max_outbox:
@@ -426,25 +249,12 @@ class Room:
     # --- sync ---------------------------------------------------------------
 
     def sync_reply(self, conn: Connection, state_vector: bytes) -> None:
-        """Answer SyncStep1 with the diff, then stream the log from this point.
-
-        The diff is encoded once per (document state, state vector): twenty
-        clients joining a large diagram at once share one encoded reply.
-        """
+        """Answer SyncStep1 with the diff, then stream the log from this point."""
         head = self.log.head
-        if self._sync_cache_head != head:
-            self._sync_cache = {}
-            self._sync_cache_head = head
-        frame = self._sync_cache.get(state_vector)
-        if frame is None:
-            try:
-                diff = self.doc.get_update(state_vector)
-            except Exception as exc:
-                raise ProtocolError("invalid state vector") from exc
-            frame = self._sync_cache[state_vector] = Frame(sync_step2(diff))
-            self.stats.sync_encodes += 1
-        self.send_direct(conn, frame, after=head)
+        self.send_direct(conn, self._sync_replies.reply(self.doc, head, state_vector), after=head)
         self.log.attach(conn.subscriber, head)
+
+    # --- applying updates ----------------------------------------------------
 
     def apply_update(self, conn: Connection, update: bytes) -> None:
         """Apply a client's update; log what it changed, as the CRDT encodes it.
@@ -457,128 +267,61 @@ class Room:
         if update == EMPTY_UPDATE:
             return
         if conn.read_only:
-            self._refuse(conn, update, "read-only token")
+            self._refuse(conn, update, "read-only token", "read_only")
             return
         if self.locked:
-            self._refuse(conn, update, "the diagram is locked")
+            self._refuse(conn, update, "the diagram is locked", "locked")
             return
         with _client_bytes():
             self._apply(conn.id, conn.origin, update)
         self.stats.updates_in += 1
 
-    def _refuse(self, conn: Connection, update: bytes, reason: str) -> None:
+    def _refuse(self, conn: Connection, update: bytes, reason: str, counter: str) -> None:
         """Drop a client's update unapplied; tell it when the update had anything new.
 
         The client stays connected (it may still sync and show presence). A
         sync step 2 with nothing new is dropped silently: clients send one on
         every connect.
         """
-        self.stats.reject("read_only")
+        self.stats.reject(counter)
         with _client_bytes():
             new = has_new_structs(update, self.doc.get_state())
         if new:
             self.send_direct(conn, Frame(permission_denied(reason)))
 
-    def _on_meta(self, event: MapEvent) -> None:
-        change = event.keys.get("locked")  # type: ignore[attr-defined]
-        if change is not None:  # {"action", "oldValue", "newValue"}; no newValue when deleted
-            self.locked = change.get("newValue") is True
-
-    def _apply(self, author: int, origin: str | None, update: bytes) -> None:
-        watched = self.events is not None and self._watching()
-        self._changes.clear()
-        self._element_changes.clear()
-        self.doc.apply_update(update)
-        for changes in self._changes:
-            self._append(Entry(author, update=changes), len(changes), origin)
-        if watched and self._element_changes:
-            assert self.events is not None
-            events = self.events.element_events(self.name, self._element_changes, origin)
-            self._element_changes.clear()
-            if events:
-                self._held.append((self.log.head, events))
-                if not self._pending or self.store_down:
-                    self.release_events(self.log.head)
+    def apply_server(self, update: bytes, origin: str) -> None:
+        """Apply an edit the server makes itself; saved and sent to every client."""
+        self._apply(SERVER, origin, update)
 
     async def apply_local(self, update: bytes, origin: str = "server") -> None:
-        """Apply an edit the server makes itself (REST restore, import, file metadata).
+        """Apply a server edit (REST restore, import, file metadata) and wait until it is saved.
 
         It takes a client update's path (logged as the CRDT encodes it, saved,
         then fanned out) but has no sender, so every client receives it.
         Returns once it is saved (or the store is down and it is served unsaved).
         """
-        self._apply(SERVER, origin, update)
-        await self._wait_saved(0)
+        self.apply_server(update, origin)
+        await self.persistence.wait_saved(0)
+
+    async def wait_until_saved_enough(self) -> None:
+        """Backpressure: a reader pauses while too much is applied but unsaved."""
+        await self.persistence.wait_saved(MAX_UNSAVED)
+
+    def _apply(self, author: int, origin: str | None, update: bytes) -> None:
+        hooks = self.hooks
+        for hook in hooks:
+            hook.applying(self)
+        self._changes.clear()
+        self.doc.apply_update(update)
+        for changes in self._changes:
+            self.log.append(RoomEntry(author, update=changes), len(changes))
+            self.persistence.add(changes, origin)
+        for hook in hooks:
+            hook.applied(self, origin, self.log.head)
+        self._publish_unless_held()
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._changes.append(event.update)
-
-    # --- diagram events for JSON consumers (collab.events) -------------------
-
-    def _watching(self, arriving: Sequence[AwarenessEntry] = ()) -> bool:
-        """Whether to turn this room's changes into events; starts observing when it does.
-
-        ``arriving`` are the awareness entries being reported now: they are
-        recorded already, but must not count as known when watching starts.
-        """
-        if self.watch is not None:
-            return True
-        if self.events is None or not self.events.watches(self.name):
-            return False
-        self.watch = self.events.watch(self, skip={entry.client_id for entry in arriving})
-        self._elements = self.doc.get("elements", type=Map)
-        self._elements.observe(self._on_elements)
-        return True
-
-    def _on_elements(self, event: MapEvent) -> None:
-        self._element_changes.append(event.keys)  # type: ignore[attr-defined]
-
-    def release_events(self, upto: int | None = None) -> None:
-        """Publish held element events whose updates are saved (up to log position ``upto``)."""
-        if not self._held or self.events is None:
-            return
-        if upto is None:
-            upto = self._saving_upto
-        ready = 0
-        for position, _ in self._held:
-            if position > upto:
-                break
-            ready += 1
-        if ready:
-            released, self._held = self._held[:ready], self._held[ready:]
-            for _, events in released:
-                self.events.publish_held(events)
-
-    def _awareness_changed(self, entries: Sequence[AwarenessEntry]) -> None:
-        if self.events is not None and self._watching(entries):
-            assert self.watch is not None
-            self.events.awareness_changed(self, self.watch, entries)
-
-    def set_guest(self, client_id: int, state: str | None) -> None:
-        """Set (or with None, remove) an awareness state the server holds for a JSON client.
-
-        It goes the way a connection's awareness goes (recorded, snapshot
-        invalidated, broadcast to every client) but no connection owns it, so
-        no peer can overwrite it; the caller removes it when its client leaves.
-        """
-        record = self.awareness.get(client_id)
-        if record is not None and record.owner is not None:
-            return  # a connection's client id: never the server's to change
-        clock = record.entry.clock + 1 if record is not None else 0
-        if state is None:
-            if record is None:
-                return
-            entry = AwarenessEntry(client_id, clock, "null")
-            del self.awareness[client_id]
-            self.guests.discard(client_id)
-        else:
-            entry = AwarenessEntry(client_id, clock, state)
-            self.awareness[client_id] = AwarenessRecord(entry, None)
-            self.guests.add(client_id)
-        self._snapshot = None
-        self._append(Entry(SERVER, awareness=[entry]), 32)
-        self._awareness_changed([entry])
-        self._notify_occupancy()
 
     # --- awareness ----------------------------------------------------------
 
@@ -586,36 +329,22 @@ class Room:
         self, conn: Connection, entries: Sequence[AwarenessEntry]
     ) -> list[AwarenessEntry]:
         """Record the states this connection may set; return those that changed."""
-        accepted = []
-        for entry in entries:
-            record = self.awareness.get(entry.client_id)
-            if record is None:
-                if entry.removed:
-                    continue
-            elif record.owner is not conn:
-                continue  # a client id belongs to the connection that set it first
-            elif not (
-                entry.clock > record.entry.clock
-                or (
-                    entry.clock == record.entry.clock and entry.removed and not record.entry.removed
-                )
-            ):
-                continue
-            self.awareness[entry.client_id] = AwarenessRecord(entry, conn)
-            conn.client_ids.add(entry.client_id)
-            accepted.append(entry)
-        if accepted:
-            self._snapshot = None
-        return accepted
+        return self.awareness.update(conn, entries)
 
     def broadcast_awareness(self, conn: Connection, entries: Sequence[AwarenessEntry]) -> None:
-        self._append(Entry(conn.id, awareness=entries), 32 * len(entries))
-        self._awareness_changed(entries)
+        self._log_awareness(conn.id, entries, 32 * len(entries))
+
+    def hold_awareness(self, client_id: int, state: str | None) -> None:
+        """Set (or with None, remove) a presence the server holds for a JSON client.
+
+        It goes the way a connection's awareness goes (broadcast to every
+        client) but no connection owns it, so no peer can overwrite it; the
+        caller removes it when its client leaves. It keeps the room loaded.
+        """
+        entry = self.awareness.hold(client_id, state)
+        if entry is not None:
+            self._log_awareness(SERVER, [entry], 32)
+            self._notify_occupancy()
 
     def awareness_snapshot(self) -> Frame | None:
-        if self._snapshot is None:
-            states = [r.entry for r in self.awareness.values() if not r.entry.removed]
-            if not states:
-                return None
-            self._snapshot = Frame(awareness_message(encode_awareness_update(states)))
-        return self._snapshot
+        return self.awareness.snapshot()

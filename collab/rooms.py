@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
 
 from collab.config import Config
+from collab.hooks import RoomHooks
 from collab.metrics import Stats
 from collab.room import Room
 from storage import Store
 
 if TYPE_CHECKING:
     from collab.connection import Connection
-    from collab.events import DiagramEvents
 
 log = logging.getLogger("inkwire.rooms")
 
@@ -25,15 +26,19 @@ class ServerFull(Exception):
 
 
 class Rooms:
-    def __init__(self, store: Store, config: Config, stats: Stats) -> None:
+    """The loaded rooms, by diagram; ``hooks`` are the extensions every room calls."""
+
+    def __init__(
+        self, store: Store, config: Config, stats: Stats, hooks: Sequence[RoomHooks] = ()
+    ) -> None:
         self.store = store
         self.config = config
         self.stats = stats
+        self.hooks = tuple(hooks)
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
         self._tg: TaskGroup | None = None
         self._emptied: anyio.Event | None = None
-        self.events: DiagramEvents | None = None  # set by the app that mounts /events
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -52,7 +57,7 @@ class Rooms:
                 if room is None and len(self.rooms) >= self.config.max_rooms:
                     raise ServerFull
                 room = Room(
-                    name, self.store, self.config, self.stats, previous=room, events=self.events
+                    name, self.store, self.config, self.stats, previous=room, hooks=self.hooks
                 )
                 self.rooms[name] = room
                 assert self._tg is not None, "Rooms.run() is not running"

@@ -18,7 +18,6 @@ does not grow with the length of the history.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from storage.excalidraw import (
     to_excalidraw,
 )
 from storage.files import save_file
+from storage.names import NAME_PREFIX
 
 if TYPE_CHECKING:
     from storage.store import DiagramArchive, DiagramSummary, FileStore, LoggedUpdate
@@ -44,7 +44,6 @@ HISTORY_PAGE = 50
 HISTORY_MAX_PAGE = 1000
 LIST_PAGE = 100
 LIST_MAX_PAGE = 1000
-PREFIX = re.compile(r"[A-Za-z0-9._-]{0,128}")  # a start of a diagram name
 
 
 class NotFound(LookupError):
@@ -105,7 +104,7 @@ def last_seq(store: DiagramArchive, diagram: str) -> int:
 
 def list_limit(limit: int, prefix: str) -> int:
     """``limit`` within 1..LIST_MAX_PAGE, once ``prefix`` is known to be a start of a name."""
-    if not PREFIX.fullmatch(prefix):
+    if not NAME_PREFIX.fullmatch(prefix):
         raise BadRequest("prefix must be up to 128 characters of [A-Za-z0-9._-]")
     return max(1, min(limit, LIST_MAX_PAGE))
 

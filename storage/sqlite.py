@@ -74,14 +74,12 @@ class SQLiteStore:
         checkpoint_every: int = 500,
         retention: float = 7 * 86400.0,
         frame_seconds: float = 60.0,
-        on_saved: Any = None,
     ) -> None:
         self.path = Path(path)
         self.compress = compress
         self.checkpoint_every = checkpoint_every
         self.retention = retention  # full-resolution history kept this long, then merged
         self.frame_seconds = frame_seconds
-        self.on_saved = on_saved  # called as on_saved(diagram, last_seq) after each commit
         self._lock = threading.Lock()  # one connection, used from one thread at a time
         self._conn = connect(self.path)
         self.relay_events = SQLiteRelayEvents(self._conn, self._lock)
@@ -142,8 +140,6 @@ class SQLiteStore:
             raise StorageError(f"could not save to {self.path}: {pending.error}") from (
                 pending.error
             )
-        if self.on_saved is not None and pending.updates:
-            self.on_saved(diagram, pending.last_seq)
         return pending.last_seq
 
     async def maintain(

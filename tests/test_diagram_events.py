@@ -17,7 +17,7 @@ import pytest
 
 from collab.app import CollabApp
 from collab.config import Config
-from collab.events import DiagramEvents
+from collab.diagram_events import DiagramEvents
 from relays.app import RelayApp
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage.sqlite import SQLiteStore
@@ -303,9 +303,9 @@ async def test_no_consumer_no_work(collab_server: RunningServer) -> None:
             await a.send_set("e1", element("e1", 1))
             await a.set_awareness({"user": {"name": "Ada"}, "pointer": {"x": 1, "y": 1}})
             await wait_until(lambda: app.rooms.rooms["quiet"].awareness)
-            await wait_until(lambda: not app.rooms.rooms["quiet"]._pending)
+            await wait_until(lambda: not app.rooms.rooms["quiet"].persistence.holding)
             room = app.rooms.rooms["quiet"]
-            assert room.watch is None
+            assert not app.events.watching(room)
             assert app.relay.hub.events_published == 0
             assert "quiet" not in app.events.watched
 
@@ -313,7 +313,7 @@ async def test_no_consumer_no_work(collab_server: RunningServer) -> None:
 async def test_watching_follows_what_the_hub_reports() -> None:
     """Which rooms publish, from the hub's follower reports (no sockets needed)."""
     relay = RelayApp(excalidraw_catalog)
-    events = DiagramEvents(rooms=None, relay=relay, store=None)  # type: ignore[arg-type]
+    events = DiagramEvents(relay)
     hub = relay.hub
     member = hub.join(lambda: None)
     assert not events.watches("a")
