@@ -21,7 +21,7 @@ from collab.config import Config
 from collab.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ("tests.browser",)  # the Chromium fixtures
+pytest_plugins = ("tests.browser", "tests.markers")  # Chromium fixtures; test kinds
 
 
 @pytest.fixture

@@ -227,6 +227,7 @@ async def test_room_full(make_server) -> None:
 # 9 -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a 5 MB document, 20 joiners
 async def test_big_document_is_encoded_once_for_simultaneous_joiners(collab_server) -> None:
     url = collab_server.yjs_url + "/big"
     stats = collab_server.app.stats
