@@ -8,7 +8,7 @@ PORT ?= 3042
 WEB := clients/web
 WEB_SOURCES := $(wildcard $(WEB)/src/*) $(WEB)/index.html $(WEB)/vite.config.js
 
-.PHONY: serve test lint bench clean web
+.PHONY: serve test quick test-quick lint bench clean web
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,14 @@ test: $(VENV)/.installed-test tests/interop/node_modules/.installed web
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The edit-test loop: ruff, then the in-process tests (no Chromium, Node or inkwire
+# processes, nothing marked slow; see tests/markers.py). `make test` is the full gate.
+QUICK_TESTS := not browser and not node and not processes and not slow
+
+quick test-quick: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "$(QUICK_TESTS)" --durations=5
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

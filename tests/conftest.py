@@ -21,7 +21,7 @@ from collab.config import Config
 from collab.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ("tests.browser",)  # the Chromium fixtures
+pytest_plugins = ("tests.browser", "tests.markers")  # Chromium fixtures; test kinds
 
 
 @pytest.fixture
@@ -129,7 +129,8 @@ def server_process(tmp_path: Path) -> Iterator[object]:
                 if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
                     return started[-1]
             except httpx.TransportError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)  # not up, or up but not ready (503): ask again shortly
         raise RuntimeError("server did not become ready")
 
     yield start

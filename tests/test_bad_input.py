@@ -109,6 +109,7 @@ async def test_configured_size_limit(make_server) -> None:
         assert code == 1009
 
 
+@pytest.mark.slow  # Hypothesis, many examples over sockets
 @settings(
     max_examples=60,
     deadline=None,

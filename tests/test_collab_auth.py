@@ -524,6 +524,7 @@ async def auth_server() -> AsyncIterator[RunningServer]:
         yield s
 
 
+@pytest.mark.slow  # Hypothesis, many examples over sockets
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -610,6 +611,7 @@ async def test_serve_takes_the_secret_from_its_own_environment_variable(
 # --- the stock y-websocket client ----------------------------------------------------------
 
 
+@pytest.mark.node
 async def test_the_stock_y_websocket_client_sends_its_token_in_params(tmp_path: Path) -> None:
     require_node("Node interop test", ("yjs", "y-websocket", "y-protocols", "lib0", "ws"))
     from tests.test_interop_node import PEER_SCRIPT, NodePeer

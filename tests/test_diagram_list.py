@@ -77,6 +77,7 @@ step = st.one_of(
 )
 
 
+@pytest.mark.slow  # Hypothesis, many examples
 @settings(
     max_examples=60,
     deadline=None,
@@ -319,6 +320,7 @@ def test_a_failed_upgrade_leaves_the_file_as_it_was(tmp_path: Path) -> None:
         assert "live_elements" not in columns  # no half-upgraded schema
 
 
+@pytest.mark.processes
 def test_the_cli_lists_with_limit_and_prefix(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     store = SQLiteStore(db, checkpoint_every=10**9)

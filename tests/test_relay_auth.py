@@ -300,6 +300,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+@pytest.mark.processes
 async def test_inkwire_relay_takes_the_secret_from_the_environment() -> None:
     port = free_port()
     process = start_relay(port)

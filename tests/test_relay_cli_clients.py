@@ -20,7 +20,7 @@ from relays.catalogs import BY_NAME
 from relays.cli_clients import format_event, publish_url
 from tests.conftest import ROOT, free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.processes]
 
 dhruva = BY_NAME["dhruva"]
 TIMEOUT = 20.0

@@ -116,6 +116,7 @@ envelopes = st.fixed_dictionaries(
 frames = st.text(max_size=200) | envelopes.map(json.dumps) | json_values.map(json.dumps)
 
 
+@pytest.mark.slow  # Hypothesis, many examples over sockets
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -197,6 +198,7 @@ def _free_offset() -> int:
     raise RuntimeError("no free port range")
 
 
+@pytest.mark.processes
 def test_inkwire_relay_all_starts_six_relays(tmp_path: Any) -> None:
     offset = _free_offset()
     log = open(tmp_path / "relay.log", "wb")  # noqa: SIM115

@@ -210,6 +210,7 @@ def stop(process: subprocess.Popen[bytes], sig: int) -> None:
             process.wait()
 
 
+@pytest.mark.processes
 async def test_inkwire_relay_db_recovers_after_sigterm_and_not_after_sigkill(
     tmp_path: Path,
 ) -> None:

@@ -1,4 +1,4 @@
-"""The room's numbered behaviours (issue: the collab room server), over real sockets."""
+"""The collab room over real sockets: joining, loading, fan-out, awareness, limits, routes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.yclient import Peer, peer, wait_until
 pytestmark = pytest.mark.anyio
 
 
-# 1 -----------------------------------------------------------------------------
+# many clients joining a cold room ------------------------------------------------
 
 
 async def test_fifty_clients_join_a_cold_room_at_once(collab_server) -> None:
@@ -37,7 +37,7 @@ async def test_fifty_clients_join_a_cold_room_at_once(collab_server) -> None:
     assert synced == 50
 
 
-# 2 -----------------------------------------------------------------------------
+# loading and unloading a room ----------------------------------------------------
 
 
 class GatedStore(MemoryStore):
@@ -95,7 +95,7 @@ async def test_room_stays_open_for_the_grace_period_then_unloads(make_server) ->
             assert r.snapshot() == {"a": {"id": "a"}}
 
 
-# 3 -----------------------------------------------------------------------------
+# fan-out: every update reaches the others once, encoded once ---------------------
 
 
 async def test_update_reaches_others_once_never_the_sender_encoded_once(collab_server) -> None:
@@ -119,7 +119,7 @@ async def test_update_reaches_others_once_never_the_sender_encoded_once(collab_s
             assert stats.updates_in >= 1
 
 
-# 5 -----------------------------------------------------------------------------
+# a reader that fell behind gets merged frames ------------------------------------
 
 
 async def test_pending_updates_are_merged_into_one_frame(collab_server) -> None:
@@ -145,7 +145,7 @@ async def test_pending_updates_are_merged_into_one_frame(collab_server) -> None:
         assert len(update_frames) < 20  # 600 updates arrived in a few merged frames
 
 
-# 6 -----------------------------------------------------------------------------
+# awareness (presence) ------------------------------------------------------------
 
 
 async def test_awareness_join_leave_and_no_server_state(collab_server) -> None:
@@ -208,7 +208,7 @@ async def test_client_cannot_control_another_clients_awareness(collab_server) ->
         assert mallory.ws.close_code is None
 
 
-# 8 -----------------------------------------------------------------------------
+# room capacity -------------------------------------------------------------------
 
 
 async def test_room_full(make_server) -> None:
@@ -224,9 +224,10 @@ async def test_room_full(make_server) -> None:
             assert later.ws.close_code is None
 
 
-# 9 -----------------------------------------------------------------------------
+# big documents: one encoding for simultaneous joiners ----------------------------
 
 
+@pytest.mark.slow  # a 5 MB document, 20 joiners
 async def test_big_document_is_encoded_once_for_simultaneous_joiners(collab_server) -> None:
     url = collab_server.yjs_url + "/big"
     stats = collab_server.app.stats

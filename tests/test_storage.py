@@ -47,6 +47,7 @@ def elements_of(state: bytes | None) -> dict[str, Any]:
     return dict(doc.get("elements", type=Map).items())
 
 
+@pytest.mark.slow  # Hypothesis, many examples
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -130,6 +131,7 @@ def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.processes
 def test_corrupt_database_is_a_clear_startup_error(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.db"
     bad.write_bytes(b"this is not sqlite" * 100)
@@ -140,6 +142,7 @@ def test_corrupt_database_is_a_clear_startup_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.processes
 def test_truncated_database_is_a_clear_startup_error(tmp_path: Path) -> None:
     path = tmp_path / "truncated.db"
     SQLiteStore(path).close()
@@ -151,6 +154,7 @@ def test_truncated_database_is_a_clear_startup_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.processes
 def test_newer_schema_is_refused_not_reset(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     SQLiteStore(path).close()

@@ -1,4 +1,4 @@
-"""The web app in real Chromium against a real ``inkwire serve`` (issue 4's list).
+"""The web app in real Chromium against a real ``inkwire serve``.
 
 Each test starts its own server (subprocess, free port, own database) and
 opens one browser context per person. Every context refuses and records
