@@ -51,6 +51,11 @@ def named(c: Client, *names: str, room: str | None = None) -> list[dict[str, Any
     return [e for e in c.events if e["event"] in names and (room is None or e["room"] == room)]
 
 
+def elements(c: Client) -> list[dict[str, Any]]:
+    """The element events a client received (saves are announced on the same channel)."""
+    return named(c, "element.added", "element.updated", "element.deleted")
+
+
 def element(eid: str, version: int, **fields: Any) -> dict[str, Any]:
     return {"id": eid, "type": "rectangle", "version": version, "x": 0, "y": 0, **fields}
 
@@ -71,23 +76,25 @@ async def test_element_events_reach_the_diagram_and_element_channels(
             await alice.send_set("e2", element("e2", 1))
             await alice.send_set("e1", element("e1", 2, x=40))
             await alice.send_set("e1", element("e1", 3, x=40, isDeleted=True))
-            await watcher.wait(lambda: len(watcher.events) >= 4)
+            await watcher.wait(lambda: len(elements(watcher)) >= 4)
 
-        kinds = [(e["event"], e["data"]["element_id"]) for e in watcher.events]
+        kinds = [(e["event"], e["data"]["element_id"]) for e in elements(watcher)]
         assert kinds == [
             ("element.added", "e1"),
             ("element.added", "e2"),
             ("element.updated", "e1"),
             ("element.deleted", "e1"),
         ]
-        added, _, updated, deleted = watcher.events
+        added, _, updated, deleted = elements(watcher)
         assert added["room"] == "diagram:d1"
         assert added["data"]["diagram_id"] == "d1"
         assert added["data"]["type"] == "rectangle"
         assert added["data"]["props"] == element("e1", 1)  # Yjs floats back as JSON ints
         assert updated["data"]["changes"] == {"version": 2, "x": 40}
         assert deleted["data"]["element_id"] == "e1"
-        assert all(e["data"]["user_id"] for e in watcher.events)  # who made the edit
+        assert all(e["data"]["user_id"] for e in elements(watcher))  # who made the edit
+        # every save is announced too (the in-memory store reports durability as well)
+        assert named(watcher, "diagram.saved", room="diagram:d1")
 
         await one.wait(lambda: len(one.events) >= 3)
         assert [e["event"] for e in one.events] == [
@@ -110,9 +117,9 @@ async def test_a_concurrent_peer_edit_is_one_event_per_key(collab_server: Runnin
             await wait_until(lambda: "a" in b.snapshot())
             await b.send_set("b", element("b", 1))
             await b.send_set("b", element("b", 1))  # the same value again: no change
-            await watcher.wait(lambda: len(watcher.events) >= 2)
+            await watcher.wait(lambda: len(elements(watcher)) >= 2)
             await wait_until(lambda: "b" in a.snapshot())
-        assert [(e["event"], e["data"]["element_id"]) for e in watcher.events] == [
+        assert [(e["event"], e["data"]["element_id"]) for e in elements(watcher)] == [
             ("element.added", "a"),
             ("element.added", "b"),
         ]
