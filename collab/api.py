@@ -28,7 +28,7 @@ from collab.app import _respond_json as respond_json
 from collab.auth import covers_every_diagram, diagram_channel
 from collab.connection import DIAGRAM_NAME
 from collab.rooms import ServerFull
-from relays.auth import OPEN, AuthError, Grant, token_from_scope
+from net.tokens import OPEN, AuthError, Grant, token_from_scope
 from storage import replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
 from storage.files import FileRejected, file_metadata, get_file, put_file

@@ -27,8 +27,8 @@ from collab.events import DiagramEvents
 from collab.metrics import Stats, render
 from collab.rooms import Rooms
 from collab.web import WebApp
+from net.tokens import Authenticator
 from relays.app import RelayApp, RelaySettings
-from relays.auth import Authenticator
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
 

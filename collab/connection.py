@@ -4,7 +4,7 @@ The three tasks share one task group (four when its token expires: a task
 that closes it with 4001 then). Any of them, or the room (a slow
 consumer), or the server (shutdown) may end the connection with
 :meth:`Connection.fail`, which records the close code and cancels the group;
-the handler then closes it with :func:`relays.hosting.close_websocket`,
+the handler then closes it with :func:`net.hosting.close_websocket`,
 bounded by a timeout because a client that stopped reading may never take
 the close frame.
 """
@@ -35,7 +35,9 @@ from collab.protocol import (
 )
 from collab.room import Entry, Room, RoomFull
 from collab.rooms import Rooms, ServerFull
-from relays.auth import (
+from net.fanout import Subscriber
+from net.hosting import close_websocket
+from net.tokens import (
     OPEN,
     UNAUTHORIZED,
     Authenticator,
@@ -44,9 +46,7 @@ from relays.auth import (
     token_from_scope,
     wait_expired,
 )
-from relays.fanout import Subscriber
-from relays.hosting import close_websocket
-from relays.wire import Frame, Sender, keep_alive
+from net.wire import Frame, Sender, keep_alive
 
 log = logging.getLogger("inkwire.connection")
 
@@ -78,7 +78,7 @@ class Connection:
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
         self._awareness_wakeup: anyio.Event | None = None
-        self.raw_path = False  # frames written straight to the socket (see relays.wire)
+        self.raw_path = False  # frames written straight to the socket (see net.wire)
         self.user_name: str | None = None  # from its awareness state, for the history
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> None:

@@ -31,8 +31,8 @@ from collab.protocol import (
     sync_step2,
     sync_update,
 )
-from relays.fanout import FanoutLog
-from relays.wire import Frame
+from net.fanout import FanoutLog
+from net.wire import Frame
 from storage import Store
 from storage.excalidraw import purge_tombstones, stale_tombstones
 from storage.updates import merge_many

@@ -27,16 +27,17 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from relays.auth import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
+from net.hosting import close_websocket
+from net.metrics import render
+from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
 from relays.broadcaster import Broadcaster
 from relays.catalog import Catalog
 from relays.connection import RelayConnection
 from relays.history import RelayHistory
-from relays.hosting import close_websocket
 from relays.hub import Hub, HubSettings, Published
-from relays.metrics import RelayStats, render
 from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
 from relays.scope import Scopes
+from relays.stats import RelayStats
 
 if TYPE_CHECKING:
     from storage.sqlite import SQLiteStore

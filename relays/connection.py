@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from relays.auth import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
+from net.limits import ALLOWED, DROPPED, RateLimiter
+from net.tokens import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
+from net.wire import Frame, Sender, keep_alive
 from relays.hub import Entry
-from relays.limits import ALLOWED, DROPPED, RateLimiter
 from relays.protocol import (
     ErrorCode,
     Ping,
@@ -50,7 +51,6 @@ from relays.protocol import (
     parse_client_message,
 )
 from relays.scope import RecordFilter
-from relays.wire import Frame, Sender, keep_alive
 
 if TYPE_CHECKING:
     from relays.app import RelayApp

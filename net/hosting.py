@@ -18,7 +18,7 @@ import anyio
 import sniffio
 from hypercorn.config import Config as HypercornConfig
 
-from relays.wire import raw_writer
+from net.wire import raw_writer
 
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
 
