@@ -17,7 +17,6 @@ import logging
 import re
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
 
 import anyio
 
@@ -35,6 +34,7 @@ from collab.protocol import (
 )
 from collab.room import Entry, Room, RoomFull
 from collab.rooms import Rooms, ServerFull
+from net.asgi import Receive, Scope, Send
 from net.fanout import Subscriber
 from net.hosting import close_websocket
 from net.tokens import (
@@ -54,9 +54,6 @@ DIAGRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ids = itertools.count(1)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
-
-ASGIReceive = Any
-ASGISend = Any
 
 
 class Connection:
@@ -94,7 +91,7 @@ class Connection:
         self.stats.slow_consumer_closes += 1
         self.fail(4009, "slow consumer")
 
-    async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
+    async def run(self, receive: Receive, send: Send) -> None:
         sender = Sender(send, self.stats)
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
@@ -117,7 +114,7 @@ class Connection:
 
     # --- reading ------------------------------------------------------------
 
-    async def _read(self, receive: ASGIReceive) -> None:
+    async def _read(self, receive: Receive) -> None:
         room = self.room
         limit = self.config.max_message_size
         while True:
@@ -241,9 +238,9 @@ def _user_name(entries: list[AwarenessEntry]) -> str | None:
 
 
 async def serve_yjs(
-    scope: dict[str, Any],
-    receive: ASGIReceive,
-    send: ASGISend,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
     rooms: Rooms,
     auth: Authenticator | None = None,
 ) -> None:

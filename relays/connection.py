@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from net.asgi import Receive, Send
 from net.limits import ALLOWED, DROPPED, RateLimiter
 from net.tokens import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
 from net.wire import Frame, Sender, keep_alive
@@ -56,9 +57,6 @@ if TYPE_CHECKING:
     from relays.app import RelayApp
 
 log = logging.getLogger("inkwire.relay")
-
-ASGIReceive = Any
-ASGISend = Any
 
 
 class RelayConnection:
@@ -106,7 +104,7 @@ class RelayConnection:
         for frame in frames:
             self.hub.log.send_direct(self.member.subscriber, frame, after=after)
 
-    async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
+    async def run(self, receive: Receive, send: Send) -> None:
         sender = Sender(send, self.stats)
         interval = self.app.settings.keepalive_interval
         async with anyio.create_task_group() as tg:
@@ -151,7 +149,7 @@ class RelayConnection:
 
     # --- reading ----------------------------------------------------------------
 
-    async def _read(self, receive: ASGIReceive) -> None:
+    async def _read(self, receive: Receive) -> None:
         limit = self.app.settings.max_message_size
         max_outbox = self.hub.settings.max_outbox
         while True:
