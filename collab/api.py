@@ -22,12 +22,10 @@ from urllib.parse import parse_qs
 
 import anyio.to_thread
 
-from collab.app import Receive, Scope, Send
-from collab.app import _respond as respond
-from collab.app import _respond_json as respond_json
 from collab.auth import covers_every_diagram, diagram_channel
 from collab.rooms import ServerFull
-from relays.auth import OPEN, AuthError, Grant, token_from_scope
+from net.asgi import Receive, Scope, Send, respond, respond_json
+from net.tokens import OPEN, AuthError, Grant, token_from_scope
 from storage import replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
 from storage.files import FileRejected, file_metadata, save_file

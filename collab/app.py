@@ -12,7 +12,6 @@ token (see :mod:`collab.auth`); health, metrics and the web app stay open.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from collab import api
 from collab.collaborators import Collaborators
 from collab.config import Config
 from collab.connection import serve_yjs
@@ -30,16 +30,13 @@ from collab.metrics import Stats, render
 from collab.rooms import Rooms
 from collab.tombstones import TombstonePurge
 from collab.web import WebApp
+from net.asgi import Receive, Scope, Send, respond, respond_json
+from net.tokens import Authenticator
 from relays.app import RelayApp, RelaySettings
-from relays.auth import Authenticator
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
 
 log = logging.getLogger("inkwire.app")
-
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
 
 EVENTS_PATH = "/events"
 
@@ -95,8 +92,6 @@ class CollabApp:
                 sub["root_path"] = scope.get("root_path", "") + EVENTS_PATH
                 await self.relay(sub, receive, send)
             elif path.startswith("/api/"):
-                from collab import api  # api imports this module's helpers
-
                 await api.handle(self, scope, receive, send)
             else:
                 await self._http(scope, receive, send)
@@ -134,9 +129,9 @@ class CollabApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         if method not in ("GET", "HEAD"):
-            await _respond(send, 405, b"method not allowed\n")
+            await respond(send, 405, b"method not allowed\n")
         elif path == "/health/live":
-            await _respond_json(send, 200, {"status": "live"})
+            await respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
             saving = self.store.healthy and not any(
                 room.persistence.down for room in self.rooms.rooms.values()
@@ -148,13 +143,11 @@ class CollabApp:
                 "connections": len(self.rooms.connections),
                 "storage": "ok" if saving else "failing",
             }
-            await _respond_json(send, 200 if ready else 503, body)
+            await respond_json(send, 200 if ready else 503, body)
         elif path == "/metrics":
-            await _respond(
-                send, 200, render(self.stats), "text/plain; version=0.0.4; charset=utf-8"
-            )
+            await respond(send, 200, render(self.stats), "text/plain; version=0.0.4; charset=utf-8")
         elif not await self.web.serve(path, method, scope.get("headers", []), send):
-            await _respond(send, 404, b"not found\n")
+            await respond(send, 404, b"not found\n")
 
 
 @asynccontextmanager
@@ -183,20 +176,3 @@ async def _mounted(app: Any) -> AsyncIterator[None]:
                 await to_app.send({"type": "lifespan.shutdown"})
                 await from_app.receive()
             tg.cancel_scope.cancel()
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str = "text/plain; charset=utf-8",
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
-    headers += extra or []
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _respond_json(send: Send, status: int, body: Any) -> None:
-    await _respond(send, status, json.dumps(body).encode(), "application/json")

@@ -1,7 +1,7 @@
 """Token auth for the collab server: the relays' HS256 tokens, over diagram channels.
 
-The tokens, their checking and their expiry are :mod:`relays.auth`'s; this
-module only says what they mean here. A token's ``channels`` patterns are
+The tokens, their checking and their expiry come from :mod:`net.tokens`;
+this module only says what they mean here. A token's ``channels`` patterns are
 matched against ``diagram:{id}``, the excalidraw catalog's channel of that
 diagram, so one token opens a diagram in the editor, in the REST API and
 on ``/events`` alike; ``publish`` says whether its holder may edit.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from relays.auth import Grant
+from net.tokens import Grant
 from relays.scope import ANY_VALUE
 
 SECRET_ENV = "INKWIRE_COLLAB_SECRET"

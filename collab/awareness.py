@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from collab.protocol import AwarenessEntry, awareness_message, encode_awareness_update
-from relays.wire import Frame
+from net.wire import Frame
 
 if TYPE_CHECKING:
     from collab.connection import Connection

@@ -1,10 +1,13 @@
 """One y-websocket connection: a reader, a writer and an awareness throttle.
 
-The three tasks share one task group (four when its token expires: a task
-that closes it with 4001 then). Any of them, or the room (a slow
-consumer), or the server (shutdown) may end the connection with
+The skeleton is :class:`net.connection.FanoutConnection`'s, the writer
+included; this module reads the y-websocket messages into the room, says
+which frames a run of the room's log makes for this client, and throttles
+its awareness. The three tasks share one task group (four when its token
+expires: a task that closes it with 4001 then). Any of them, or the room (a
+slow consumer), or the server (shutdown) may end the connection with
 :meth:`Connection.fail`, which records the close code and cancels the group;
-the handler then closes it with :func:`relays.hosting.close_websocket`,
+the handler then closes it with :func:`net.hosting.close_websocket`,
 bounded by a timeout because a client that stopped reading may never take
 the close frame.
 """
@@ -16,9 +19,9 @@ import json
 import logging
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from collab.auth import FORBIDDEN, diagram_channel
 from collab.frames import RoomEntry
@@ -35,7 +38,11 @@ from collab.protocol import (
 )
 from collab.room import Room, RoomFull
 from collab.rooms import Rooms, ServerFull
-from relays.auth import (
+from net.asgi import Receive, Scope, Send
+from net.connection import FanoutConnection
+from net.fanout import FanoutLog, Subscriber
+from net.hosting import close_websocket
+from net.tokens import (
     OPEN,
     UNAUTHORIZED,
     Authenticator,
@@ -44,9 +51,7 @@ from relays.auth import (
     token_from_scope,
     wait_expired,
 )
-from relays.fanout import Subscriber
-from relays.hosting import close_websocket
-from relays.wire import Frame, Sender, keep_alive
+from net.wire import Frame
 from storage.names import DIAGRAM_NAME, DIAGRAM_NAME_RULE
 
 log = logging.getLogger("inkwire.connection")
@@ -55,12 +60,13 @@ _ids = itertools.count(1)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
 
-ASGIReceive = Any
-ASGISend = Any
 
+class Connection(FanoutConnection[RoomEntry]):
+    stats: Stats
+    big_frame = BIG_FRAME
 
-class Connection:
     def __init__(self, room: Room, peer: str, grant: Grant = OPEN) -> None:
+        super().__init__(room.stats, Subscriber(on_overflow=self._overflow))
         self.id = next(_ids)
         self.room = room
         self.peer = peer
@@ -68,47 +74,32 @@ class Connection:
         # a token without publish: syncs and shares awareness, its updates are refused
         self.read_only = not grant.publish
         self.config = room.config
-        self.stats: Stats = room.stats
-        self.subscriber = Subscriber(on_overflow=self._overflow)
         self.client_ids: set[int] = set()
-        self.close_code = 1000
-        self.close_reason = ""
-        self.peer_closed = False
-        self._scope: anyio.CancelScope | None = None
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
         self._awareness_wakeup: anyio.Event | None = None
-        self.raw_path = False  # frames written straight to the socket (see relays.wire)
         self.user_name: str | None = None  # from its awareness state, for the history
 
-    def fail(self, code: int, reason: str, counter: str | None = None) -> None:
-        """End this connection with a close code; other clients are untouched."""
-        if self._scope is None or self._scope.cancel_called:
-            return
-        self.close_code, self.close_reason = code, reason
-        if counter is not None:
+    def fail(self, code: int, reason: str, counter: str | None = None) -> bool:
+        """End this connection with a close code, counting ``counter`` as the rejection."""
+        ended = super().fail(code, reason)
+        if ended and counter is not None:
             self.stats.reject(counter)
-        self._scope.cancel()
+        return ended
 
-    def _overflow(self) -> None:
-        self.stats.slow_consumer_closes += 1
-        self.fail(4009, "slow consumer")
+    def _start_tasks(self, tg: TaskGroup) -> None:
+        tg.start_soon(self._throttle_awareness)
+        if self.grant.expires is not None:
+            tg.start_soon(self._expire)
 
-    async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
-        sender = Sender(send, self.stats)
-        async with anyio.create_task_group() as tg:
-            self._scope = tg.cancel_scope
-            tg.start_soon(self._write, sender)
-            tg.start_soon(self._throttle_awareness)
-            if self.grant.expires is not None:
-                tg.start_soon(self._expire)
-            if self.config.keepalive_interval:
-                # this server does not echo a client's own awareness back (as the
-                # Node server does), so a lone client would otherwise hear nothing
-                keepalive = partial(self.room.send_direct, self, KEEPALIVE)
-                tg.start_soon(keep_alive, sender, self.config.keepalive_interval, keepalive)
-            await self._read(receive)
-            tg.cancel_scope.cancel()
+    @property
+    def keepalive_interval(self) -> float | None:
+        return self.config.keepalive_interval
+
+    def _keepalive(self) -> None:
+        # this server does not echo a client's own awareness back (as the
+        # Node server does), so a lone client would otherwise hear nothing
+        self.room.send_direct(self, KEEPALIVE)
 
     async def _expire(self) -> None:
         """Close with 4001 when the token's ``exp`` passes, even if the client is silent."""
@@ -117,15 +108,13 @@ class Connection:
 
     # --- reading ------------------------------------------------------------
 
-    async def _read(self, receive: ASGIReceive) -> None:
+    async def _read(self, receive: Receive) -> None:
         room = self.room
         limit = self.config.max_message_size
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                self.peer_closed = True
-                self.close_code = message.get("code", 1005)
-                self.close_reason = "client closed"
+                self._closed_by_peer(message)
                 return
             data = message.get("bytes")
             if data is None:
@@ -163,34 +152,18 @@ class Connection:
                 self.fail(1007, f"malformed message: {exc}", "malformed")
                 return
 
-    # --- writing: one writer drains the shared log from this client's cursor
+    # --- writing: net.connection's writer drains the room's log from this client's cursor
 
-    async def _write(self, sender: Sender) -> None:
-        room = self.room
-        log_ = room.log
-        subscriber = self.subscriber
-        self.raw_path = sender.raw
-        if sender.raw:
-            subscriber.deliver_now = partial(self._deliver_now, sender)
-        while True:
-            batch = await log_.next_batch(subscriber)
-            if isinstance(batch, Frame):
-                frames = [batch]
-            else:
-                frames = room.frames_for(batch[0], batch[1], self.id)
-            for frame in frames:
-                try:
-                    if len(frame.payload) < BIG_FRAME:
-                        await sender.send(frame)
-                    else:
-                        async with room.big_sends:
-                            await sender.send(frame)
-                except (ConnectionError, OSError):
-                    return  # the peer is gone; the reader sees the disconnect
+    @property
+    def log(self) -> FanoutLog[RoomEntry]:
+        return self.room.log
 
-    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[RoomEntry]) -> bool:
-        """Called by the publisher: write this run straight out if the socket has room."""
-        return sender.try_write(self.room.frames_for(start, entries, self.id))
+    def _frames(self, start: int, entries: Sequence[RoomEntry]) -> list[Frame]:
+        return self.room.frames_for(start, entries, self.id)
+
+    @property
+    def big_sends(self) -> anyio.Semaphore:
+        return self.room.big_sends
 
     # --- awareness: at most one broadcast per client per interval ------------
 
@@ -241,9 +214,9 @@ def _user_name(entries: list[AwarenessEntry]) -> str | None:
 
 
 async def serve_yjs(
-    scope: dict[str, Any],
-    receive: ASGIReceive,
-    send: ASGISend,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
     rooms: Rooms,
     auth: Authenticator | None = None,
 ) -> None:

@@ -29,7 +29,7 @@ from collab.protocol import (
     sync_step2,
     sync_update,
 )
-from relays.wire import Frame
+from net.wire import Frame
 from storage.updates import merge_many
 
 SERVER = 0  # the author of entries the room writes itself (no client is left out of them)

@@ -1,12 +1,12 @@
-"""The collab server's counters (exported by relays.metrics, shared with the relays)."""
+"""The collab server's counters (exported by net.metrics, as the relays' are)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
 
-from relays.metrics import counter, gauge, labelled
-from relays.metrics import render as render_stats
+from net.metrics import counter, gauge, labelled
+from net.metrics import render as render_stats
 
 
 @dataclass

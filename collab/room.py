@@ -41,8 +41,8 @@ from collab.protocol import (
     permission_denied,
     sync_step1,
 )
-from relays.fanout import FanoutLog
-from relays.wire import Frame
+from net.fanout import FanoutLog
+from net.wire import Frame
 from storage import Store
 
 if TYPE_CHECKING:

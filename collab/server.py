@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from collab.app import CollabApp
-from relays.hosting import run_app
+from net.hosting import run_app
 
 log = logging.getLogger("inkwire.server")
 

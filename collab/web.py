@@ -20,16 +20,15 @@ import html
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
+
+from net.asgi import Send
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "clients" / "web" / "dist"
 COMPRESSIBLE = (".js", ".css", ".html", ".json", ".svg", ".map", ".txt")
 IMMUTABLE = "public, max-age=31536000, immutable"
 TYPES = {".js": "text/javascript", ".woff2": "font/woff2", ".json": "application/json"}
-
-Send = Any
 
 
 @dataclass(frozen=True, slots=True)

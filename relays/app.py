@@ -27,25 +27,24 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from relays.auth import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
+from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
+from net.hosting import close_websocket
+from net.metrics import render
+from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
 from relays.broadcaster import Broadcaster
 from relays.catalog import Catalog
 from relays.connection import RelayConnection
 from relays.history import RelayHistory
-from relays.hosting import close_websocket
 from relays.hub import Hub, HubSettings, Published
-from relays.metrics import RelayStats, render
 from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
 from relays.scope import Scopes
+from relays.stats import RelayStats
 
 if TYPE_CHECKING:
     from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.relay")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 
 WS_PATHS = frozenset(("/", "/ws"))
@@ -242,27 +241,27 @@ class RelayApp:
         path, method = scope["path"], scope["method"]
         if path == "/publish":
             if method != "POST":
-                await _respond_json(send, 405, {"error": "use POST"})
+                await respond_json(send, 405, {"error": "use POST"})
             else:
                 await self._publish(scope, receive, send)
         elif method not in ("GET", "HEAD"):
-            await _respond_json(send, 405, {"error": "method not allowed"})
+            await respond_json(send, 405, {"error": "method not allowed"})
         elif path == "/health/live":
-            await _respond_json(send, 200, {"status": "live"})
+            await respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
             body = {
                 "status": "ready" if self.ready else "not ready",
                 "service": self.catalog.service,
                 "connections": len(self.connections),
             }
-            await _respond_json(send, 200 if self.ready else 503, body)
+            await respond_json(send, 200 if self.ready else 503, body)
         elif path == "/metrics":
             self.stats.events_published = self.hub.events_published
             self.stats.subscriptions = self.hub.subscriptions
             text = render(self.stats, "inkwire_relay", {"service": self.catalog.service})
-            await _respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+            await respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
         else:
-            await _respond_json(send, 404, {"error": "not found"})
+            await respond_json(send, 404, {"error": "not found"})
 
     async def _publish(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /publish``: ``{"event", "data"}`` or a list; all validated before any is sent.
@@ -275,66 +274,41 @@ class RelayApp:
             try:
                 grant = self.auth.check(token_from_scope(scope))
             except AuthError:
-                await _respond_json(send, 401, {"error": "a valid bearer token is required"})
+                await respond_json(send, 401, {"error": "a valid bearer token is required"})
                 return
             if not grant.publish:
-                await _respond_json(send, 403, {"error": "this token may not publish"})
+                await respond_json(send, 403, {"error": "this token may not publish"})
                 return
-        body = await _read_body(receive, self.settings.max_publish_body)
+        body = await read_body(receive, self.settings.max_publish_body)
         if body is None:
-            await _respond_json(send, 413, {"error": "body too large"})
+            await respond_json(send, 413, {"error": "body too large"})
             return
         try:
             parsed = json.loads(body)
         except (ValueError, RecursionError):
-            await _respond_json(send, 400, {"error": "body is not valid JSON"})
+            await respond_json(send, 400, {"error": "body is not valid JSON"})
             return
         items = parsed if isinstance(parsed, list) else [parsed]
         checked = []
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("event"), str):
                 error = f"item {index}: expected an object with 'event' (string) and 'data'"
-                await _respond_json(send, 400, {"error": error})
+                await respond_json(send, 400, {"error": error})
                 return
             try:
                 payload, channels = self.catalog.prepare(item["event"], item.get("data"))
             except ProtocolError as exc:
                 body_ = {"error": f"item {index}: {exc.message}", "error_code": exc.code.value}
-                await _respond_json(send, 422, body_)
+                await respond_json(send, 422, body_)
                 return
             denied = [channel for channel in channels if not grant.allows(channel)]
             if denied:
                 error = f"item {index}: this token may not publish on {denied[0]}"
-                await _respond_json(send, 403, {"error": error, "error_code": "FORBIDDEN"})
+                await respond_json(send, 403, {"error": error, "error_code": "FORBIDDEN"})
                 return
             checked.append((item["event"], channels, payload))
         results = []
         for (event, _, _), placed in zip(checked, self.hub.publish_many(checked), strict=True):
             offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
             results.append({"event": event, "offsets": offsets})
-        await _respond_json(send, 202, {"published": results})
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _respond_json(send: Send, status: int, body: Any) -> None:
-    await _respond(send, status, json.dumps(body).encode(), "application/json")
+        await respond_json(send, 202, {"published": results})

@@ -1,8 +1,7 @@
-"""Relay auth: HS256 JWTs that say which channels a client may follow and whether it may publish.
+"""Relay auth: what a token (:mod:`net.tokens`) lets a relay client do.
 
-Why JWTs and not a token list: the services that hand out tokens (a web app,
-a CI job) can mint them with the shared secret without the relay knowing
-each one, and a token carries its own scope and expiry. Claims:
+A token says which channels a client may follow and whether it may publish.
+Claims, as the relays read them:
 
 - ``sub``: who it is (logged, echoed in the ``auth`` response);
 - ``channels``: channel patterns (``fnmatch``: ``adapter:*``, ``*``) the
@@ -16,137 +15,19 @@ Channels bound requests as well as subscriptions: see :mod:`relays.scope`.
 
 Auth is off unless a secret is configured (``RelaySettings.auth_secret``,
 ``inkwire relay --auth-secret`` or ``INKWIRE_RELAY_SECRET``); then every
-connection is :data:`OPEN` and the welcome says ``authenticated: false``.
+connection is :data:`net.tokens.OPEN` and the welcome says ``authenticated: false``.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Any
-from urllib.parse import parse_qs
 
-import anyio
-import jwt
+from net.tokens import make_token
+
+# make_token stays importable from here: the README mints tokens with it
+__all__ = ["SECRET_ENV", "make_token", "secret_from_env"]
 
 SECRET_ENV = "INKWIRE_RELAY_SECRET"
-ALGORITHM = "HS256"
-UNAUTHORIZED = 4001  # the close code of a failed authentication
-
-
-class AuthError(Exception):
-    """A token is missing, malformed, expired or not signed with our secret."""
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What one authenticated client may do."""
-
-    sub: str | None
-    channels: tuple[str, ...]
-    publish: bool
-    authenticated: bool = True
-    expires: float | None = None  # the token's ``exp`` (Unix time), if it has one
-
-    def allows(self, channel: str) -> bool:
-        return any(fnmatchcase(channel, pattern) for pattern in self.channels)
-
-    def expired(self, now: float | None = None) -> bool:
-        return self.expires is not None and (time.time() if now is None else now) >= self.expires
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "authenticated": self.authenticated,
-            "sub": self.sub,
-            "channels": list(self.channels),
-            "publish": self.publish,
-            "expires": self.expires,
-        }
-
-
-# everything allowed: the grant of every connection when auth is off
-OPEN = Grant(sub=None, channels=("*",), publish=True, authenticated=False)
-
-
-class Authenticator:
-    """Checks tokens against one secret."""
-
-    def __init__(self, secret: str) -> None:
-        if not secret:
-            raise ValueError("an empty auth secret would accept forged tokens")
-        self.secret = secret
-
-    def check(self, token: object) -> Grant:
-        if not isinstance(token, str) or not token:
-            raise AuthError("no token")
-        try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM])
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"invalid token ({type(exc).__name__})") from None
-        channels = claims.get("channels", [])
-        if isinstance(channels, str):
-            channels = [channels]
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-            raise AuthError("invalid token (channels must be a list of patterns)")
-        sub = claims.get("sub")
-        exp = claims.get("exp")  # PyJWT has checked it is a time (int() of it) in the future
-        return Grant(
-            sub=sub if isinstance(sub, str) else None,
-            channels=tuple(channels),
-            publish=claims.get("publish") is True,
-            expires=float(exp) if exp is not None else None,
-        )
-
-
-async def wait_expired(grant: Grant, replaced: anyio.Event | None = None) -> bool:
-    """Sleep until ``grant`` expires (True), or until ``replaced`` is set first (False).
-
-    A grant without ``exp`` never expires: this waits for ``replaced``, or
-    forever. The wait is measured on the monotonic clock but the expiry is
-    wall-clock time, so it re-checks :meth:`Grant.expired` after sleeping.
-    Shared by the relay connections and the collab server's Yjs connections.
-    """
-    while not grant.expired():
-        delay = math.inf if grant.expires is None else grant.expires - time.time()
-        with anyio.move_on_after(delay):
-            if replaced is None:
-                await anyio.sleep_forever()
-            else:
-                await replaced.wait()
-            return False
-    return True
-
-
-def make_token(
-    secret: str,
-    *,
-    sub: str = "client",
-    channels: Iterable[str] = ("*",),
-    publish: bool = False,
-    ttl: float | None = None,
-) -> str:
-    """Mint a token (for services, tests and operators holding the secret)."""
-    claims: dict[str, Any] = {"sub": sub, "channels": list(channels), "publish": publish}
-    if ttl is not None:
-        claims["exp"] = int(time.time() + ttl)
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
-
-
-def token_from_scope(scope: Mapping[str, Any]) -> str | None:
-    """The token an ASGI request carries: ``Authorization: Bearer``, else ``?token=``."""
-    for name, value in scope.get("headers") or ():
-        if name.lower() == b"authorization":
-            header: str = value.decode("latin-1")
-            kind, _, token = header.partition(" ")
-            if kind.lower() == "bearer" and token.strip():
-                return token.strip()
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    tokens = query.get("token")
-    return str(tokens[0]) if tokens else None
 
 
 def secret_from_env() -> str | None:

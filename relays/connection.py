@@ -1,7 +1,8 @@
 """One relay WebSocket: a reader that answers requests, a writer that drains the hub.
 
-Everything a client receives goes through its one writer: replies and
-replayed history are queued in its outbox (ordered against the log, see
+Everything a client receives goes through its one writer (the one every
+:class:`net.connection.FanoutConnection` has): replies and replayed history
+are queued in its outbox (ordered against the log, see
 :meth:`FanoutLog.send_direct`), live events are read from the shared log at
 its cursor. So a reply never overtakes nor interleaves with an event, and the
 reader never blocks on a slow socket.
@@ -28,14 +29,18 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import TaskGroup
 
-from relays.auth import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
+from net.asgi import Receive
+from net.connection import FanoutConnection
+from net.fanout import FanoutLog
+from net.limits import ALLOWED, DROPPED, RateLimiter
+from net.tokens import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
+from net.wire import Frame
 from relays.hub import Entry
-from relays.limits import ALLOWED, DROPPED, RateLimiter
 from relays.protocol import (
     ErrorCode,
     Ping,
@@ -50,47 +55,32 @@ from relays.protocol import (
     parse_client_message,
 )
 from relays.scope import RecordFilter
-from relays.wire import Frame, Sender, keep_alive
+from relays.stats import RelayStats
 
 if TYPE_CHECKING:
     from relays.app import RelayApp
 
 log = logging.getLogger("inkwire.relay")
 
-ASGIReceive = Any
-ASGISend = Any
 
+class RelayConnection(FanoutConnection[Entry]):
+    stats: RelayStats
 
-class RelayConnection:
     def __init__(
         self, app: RelayApp, peer: str, *, batch: bool, grant: Grant | None = None
     ) -> None:
+        member = app.hub.join(self._overflow)
+        super().__init__(app.stats, member.subscriber)
         self.id = secrets.token_hex(8)
         # None: auth is on and no token came with the handshake; an ``auth`` request must
         self.grant = grant
         self.app = app
         self.hub = app.hub
-        self.stats = app.stats
         self.peer = peer
         self.batch = batch
-        self.member = app.hub.join(self._overflow)
-        self.close_code = 1000
-        self.close_reason = ""
-        self.peer_closed = False
-        self._scope: anyio.CancelScope | None = None
+        self.member = member
         self._limiter = RateLimiter(app.settings.rate_limit, app.settings.rate_burst)
         self._regranted = anyio.Event()  # set when an ``auth`` request replaces the grant
-
-    def fail(self, code: int, reason: str) -> None:
-        """End this connection with a close code; nobody else is touched."""
-        if self._scope is None or self._scope.cancel_called:
-            return
-        self.close_code, self.close_reason = code, reason
-        self._scope.cancel()
-
-    def _overflow(self) -> None:
-        self.stats.slow_consumer_closes += 1
-        self.fail(4009, "slow consumer")
 
     def queue(self, text: str, *, after: int = 0) -> None:
         """Send ``text`` through the writer, after log position ``after``."""
@@ -106,22 +96,17 @@ class RelayConnection:
         for frame in frames:
             self.hub.log.send_direct(self.member.subscriber, frame, after=after)
 
-    async def run(self, receive: ASGIReceive, send: ASGISend) -> None:
-        sender = Sender(send, self.stats)
-        interval = self.app.settings.keepalive_interval
-        async with anyio.create_task_group() as tg:
-            self._scope = tg.cancel_scope
-            tg.start_soon(self._write, sender)
-            if self.grant is None:
-                tg.start_soon(self._auth_deadline)
-            if self.app.auth is not None:
-                tg.start_soon(self._expire)
-            if interval:
-                tg.start_soon(keep_alive, sender, interval, self._ping)
-            await self._read(receive)
-            tg.cancel_scope.cancel()
+    def _start_tasks(self, tg: TaskGroup) -> None:
+        if self.grant is None:
+            tg.start_soon(self._auth_deadline)
+        if self.app.auth is not None:
+            tg.start_soon(self._expire)
 
-    def _ping(self) -> None:
+    @property
+    def keepalive_interval(self) -> float | None:
+        return self.app.settings.keepalive_interval
+
+    def _keepalive(self) -> None:
         """A server ``ping`` on a quiet line (existing clients dispatch only events).
 
         Our clients answer with a ``pong``; nobody has to. A client is never
@@ -151,15 +136,13 @@ class RelayConnection:
 
     # --- reading ----------------------------------------------------------------
 
-    async def _read(self, receive: ASGIReceive) -> None:
+    async def _read(self, receive: Receive) -> None:
         limit = self.app.settings.max_message_size
         max_outbox = self.hub.settings.max_outbox
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                self.peer_closed = True
-                self.close_code = message.get("code", 1005)
-                self.close_reason = "client closed"
+                self._closed_by_peer(message)
                 return
             text = message.get("text")
             size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
@@ -298,34 +281,17 @@ class RelayConnection:
             raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"{name} has no handler on this relay")
         self.queue(encode_response(request, data))
 
-    # --- writing ---------------------------------------------------------------
+    # --- writing: net.connection's writer drains the hub's log from this client's cursor
 
-    async def _write(self, sender: Sender) -> None:
-        log_ = self.hub.log
-        subscriber = self.member.subscriber
-        if sender.raw:
-            subscriber.deliver_now = partial(self._deliver_now, sender)
-        while True:
-            batch = await log_.next_batch(subscriber)
-            frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
-            for frame in frames:
-                try:
-                    await sender.send(frame)
-                except (ConnectionError, OSError):
-                    return  # the peer is gone; the reader sees the disconnect
+    @property
+    def log(self) -> FanoutLog[Entry]:
+        return self.hub.log
 
     def _frames(self, start: int, entries: Sequence[Entry]) -> list[Frame]:
         frames = self.member.frames(start, entries)
         if self.batch and len(frames) > 1:
             return [_joined(frames)]
         return frames
-
-    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[Entry]) -> bool:
-        """Called by the publisher: write this run now if the socket has room."""
-        frames = self._frames(start, entries)
-        if not frames:
-            return True
-        return sender.try_write(frames)
 
 
 def _joined(frames: Sequence[Frame]) -> Frame:

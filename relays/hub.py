@@ -1,8 +1,8 @@
 """The hub: one catalog's channels, their offsets and history, and the fan-out.
 
-Design: **one** :class:`~relays.fanout.FanoutLog` per hub whose entries are
+Design: **one** :class:`~net.fanout.FanoutLog` per hub whose entries are
 ``(channel, frame)``, not one log per channel. Each connection is a single
-:class:`~relays.fanout.Subscriber` with one cursor, drained by its one writer
+:class:`~net.fanout.Subscriber` with one cursor, drained by its one writer
 task, and it keeps the channels it wants (with the log position from which
 each is live) in :attr:`Member.channels`; the writer skips the rest. So:
 
@@ -46,11 +46,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from net.fanout import FanoutLog, Subscriber
+from net.wire import Frame
 from relays.catalog import Catalog
-from relays.fanout import FanoutLog, Subscriber
 from relays.projection import Projection
 from relays.protocol import ErrorCode, PreparedEvent, ProtocolError
-from relays.wire import Frame
 
 Entry = tuple[str, Frame]  # (channel, the event's text on that channel)
 # called with (channel, offset, epoch, event, text) for each placement: the --db history

@@ -1,6 +1,6 @@
 """Token scope for requests: which channels a request reads, checked against a grant.
 
-A token grants channels (:class:`~relays.auth.Grant`); a request must not let
+A token grants channels (:class:`~net.tokens.Grant`); a request must not let
 its holder read, or act on, what it could not follow. The rules come from the
 catalog (no per-service code), in this order:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from relays.auth import Grant
+from net.tokens import Grant
 from relays.catalog import Catalog, ChannelTemplate, ListRecords, Table
 from relays.protocol import ErrorCode, ProtocolError
 

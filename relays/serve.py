@@ -16,9 +16,9 @@ from typing import Any
 
 import anyio
 
+from net.hosting import run_app
 from relays.app import Handler, RelayApp, RelaySettings
 from relays.catalog import Catalog
-from relays.hosting import run_app
 from relays.hub import Hub, Published
 
 log = logging.getLogger("inkwire.relay")

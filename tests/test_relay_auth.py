@@ -23,7 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import relays
-from relays.auth import SECRET_ENV, Authenticator, make_token
+from net.tokens import Authenticator, make_token
+from relays.auth import SECRET_ENV
 from relays.catalogs import BY_NAME
 from tests.conftest import ROOT, free_port
 from tests.relayclient import TIMEOUT, client, relay

@@ -8,8 +8,8 @@ import anyio.lowlevel
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from net.limits import ALLOWED, CLOSE, DROPPED, RateLimiter
 from relays.catalogs import BY_NAME
-from relays.limits import ALLOWED, CLOSE, DROPPED, RateLimiter
 from tests.relayclient import TIMEOUT, Client, client, relay
 
 dhruva = BY_NAME["dhruva"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relays.auth import OPEN, Authenticator, Grant, make_token
+from net.tokens import OPEN, Authenticator, Grant, make_token
 from relays.catalogs import BY_NAME
 from relays.projection import Projection
 from relays.protocol import ErrorCode, ProtocolError

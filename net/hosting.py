@@ -18,7 +18,8 @@ import anyio
 import sniffio
 from hypercorn.config import Config as HypercornConfig
 
-from relays.wire import raw_writer
+from net.asgi import Receive, Send
+from net.wire import raw_writer
 
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
 
@@ -33,12 +34,13 @@ class HostedApp(Protocol):
 
     async def wait_all_closed(self) -> None: ...
 
+    # Any, not net.asgi's aliases: hypercorn types its scopes and messages as TypedDicts
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
 
 
 async def close_websocket(
-    receive: Callable[[], Awaitable[dict[str, Any]]],
-    send: Callable[[dict[str, Any]], Awaitable[None]],
+    receive: Receive,
+    send: Send,
     code: int,
     reason: str,
     grace: float,
@@ -76,7 +78,7 @@ async def close_websocket(
         await _drain(receive)
 
 
-async def _drain(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+async def _drain(receive: Receive) -> None:
     while (await receive())["type"] != "websocket.disconnect":
         pass
 

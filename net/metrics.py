@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -65,19 +65,3 @@ def render(stats: Any, prefix: str, labels: Mapping[str, str] | None = None) -> 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(stats, prefix, labels or {}))
     return generate_latest(registry)
-
-
-@dataclass
-class RelayStats:
-    connections: int = gauge("Open relay connections")
-    subscriptions: int = gauge("Channel subscriptions held by open connections")
-    connections_total: int = counter("Relay connections accepted", name="connections_opened")
-    requests: int = counter("Requests answered")
-    events_published: int = counter("Events published")
-    frames_out: int = counter("WebSocket frames sent")
-    bytes_out: int = counter("Payload bytes sent")
-    slow_consumer_closes: int = counter("Clients closed for not keeping up")
-    errors: Counter[str] = labelled("Error replies sent, by code", "code")
-
-    def error(self, code: str) -> None:
-        self.errors[code] += 1

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import anyio
+
+from net.asgi import Send
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before we wait for it to drain
 
@@ -91,9 +93,7 @@ class Sender:
 
     __slots__ = ("_asgi_send", "_transport", "_writer", "last_sent", "stats")
 
-    def __init__(
-        self, asgi_send: Callable[[dict[str, Any]], Awaitable[None]], stats: SendStats
-    ) -> None:
+    def __init__(self, asgi_send: Send, stats: SendStats) -> None:
         self.stats = stats
         self.last_sent = time.monotonic()
         self._asgi_send = asgi_send
@@ -165,7 +165,7 @@ async def keep_alive(sender: Sender, interval: float, send_keepalive: Callable[[
             await anyio.sleep(interval - quiet)
 
 
-def raw_writer(asgi_send: Callable[..., Awaitable[None]]) -> asyncio.StreamWriter | None:
+def raw_writer(asgi_send: Send) -> asyncio.StreamWriter | None:
     """hypercorn's StreamWriter behind an ASGI websocket ``send``, if safe to use."""
     try:
         stream = asgi_send.__self__  # type: ignore[attr-defined]  # hypercorn WSStream

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from relays.wire import Frame
+from net.wire import Frame
 
 T = TypeVar("T")
 

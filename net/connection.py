@@ -1,0 +1,159 @@
+"""A WebSocket fed by a fan-out log: the connection skeleton both servers share.
+
+A connection's tasks share one task group: the writer, which drains the
+shared log from the connection's cursor (and its outbox), the server's own
+tasks (say, closing it when its token expires), a keepalive on a quiet line,
+and the reader, which the server writes. Any of them, the log (a slow
+consumer) or the server (shutdown) may end the connection with
+:meth:`FanoutConnection.fail`, which records the close code and cancels the
+group; whoever serves the connection then closes the socket with
+:func:`net.hosting.close_websocket`, unless the client closed it first
+(:attr:`FanoutConnection.peer_closed`).
+
+The writer is the fan-out's hot path: per frame it does one ``send`` and
+nothing else, and a run of log entries becomes frames through one call of
+the server's :meth:`FanoutConnection._frames`. Where the socket is a raw
+transport (see :mod:`net.wire`) the publisher may even write a run for an
+idle connection itself (:attr:`~net.fanout.Subscriber.deliver_now`), sparing
+the writer's wake-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import partial
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from net.asgi import Message, Receive, Send
+from net.fanout import FanoutLog, Subscriber
+from net.wire import Frame, Sender, SendStats, keep_alive
+
+E = TypeVar("E")  # the log's entries
+
+SLOW_CONSUMER = 4009  # the close code of a client the log left behind
+
+
+class ConnectionStats(SendStats, Protocol):
+    """What a connection counts besides what it sends (both servers' stats have it)."""
+
+    slow_consumer_closes: int
+
+
+class FanoutConnection(ABC, Generic[E]):
+    """A reader the server writes, a writer draining ``subscriber``'s place in :attr:`log`.
+
+    ``big_frame``: frames with a payload this large or larger are sent
+    holding :attr:`big_sends`, which bounds how many such copies are in flight
+    at once; by default there is no such frame.
+    """
+
+    big_frame: int = sys.maxsize
+
+    def __init__(self, stats: ConnectionStats, subscriber: Subscriber) -> None:
+        self.stats = stats
+        self.subscriber = subscriber
+        self.close_code = 1000
+        self.close_reason = ""
+        self.peer_closed = False
+        self.raw_path = False  # frames written straight to the socket (see net.wire)
+        self._scope: anyio.CancelScope | None = None
+
+    # --- what each server provides ------------------------------------------
+
+    @property
+    @abstractmethod
+    def log(self) -> FanoutLog[E]:
+        """The log this connection's subscriber reads."""
+
+    @property
+    @abstractmethod
+    def keepalive_interval(self) -> float | None:
+        """Quiet seconds before :meth:`_keepalive` is called; None or 0: never."""
+
+    @abstractmethod
+    def _keepalive(self) -> None:
+        """Queue a message the client ignores (see :func:`net.wire.keep_alive`)."""
+
+    @abstractmethod
+    async def _read(self, receive: Receive) -> None:
+        """Handle client messages until the client leaves (see :meth:`_closed_by_peer`)."""
+
+    @abstractmethod
+    def _frames(self, start: int, entries: Sequence[E]) -> Sequence[Frame]:
+        """What this client is sent for the run of log entries from position ``start``."""
+
+    def _start_tasks(self, tg: TaskGroup) -> None:
+        """Start the server's own tasks for this connection, if it has any."""
+
+    @property
+    def big_sends(self) -> anyio.Semaphore:
+        """Held while a frame of ``big_frame`` bytes or more is sent."""
+        raise NotImplementedError("a connection with a big_frame must say what bounds them")
+
+    # --- the skeleton -----------------------------------------------------------
+
+    def fail(self, code: int, reason: str) -> bool:
+        """End this connection with a close code; nobody else is touched.
+
+        The first call wins: it returns True, any later one False.
+        """
+        scope = self._scope
+        if scope is None or scope.cancel_called:
+            return False
+        self.close_code, self.close_reason = code, reason
+        scope.cancel()
+        return True
+
+    def _overflow(self) -> None:
+        """The log cut this client off: it fell too far behind (see :mod:`net.fanout`)."""
+        self.stats.slow_consumer_closes += 1
+        self.fail(SLOW_CONSUMER, "slow consumer")
+
+    def _closed_by_peer(self, message: Message) -> None:
+        """Note a ``websocket.disconnect``: the client closed, so no close frame is due."""
+        self.peer_closed = True
+        self.close_code = message.get("code", 1005)
+        self.close_reason = "client closed"
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """Serve the connection until the client leaves or :meth:`fail` ends it."""
+        sender = Sender(send, self.stats)
+        async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
+            tg.start_soon(self._write, sender)
+            self._start_tasks(tg)
+            interval = self.keepalive_interval
+            if interval:
+                tg.start_soon(keep_alive, sender, interval, self._keepalive)
+            await self._read(receive)
+            tg.cancel_scope.cancel()
+
+    async def _write(self, sender: Sender) -> None:
+        """The one writer: outbox frames and log entries, in order, until the peer is gone."""
+        log = self.log
+        subscriber = self.subscriber
+        self.raw_path = sender.raw
+        if sender.raw:
+            subscriber.deliver_now = partial(self._deliver_now, sender)
+        big_frame = self.big_frame
+        while True:
+            batch = await log.next_batch(subscriber)
+            frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
+            for frame in frames:
+                try:
+                    if len(frame.payload) < big_frame:
+                        await sender.send(frame)
+                    else:
+                        async with self.big_sends:
+                            await sender.send(frame)
+                except (ConnectionError, OSError):
+                    return  # the peer is gone; the reader sees the disconnect
+
+    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[E]) -> bool:
+        """Called by the publisher: write this run straight out if the socket has room."""
+        return sender.try_write(self._frames(start, entries))

@@ -1,0 +1,108 @@
+"""The shared layer, ``net``, imports nothing else of inkwire.
+
+Checked twice: in the source (every import statement, wherever it is: in a
+function, under ``TYPE_CHECKING``), and at run time (importing all of
+``net`` in a fresh interpreter loads none of the other packages).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+NET = ROOT / "net"
+OTHERS = ("collab", "relays", "storage", "clients")
+
+
+def _net_modules() -> list[str]:
+    return sorted(
+        "net" if path.stem == "__init__" else f"net.{path.stem}" for path in NET.glob("*.py")
+    )
+
+
+def _imported(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every module an import statement names, with its line (relative imports resolved)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from a module of net itself
+                found.append((node.lineno, "net" + (f".{node.module}" if node.module else "")))
+            else:
+                assert node.module is not None
+                found.append((node.lineno, node.module))
+    return found
+
+
+def _forbidden(module: str) -> bool:
+    return module.split(".")[0] in OTHERS
+
+
+def test_net_source_imports_nothing_else_of_inkwire() -> None:
+    files = sorted(NET.glob("*.py"))
+    assert NET / "__init__.py" in files  # the check must see the modules it guards
+    breaches = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in files
+        for line, module in _imported(ast.parse(path.read_text(), str(path)))
+        if _forbidden(module)
+    ]
+    assert not breaches, "net must not import the rest of inkwire:\n" + "\n".join(breaches)
+
+
+def test_the_import_check_sees_every_kind_of_import() -> None:
+    source = """
+import collab.room
+from relays import hub
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from storage.sqlite import SQLiteStore
+def later():
+    import clients
+from .wire import Frame
+"""
+    found = [module for _, module in _imported(ast.parse(source))]
+    assert [module for module in found if _forbidden(module)] == [
+        "collab.room",
+        "relays",
+        "storage.sqlite",
+        "clients",
+    ]
+    assert "net.wire" in found
+
+
+def test_importing_net_loads_nothing_else_of_inkwire() -> None:
+    modules = _net_modules()
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps({'net': sys.modules['net'].__file__, 'loaded': sorted(sys.modules)}))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert Path(report["net"]).parent == NET  # this checkout's net, not an installed one
+    loaded = report["loaded"]
+    assert set(modules) <= set(loaded)
+    others = [name for name in loaded if _forbidden(name)]
+    assert not others, f"importing net loaded {others}"
