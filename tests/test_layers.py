@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 NET = ROOT / "net"
@@ -78,6 +80,7 @@ from .wire import Frame
     assert "net.wire" in found
 
 
+@pytest.mark.processes  # a fresh interpreter: the static check above stays in `make quick`
 def test_importing_net_loads_nothing_else_of_inkwire() -> None:
     modules = _net_modules()
     script = (
