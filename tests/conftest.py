@@ -19,6 +19,7 @@ import pytest
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ("tests.browser", "tests.markers")  # Chromium fixtures; test kinds
@@ -138,3 +139,14 @@ def server_process(tmp_path: Path) -> Iterator[object]:
         if server.process.poll() is None:
             server.process.kill()
         server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server for this test (the shared one is never touched), stopped after."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
