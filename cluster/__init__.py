@@ -6,3 +6,5 @@ one pub/sub connection, health, a heartbeat), which the rooms
 (:mod:`cluster.rooms`) and the relays build on. docs/cluster.md says how it
 works and what each fault does.
 """
+
+REDIS_ENV = "INKWIRE_REDIS_URL"  # the Redis of `inkwire serve` and `inkwire relay` nodes

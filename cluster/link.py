@@ -115,13 +115,12 @@ class RedisLink:
                         if message is not None and message["type"] == "subscribe":
                             pending -= 1
             await self.redis.set(self.node_key(self.node), "1", ex=NODE_TTL_SECONDS)
+            log.info("redis %s: connected as node %s", self.url, self.node)
+            # up before the callbacks: what users publish while they catch up must go out
+            self.up = True
+            self.last_error = None
             for callback in self._on_up:
                 await callback()
-            if not reconnect.is_set():
-                if not self.up:
-                    log.info("redis %s: connected as node %s", self.url, self.node)
-                self.up = True
-                self.last_error = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat)
                 if self._handlers:
@@ -134,7 +133,7 @@ class RedisLink:
             self._reconnect = None
             shielded = anyio.CancelScope(shield=True)
             with shielded, anyio.move_on_after(1), contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, pubsub: Any) -> None:
         handlers = self._handlers

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -27,6 +27,7 @@ from collab.connection import serve_yjs
 from collab.diagram_events import DiagramEvents
 from collab.hooks import RoomHooks
 from collab.metrics import Stats, render
+from collab.persistence import PersistenceFactory, StorePersistence
 from collab.rooms import Rooms
 from collab.tombstones import TombstonePurge
 from collab.web import WebApp
@@ -35,6 +36,10 @@ from net.tokens import Authenticator
 from relays.app import RelayApp, RelaySettings
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
+
+if TYPE_CHECKING:
+    from cluster.link import RedisLink
+    from cluster.rooms import RoomBus
 
 log = logging.getLogger("inkwire.app")
 
@@ -68,8 +73,25 @@ class CollabApp:
             settings = dataclasses.replace(settings, auth_secret=secret)
         self.relay = RelayApp(excalidraw_catalog, settings)
         self.events = DiagramEvents(self.relay)
-        builtin = [self.events, TombstonePurge(self.config.tombstone_retention)]
-        self.rooms = Rooms(self.store, self.config, self.stats, hooks=[*builtin, *extensions])
+        builtin: list[RoomHooks] = [self.events, TombstonePurge(self.config.tombstone_retention)]
+        persistence: PersistenceFactory = StorePersistence
+        self.link: RedisLink | None = None
+        self.bus: RoomBus | None = None
+        if self.config.redis_url is not None:  # a node of a cluster (imported only then)
+            from cluster.link import RedisLink
+            from cluster.rooms import RoomBus
+
+            self.link = RedisLink(self.config.redis_url)
+            self.bus = RoomBus(self.link, self.store)
+            builtin.append(self.bus)
+            persistence = self.bus.persistence
+        self.rooms = Rooms(
+            self.store,
+            self.config,
+            self.stats,
+            hooks=[*builtin, *extensions],
+            persistence=persistence,
+        )
         self.collaborators = Collaborators(self.rooms, self.relay, self.store, self.events)
         self.web = WebApp(web_root)
         self.ready = False
@@ -103,6 +125,9 @@ class CollabApp:
         assert message["type"] == "lifespan.startup"
         async with anyio.create_task_group() as tg:
             await tg.start(self.rooms.run)
+            if self.link is not None and self.bus is not None:
+                await tg.start(self.link.run)
+                tg.start_soon(self.bus.run)
             async with _mounted(self.relay):
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
@@ -143,6 +168,11 @@ class CollabApp:
                 "connections": len(self.rooms.connections),
                 "storage": "ok" if saving else "failing",
             }
+            if self.link is not None:
+                body["redis"] = "ok" if self.link.up else "failing"
+                ready = ready and self.link.up
+                if not ready:
+                    body["status"] = "not ready"
             await respond_json(send, 200 if ready else 503, body)
         elif path == "/metrics":
             await respond(send, 200, render(self.stats), "text/plain; version=0.0.4; charset=utf-8")

@@ -5,7 +5,9 @@ adds ownership: a client id belongs to the connection that set it first, so
 no peer can overwrite (or remove) another's presence, and when a connection
 ends, the states it owned are removed for everyone. The server may also hold
 states of its own (a JSON client shown to the browsers as a collaborator):
-no connection owns those, so no peer can change them either.
+no connection owns those, so no peer can change them either. In a cluster,
+states set through other nodes are owned by that node (its id): they come
+and go with what the node reports, and with the node itself.
 
 Joiners get every present state at once in one frame, encoded once and kept
 until the next change.
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class AwarenessRecord:
     entry: AwarenessEntry
-    owner: Connection | None  # None: a state the server holds
+    owner: Connection | str | None  # None: a state the server holds; str: another node
 
 
 class RoomAwareness:
@@ -75,6 +77,53 @@ class RoomAwareness:
         if accepted:
             self._snapshot = None
         return accepted
+
+    def update_remote(self, node: str, entries: Sequence[AwarenessEntry]) -> list[AwarenessEntry]:
+        """Record states another node reports for its clients; return those that changed."""
+        accepted = []
+        for entry in entries:
+            record = self.records.get(entry.client_id)
+            if record is None:
+                if entry.removed:
+                    continue
+            elif record.owner != node:
+                continue  # one of ours, or another node's
+            elif entry.removed:
+                del self.records[entry.client_id]
+                accepted.append(entry)
+                continue
+            elif entry.clock <= record.entry.clock:
+                continue
+            self.records[entry.client_id] = AwarenessRecord(entry, node)
+            accepted.append(entry)
+        if accepted:
+            self._snapshot = None
+        return accepted
+
+    def remove_node(self, node: str) -> list[AwarenessEntry]:
+        """Forget the states of a node that is gone; return their removals, to broadcast."""
+        removed = [
+            AwarenessEntry(client_id, record.entry.clock + 1, "null")
+            for client_id, record in self.records.items()
+            if record.owner == node
+        ]
+        for entry in removed:
+            del self.records[entry.client_id]
+        if removed:
+            self._snapshot = None
+        return removed
+
+    def nodes(self) -> set[str]:
+        """The other nodes whose clients are present here."""
+        return {r.owner for r in self.records.values() if isinstance(r.owner, str)}
+
+    def local(self) -> list[AwarenessEntry]:
+        """The present states this node owns (its connections' and the ones it holds)."""
+        return [
+            record.entry
+            for record in self.records.values()
+            if not isinstance(record.owner, str) and not record.entry.removed
+        ]
 
     def remove(self, conn: Connection) -> list[AwarenessEntry]:
         """Forget a departing connection's states; return their removals, to broadcast."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 import anyio
 
+from cluster import REDIS_ENV
 from collab import auth, cli_replay
 from collab.app import CollabApp
 from collab.config import Config
@@ -60,6 +62,13 @@ def main(argv: list[str] | None = None) -> None:
         help="require client tokens (HS256 JWTs) signed with this secret on /yjs, /api and "
         f"/events (or ${auth.SECRET_ENV}); default: no auth",
     )
+    serve_cmd.add_argument(
+        "--redis",
+        default=os.environ.get(REDIS_ENV) or None,
+        metavar="URL",
+        help="run as one node of a cluster sharing rooms through this Redis "
+        f"(redis://HOST:PORT/DB, or ${REDIS_ENV}); nodes share the --db file; default: one node",
+    )
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)
@@ -84,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
             max_users=args.max_users,
             tombstone_retention=args.tombstone_retention,
             auth_secret=args.auth_secret or auth.secret_from_env(),
+            redis_url=args.redis,
         )
+        if args.redis and args.db == ":memory:":
+            parser.exit(2, "inkwire: the nodes of a cluster share their --db; :memory: cannot be\n")
         try:
             store: Store = (
                 MemoryStore()

@@ -22,5 +22,7 @@ class Config:
     max_file_bytes: int = 4 << 20  # one image PUT to /api/diagrams/{id}/files/{file_id}
     # seconds a deleted element's tombstone is kept (purged when its room goes quiet); None: forever
     tombstone_retention: float | None = 24 * 3600.0
+    # Redis of a cluster of nodes sharing rooms (see the cluster package); None: one node
+    redis_url: str | None = None
     # HS256 secret of client tokens (see collab.auth); None: auth off, everything open
     auth_secret: str | None = field(default=None, repr=False)

@@ -24,9 +24,11 @@ the persistence reports durable, through :meth:`Room.publish
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
+from anyio.abc import TaskStatus
 
 from storage import Store
 
@@ -60,13 +62,19 @@ class Persistence(Protocol):
         """Return once at most ``most`` updates wait to be durable (or saving is down)."""
         ...
 
-    async def run(self) -> None:
-        """Save as updates come, until cancelled (the room's task group owns it)."""
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Save as updates come, until cancelled (the room's task group owns it).
+
+        The room answers clients once this has reported ``started``.
+        """
         ...
 
     async def finish(self) -> None:
         """The room is closing: save and publish what is left, then checkpoint."""
         ...
+
+
+PersistenceFactory = Callable[["Room", Store], Persistence]  # makes a room's persistence
 
 
 class StorePersistence:
@@ -103,9 +111,10 @@ class StorePersistence:
                 self._saved = anyio.Event()
             await self._saved.wait()
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._maintain_loop)
+            task_status.started()
             await self._save_loop()
 
     async def finish(self) -> None:
@@ -156,6 +165,7 @@ class StorePersistence:
                 room.publish(room.log.head, None)
                 await anyio.sleep(STORE_RETRY_SECONDS)
                 return
+            self._durable(self._pending[:count])
             del self._pending[:count]
             del self._origins[:count]
             for event in (self._maintenance, self._saved):
@@ -165,7 +175,14 @@ class StorePersistence:
             if self._down:
                 log.warning("room=%s saving works again", room.name)
                 self._down = False
+        if not self._pending:
+            # what was logged during the save (presence, other nodes' updates) waits for
+            # nothing now; entries behind updates still pending wait for the next save
+            upto = room.log.head
         room.publish(upto, seq)
+
+    def _durable(self, updates: list[bytes]) -> None:
+        """These updates were just saved (a cluster tells the other nodes here)."""
 
     async def _maintain_loop(self) -> None:
         """After saves, let the store do what they made due, without holding saves up."""

@@ -33,7 +33,7 @@ from collab.frames import SERVER, RoomEntry, RunFrames, SyncReplies
 from collab.hooks import RoomHooks
 from collab.lock import DiagramLock
 from collab.metrics import Stats
-from collab.persistence import MAX_UNSAVED, Persistence, StorePersistence
+from collab.persistence import MAX_UNSAVED, Persistence, PersistenceFactory, StorePersistence
 from collab.protocol import (
     AwarenessEntry,
     MalformedMessage,
@@ -87,6 +87,7 @@ class Room:
         stats: Stats,
         previous: Room | None = None,
         hooks: Sequence[RoomHooks] = (),
+        persistence: PersistenceFactory = StorePersistence,
     ) -> None:
         self.name = name
         self.config = config
@@ -98,7 +99,7 @@ class Room:
         )
         self.frames = RunFrames(stats)
         self.awareness = RoomAwareness()
-        self.persistence: Persistence = StorePersistence(self, store)
+        self.persistence: Persistence = persistence(self, store)
         self.connections: set[Connection] = set()
         self.loaded = anyio.Event()
         self.closed = anyio.Event()
@@ -136,7 +137,7 @@ class Room:
                 hook.loaded(self)
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self.persistence.run)
+                    await tg.start(self.persistence.run)
                     self.loaded.set()
                     await self._wait_until_idle()
                     self.closing = True
@@ -348,3 +349,32 @@ class Room:
 
     def awareness_snapshot(self) -> Frame | None:
         return self.awareness.snapshot()
+
+    # --- other nodes of a cluster (see cluster.rooms) ----------------------------
+
+    def apply_remote(self, update: bytes) -> None:
+        """Apply an update another node made durable: every client here receives it.
+
+        It is neither saved again nor reported to the ``applying``/``applied``
+        hooks: its own node did both. What it changes is logged as the CRDT
+        encodes it, as for any update, so a duplicate sends nothing.
+        """
+        self._changes.clear()
+        self.doc.apply_update(update)
+        for changes in self._changes:
+            self.log.append(RoomEntry(SERVER, update=changes), len(changes))
+        self._publish_unless_held()
+
+    def remote_awareness(self, node: str, entries: Sequence[AwarenessEntry]) -> None:
+        """Presence of another node's clients (not reported to hooks: their node does)."""
+        accepted = self.awareness.update_remote(node, entries)
+        if accepted:
+            self.log.append(RoomEntry(SERVER, awareness=accepted), 32 * len(accepted))
+            self._publish_unless_held()
+
+    def forget_node(self, node: str) -> None:
+        """Another node is gone: its clients' presence goes too."""
+        removed = self.awareness.remove_node(node)
+        if removed:
+            self.log.append(RoomEntry(SERVER, awareness=removed), 16 * len(removed))
+            self._publish_unless_held()

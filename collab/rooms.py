@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 from collab.config import Config
 from collab.hooks import RoomHooks
 from collab.metrics import Stats
+from collab.persistence import PersistenceFactory, StorePersistence
 from collab.room import Room
 from storage import Store
 
@@ -26,15 +27,25 @@ class ServerFull(Exception):
 
 
 class Rooms:
-    """The loaded rooms, by diagram; ``hooks`` are the extensions every room calls."""
+    """The loaded rooms, by diagram.
+
+    ``hooks`` are the extensions every room calls; ``persistence`` makes each
+    room's persistence (the single-node one, or a cluster's).
+    """
 
     def __init__(
-        self, store: Store, config: Config, stats: Stats, hooks: Sequence[RoomHooks] = ()
+        self,
+        store: Store,
+        config: Config,
+        stats: Stats,
+        hooks: Sequence[RoomHooks] = (),
+        persistence: PersistenceFactory = StorePersistence,
     ) -> None:
         self.store = store
         self.config = config
         self.stats = stats
         self.hooks = tuple(hooks)
+        self.persistence = persistence
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
         self._tg: TaskGroup | None = None
@@ -57,7 +68,13 @@ class Rooms:
                 if room is None and len(self.rooms) >= self.config.max_rooms:
                     raise ServerFull
                 room = Room(
-                    name, self.store, self.config, self.stats, previous=room, hooks=self.hooks
+                    name,
+                    self.store,
+                    self.config,
+                    self.stats,
+                    previous=room,
+                    hooks=self.hooks,
+                    persistence=self.persistence,
                 )
                 self.rooms[name] = room
                 assert self._tg is not None, "Rooms.run() is not running"

@@ -182,6 +182,8 @@ class SQLiteStore:
     def _commit(self, batch: list[_Pending]) -> None:
         now = time.time()
         with self._lock, self._conn:
+            # the write lock before reading last_seq: nodes sharing the file number one log
+            self._conn.execute("BEGIN IMMEDIATE")
             for item in batch:
                 row = self._conn.execute(
                     "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = ?", (item.diagram,)
