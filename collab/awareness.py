@@ -62,8 +62,12 @@ class RoomAwareness:
             if record is None:
                 if entry.removed:
                     continue
-            elif record.owner is not conn:
-                continue  # a client id belongs to the connection that set it first
+            elif record.owner is not conn and not (
+                isinstance(record.owner, str) and entry.clock > record.entry.clock
+            ):
+                # a client id belongs to the connection that set it first; one set through
+                # another node passes to a newer clock here (the client moved: its node died)
+                continue
             elif not (
                 entry.clock > record.entry.clock
                 or (
@@ -86,11 +90,14 @@ class RoomAwareness:
             if record is None:
                 if entry.removed:
                     continue
-            elif record.owner != node:
-                continue  # one of ours, or another node's
+            elif not isinstance(record.owner, str):
+                continue  # one of ours: it stays ours
+            elif record.owner != node and entry.clock <= record.entry.clock:
+                continue  # another node's, not moved here (a newer clock says it moved)
             elif entry.removed:
-                del self.records[entry.client_id]
-                accepted.append(entry)
+                if record.owner == node:
+                    del self.records[entry.client_id]
+                    accepted.append(entry)
                 continue
             elif entry.clock <= record.entry.clock:
                 continue
@@ -129,8 +136,11 @@ class RoomAwareness:
         """Forget a departing connection's states; return their removals, to broadcast."""
         removed = []
         for client_id in conn.client_ids:
-            record = self.records.pop(client_id, None)
-            if record is not None and not record.entry.removed:
+            record = self.records.get(client_id)
+            if record is None or record.owner is not conn:
+                continue  # another node's now (the client moved there)
+            del self.records[client_id]
+            if not record.entry.removed:
                 removed.append(AwarenessEntry(client_id, record.entry.clock + 1, "null"))
         if removed:
             self._snapshot = None

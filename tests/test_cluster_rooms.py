@@ -139,3 +139,25 @@ async def test_redis_losing_its_data_loses_nothing_of_the_diagrams(
             await bob.send_set("y", {"id": "y"})
             await wait_until(lambda: "y" in alice.snapshot())
             assert alice.snapshot() == bob.snapshot()
+
+
+async def test_a_client_that_moves_to_another_node_keeps_its_presence(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Its old node's record of it does not lock it out (the node died, or it reconnected)."""
+    async with nodes(redis_server, tmp_path / "shared.db") as (one, two):
+        async with peer(two.yjs_url + "/m", 9) as watcher:
+            async with peer(one.yjs_url + "/m", 5) as before:
+                await before.set_awareness({"user": {"name": "Mo"}})
+                await wait_until(lambda: 5 in watcher.awareness)
+                room_two = two.app.rooms.rooms["m"]
+                # the same client id shows up on node two with a newer clock (the y-websocket
+                # client keeps its id across reconnections)
+                async with peer(two.yjs_url + "/m", 5) as after:
+                    after._clock = 10
+                    await after.set_awareness({"user": {"name": "Mo, moved"}})
+                    await wait_until(
+                        lambda: watcher.awareness.get(5) == {"user": {"name": "Mo, moved"}}
+                    )
+                    record = room_two.awareness.records[5]
+                    assert not isinstance(record.owner, str)  # this node's connection owns it now
