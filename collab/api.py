@@ -30,7 +30,7 @@ from storage import replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
 from storage.files import FileRejected, file_metadata, save_file
 from storage.memory import MemoryStore
-from storage.names import DIAGRAM_NAME
+from storage.names import DIAGRAM_NAME, DIAGRAM_NAME_RULE
 from storage.store import DiagramArchive
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
         raise ApiError(404, "no such route")
     diagram = parts[1]
     if not DIAGRAM_NAME.fullmatch(diagram):
-        raise ApiError(400, "diagram name must be 1-128 characters of [A-Za-z0-9._-]")
+        raise ApiError(400, f"diagram name must be {DIAGRAM_NAME_RULE}")
     _permit(grant, diagram, edit=method not in ("GET", "HEAD"))
     rest = parts[2:]
     if rest == []:
