@@ -65,7 +65,8 @@ PRESENCE_WAIT = 1.0  # seconds a loading room waits for the other nodes' presenc
 SWEEP_SECONDS = 5.0  # how often a node looks for other nodes that died
 LEASE_MS = 60_000  # a checkpoint or compaction longer than this could overlap another node's
 PRESENCE_TTL = 86_400  # seconds a diagram's presence hash outlives its last write
-SEND_QUEUE = 10_000  # messages waiting to be published before the node resyncs instead
+SEND_QUEUE = 10_000
+INBOX_LIMIT = 1000  # messages a loading room keeps; past that it reloads from the store  # messages waiting to be published before the node resyncs instead
 
 # deletes the lease only if it is still ours (it may have expired and passed on)
 RELEASE_LEASE = """
@@ -180,8 +181,12 @@ class RoomBus(RoomHooks):
         if message.node == self.link.node:
             return
         persistence = self._rooms.get(message.diagram)
-        if persistence is not None:
-            persistence.received(message)
+        if persistence is None:
+            return
+        if persistence.room.closed.is_set():  # it never loaded (a failed load): nobody to tell
+            self._forget(persistence)
+            return
+        persistence.received(message)
 
     async def _caught_up(self) -> None:
         """The link is (back) up: what was published meanwhile is lost, both ways."""
@@ -248,7 +253,11 @@ class ClusterPersistence(StorePersistence):
 
     def received(self, message: RoomMessage) -> None:
         if self._inbox is not None:
-            self._inbox.append(message)
+            if len(self._inbox) < INBOX_LIMIT:
+                self._inbox.append(message)
+            else:  # a long load under heavy traffic: the store will have it all
+                self._inbox.clear()
+                self._resync_due = True
             return
         room = self.room
         try:
