@@ -65,8 +65,8 @@ PRESENCE_WAIT = 1.0  # seconds a loading room waits for the other nodes' presenc
 SWEEP_SECONDS = 5.0  # how often a node looks for other nodes that died
 LEASE_MS = 60_000  # a checkpoint or compaction longer than this could overlap another node's
 PRESENCE_TTL = 86_400  # seconds a diagram's presence hash outlives its last write
-SEND_QUEUE = 10_000
-INBOX_LIMIT = 1000  # messages a loading room keeps; past that it reloads from the store  # messages waiting to be published before the node resyncs instead
+SEND_QUEUE = 10_000  # messages waiting to be published before the node resyncs instead
+INBOX_LIMIT = 1000  # messages a loading room keeps; past that it reloads from the store
 
 # deletes the lease only if it is still ours (it may have expired and passed on)
 RELEASE_LEASE = """
