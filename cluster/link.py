@@ -134,7 +134,7 @@ class RedisLink:
             self._reconnect = None
             shielded = anyio.CancelScope(shield=True)
             with shielded, anyio.move_on_after(1), contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, pubsub: Any) -> None:
         handlers = self._handlers
