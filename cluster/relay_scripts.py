@@ -30,7 +30,7 @@ The publish script refuses to run past a deadline (``STALE``): a command
 written to a Redis that was frozen (SIGSTOP, a stalled VM) runs when Redis
 wakes up, long after the publisher timed out and reported the publish as
 failed. Refusing it keeps "failed" meaning "not published". The deadline is
-on Redis's own clock (:attr:`RelayScripts.skew` is measured at each
+on Redis's own clock (:attr:`cluster.relays.RelayCluster.skew` is measured at each
 reconnection), so nodes' clocks need not agree with Redis's.
 """
 

@@ -276,7 +276,10 @@ class RelayCluster:
             # should Redis fail meanwhile, the next catch-up applies the rest
             self._started = True
             self.service_epoch = service
-            await self._read_log(1, count, fold_only=True)
+            try:
+                await self._read_log(1, count, fold_only=True)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("relay %s: unreadable log entry: %r", self.hub.catalog.service, exc)
             self.applied = count
             self._advanced()
             return
@@ -289,9 +292,14 @@ class RelayCluster:
             return
         self.service_epoch = service
         missed = count - self.applied
+        try:
+            complete = missed <= 0 or await self._read_log(self.applied + 1, count)
+        except (ValueError, KeyError, TypeError) as exc:  # not what this module writes
+            log.error("relay %s: unreadable log entry: %r", self.hub.catalog.service, exc)
+            complete = False
         if missed < 0:
             self._lost("redis has fewer events than were applied here", service, count)
-        elif missed and not await self._read_log(self.applied + 1, count):
+        elif not complete:
             self._lost("redis no longer has every event missed here", service, count)
         elif missed:
             log.info("relay %s: caught up on %d events", self.hub.catalog.service, missed)

@@ -85,7 +85,9 @@ class RelayUnavailable(ProtocolError):
     """The event could not be published now: a clustered relay cannot reach Redis.
 
     Raised by the broadcaster and answered as UNAVAILABLE (``POST /publish``:
-    503) rather than dropping the event; publishing again later is safe.
+    503) rather than dropping the event silently. The event was not published,
+    so publishing it again later is safe (docs/cluster-relays.md has the one
+    narrow exception: a reply lost after Redis ran the publish).
     """
 
     def __init__(self, message: str = "cannot publish now: the cluster is unreachable") -> None:
