@@ -33,7 +33,9 @@ events nobody follows.
 Offsets count per channel from 1. The epoch names one run of a channel's
 numbering: random per hub start, and a fresh one whenever a channel's state
 is rebuilt (evicted past ``max_channels``), so a client's old offset can
-never be mistaken for a new one.
+never be mistaken for a new one. In a cluster, Redis numbers the events and
+every node's hub takes them as numbered (:meth:`Hub.place_numbered`, see
+:mod:`cluster.relays`).
 """
 
 from __future__ import annotations
