@@ -7,6 +7,7 @@ mount elsewhere.
 
 from relays.app import RelayApp, RelaySettings
 from relays.hub import HubSettings
+from relays.protocol import RelayUnavailable
 from relays.serve import Relay, serve
 
-__all__ = ["HubSettings", "Relay", "RelayApp", "RelaySettings", "serve"]
+__all__ = ["HubSettings", "Relay", "RelayApp", "RelaySettings", "RelayUnavailable", "serve"]

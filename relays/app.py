@@ -13,13 +13,20 @@ Auth is off by default (the welcome says ``authenticated: false``); with
 (or a store passed in) history is kept in SQLite, see :mod:`relays.history`;
 whoever hosts the app must then run :meth:`RelayApp.background`, as
 :func:`relays.serve` and ``inkwire relay`` do.
+
+Given a Redis link (``link=``, or ``redis_url`` for a link of its own) the
+relay is one node of a cluster: events are numbered and ordered by Redis and
+reach the subscribers of every node, see :mod:`cluster.relays` (imported only
+then). Publishing then awaits Redis, so the embedding service publishes
+through the broadcaster or :meth:`RelayApp.publish_events`; the synchronous
+:meth:`RelayApp.publish` queues.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -36,11 +43,15 @@ from relays.catalog import Catalog
 from relays.connection import RelayConnection
 from relays.history import RelayHistory
 from relays.hub import Hub, HubSettings, Published
-from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, encode_welcome
+from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, RelayUnavailable, encode_welcome
 from relays.scope import Scopes
 from relays.stats import RelayStats
 
 if TYPE_CHECKING:
+    from cluster.link import RedisLink
+    from cluster.relays import RelayCluster
+    from net.wire import Frame
+    from relays.hub import Member
     from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.relay")
@@ -48,6 +59,9 @@ log = logging.getLogger("inkwire.relay")
 Handler = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 
 WS_PATHS = frozenset(("/", "/ws"))
+RESUBSCRIBE = 4010  # clustered: events on a followed channel may be missing; reconnect with since
+
+Validated = tuple[str, Sequence[str], Mapping[str, Any]]  # (event, channels, payload)
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ class RelaySettings:
     rate_limit: float = 200.0  # messages per second a connection may send, sustained
     rate_burst: int = 400  # ... and at once; past that RATE_LIMITED, then close 4008
     keepalive_interval: float | None = 25.0  # a ``ping`` after this many quiet seconds; None: off
+    redis_url: str | None = None  # a cluster's Redis (redis://host:port/db); None: one node
 
 
 class RelayApp:
@@ -74,6 +89,7 @@ class RelayApp:
         settings: RelaySettings | None = None,
         *,
         store: SQLiteStore | None = None,
+        link: RedisLink | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings or RelaySettings()
@@ -91,6 +107,18 @@ class RelayApp:
         )
         if self.history is not None:
             self.history.attach(self.hub)
+        self._own_link = link is None and self.settings.redis_url is not None
+        if link is None and self.settings.redis_url is not None:
+            from cluster.link import RedisLink
+
+            link = RedisLink(self.settings.redis_url)
+        self.cluster: RelayCluster | None = None
+        if link is not None:
+            if self.history is not None:
+                raise ValueError("a clustered relay keeps its history in Redis, not in a database")
+            from cluster.relays import RelayCluster
+
+            self.cluster = RelayCluster(self.hub, link, self._resubscribe_followers)
         self.stats = RelayStats()
         self.handlers: dict[str, Handler] = {}
         self.connections: set[RelayConnection] = set()
@@ -102,11 +130,42 @@ class RelayApp:
     async def _broadcast(
         self, event: str, channels: list[str], payload: dict[str, Any]
     ) -> list[Published]:
+        if self.cluster is not None:
+            return (await self.cluster.publish([(event, channels, payload)]))[0]
         return self.hub.publish_prepared(event, channels, payload)
 
     def publish(self, event: str, data: object) -> list[Published]:
-        """Validate and publish an event by name (INVALID_PAYLOAD if refused)."""
-        return self.hub.publish(event, data)
+        """Validate and publish an event by name (INVALID_PAYLOAD if refused).
+
+        Clustered, the event is queued and published in order by
+        :meth:`background` once Redis has numbered it, so nothing is returned
+        (``[]``); await :meth:`publish_events` to learn where it lands.
+        """
+        if self.cluster is None:
+            return self.hub.publish(event, data)
+        payload, channels = self.catalog.prepare(event, data)
+        self.cluster.publish_later(event, channels, payload)
+        return []
+
+    async def publish_events(self, events: Sequence[Validated]) -> list[list[Published]]:
+        """Publish validated events as one run; RelayUnavailable if clustered and Redis is away."""
+        if self.cluster is None:
+            return self.hub.publish_many(events)
+        return await self.cluster.publish(events)
+
+    async def subscribe(
+        self, member: Member, channel: object, since: object
+    ) -> tuple[dict[str, Any], list[Frame]]:
+        """The subscribe request: the response data and the frames to replay first."""
+        if self.cluster is None:
+            return self.hub.subscribe(member, channel, since)
+        return await self.cluster.subscribe(member, channel, since)
+
+    def _resubscribe_followers(self) -> None:
+        """This node may have missed events: its followers reconnect and recover."""
+        for conn in list(self.connections):
+            if conn.member.channels:
+                conn.fail(RESUBSCRIBE, "events may be missing: resubscribe with since")
 
     def handle(self, name: str) -> Callable[[Handler], Handler]:
         """``@relay.handle("trigger_render")``: answer a request from the service's state.
@@ -123,11 +182,16 @@ class RelayApp:
         return register
 
     async def background(self) -> None:
-        """The app's own tasks (the history writer), until cancelled; then a last flush."""
-        if self.history is None:
-            return
+        """The app's own tasks, until cancelled: the history writer (then a last flush);
+        clustered, the publisher of queued events and the Redis link if the app made it."""
         try:
-            await self.history.run()
+            async with anyio.create_task_group() as tg:
+                if self.cluster is not None:
+                    if self._own_link:
+                        await tg.start(self.cluster.link.run)
+                    tg.start_soon(self.cluster.run)
+                if self.history is not None:
+                    tg.start_soon(self.history.run)
         finally:
             if self._own_store and self.store is not None:
                 self.store.close()
@@ -249,12 +313,17 @@ class RelayApp:
         elif path == "/health/live":
             await respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
-            body = {
-                "status": "ready" if self.ready else "not ready",
+            ready = self.ready
+            body: dict[str, Any] = {
+                "status": "",
                 "service": self.catalog.service,
                 "connections": len(self.connections),
             }
-            await respond_json(send, 200 if self.ready else 503, body)
+            if self.cluster is not None:  # a node that cannot publish is not ready
+                body["redis"] = "ok" if self.cluster.link.up else "failing"
+                ready = ready and self.cluster.link.up
+            body["status"] = "ready" if ready else "not ready"
+            await respond_json(send, 200 if ready else 503, body)
         elif path == "/metrics":
             self.stats.events_published = self.hub.events_published
             self.stats.subscriptions = self.hub.subscriptions
@@ -307,8 +376,13 @@ class RelayApp:
                 await respond_json(send, 403, {"error": error, "error_code": "FORBIDDEN"})
                 return
             checked.append((item["event"], channels, payload))
+        try:
+            published = await self.publish_events(checked)
+        except RelayUnavailable as exc:
+            await respond_json(send, 503, {"error": exc.message, "error_code": exc.code.value})
+            return
         results = []
-        for (event, _, _), placed in zip(checked, self.hub.publish_many(checked), strict=True):
+        for (event, _, _), placed in zip(checked, published, strict=True):
             offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
             results.append({"event": event, "offsets": offsets})
         await respond_json(send, 202, {"published": results})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +18,12 @@ from relays.hub import HubSettings
 from relays.serve import host_relay
 
 if TYPE_CHECKING:
+    from cluster.link import RedisLink
     from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.relay")
+
+REDIS_ENV = "INKWIRE_REDIS_URL"
 
 
 def add_commands(commands: Any) -> None:
@@ -43,6 +47,13 @@ def add_commands(commands: Any) -> None:
         help="keep history in this SQLite file, so recovery survives a restart"
         " (one file may serve all six relays)",
     )
+    relay.add_argument(
+        "--redis",
+        default=os.environ.get(REDIS_ENV) or None,
+        metavar="URL",
+        help="run as one node of a cluster sharing this Redis (redis://host:port/db; "
+        f"or ${REDIS_ENV}); history then lives in Redis",
+    )
     relay.add_argument("--history-size", type=int, help="events kept per channel (1000)")
     relay.add_argument("--history-age", type=float, help="seconds an event is kept (3600)")
     relay.add_argument(
@@ -58,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     catalogs = SERVICES if args.name == "all" else (BY_NAME[args.name],)
     if args.port is not None and len(catalogs) > 1:
         log.error("--port names one port; with 'all' use --port-offset")
+        return 2
+    if args.redis and args.db:
+        log.error("--redis keeps history in Redis: leave out --db")
         return 2
     ports = [
         args.port if args.port is not None else catalog.port + args.port_offset
@@ -78,8 +92,13 @@ def run(args: argparse.Namespace) -> int:
         from storage.sqlite import SQLiteStore
 
         store = SQLiteStore(args.db)
+    link = None
+    if args.redis:
+        from cluster.link import RedisLink
+
+        link = RedisLink(args.redis)
     try:
-        anyio.run(serve_all, catalogs, args.host, ports, settings, store)
+        anyio.run(serve_all, catalogs, args.host, ports, settings, store, link)
     finally:
         if store is not None:
             store.close()
@@ -92,16 +111,22 @@ async def serve_all(
     ports: list[int],
     settings: RelaySettings | None = None,
     store: SQLiteStore | None = None,
+    link: RedisLink | None = None,
 ) -> None:
-    """Serve each catalog on its port until SIGINT or SIGTERM (one database for all)."""
+    """Serve each catalog on its port until SIGINT or SIGTERM (one database, or one
+    Redis link, for all)."""
     stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        for catalog, port in zip(catalogs, ports, strict=True):
-            app = RelayApp(catalog, settings, store=store)
-            tg.start_soon(host_relay, app, host, port, stop.wait)
-            log.info("relay %s on ws://%s:%d/", catalog.service, host, port)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("received %s, shutting down", signal.Signals(signum).name)
-                break
-        stop.set()
+    apps = [RelayApp(catalog, settings, store=store, link=link) for catalog in catalogs]
+    async with anyio.create_task_group() as node:
+        if link is not None:
+            await node.start(link.run)  # after every app registered what it listens to
+        async with anyio.create_task_group() as tg:
+            for app, catalog, port in zip(apps, catalogs, ports, strict=True):
+                tg.start_soon(host_relay, app, host, port, stop.wait)
+                log.info("relay %s on ws://%s:%d/", catalog.service, host, port)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+            stop.set()
+        node.cancel_scope.cancel()  # the link outlives the relays: the last publishes go out

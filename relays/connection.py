@@ -250,7 +250,7 @@ class RelayConnection(FanoutConnection[Entry]):
         if handler is None and name == "subscribe":
             channel = request.data.get("channel")
             self._allow([app.catalog.validate_channel(channel)])
-            data, replay = hub.subscribe(self.member, channel, request.data.get("since"))
+            data, replay = await app.subscribe(self.member, channel, request.data.get("since"))
             head = hub.log.head
             self.queue(encode_response(request, data), after=head)
             self.queue_frames(replay, after=head)
@@ -269,7 +269,7 @@ class RelayConnection(FanoutConnection[Entry]):
             self._in_scope(name, request.data)
             payload, channels = app.catalog.prepare(spec.emits, request.data)
             self._allow(channels)
-            published = hub.publish_prepared(spec.emits, channels, payload)
+            (published,) = await app.publish_events([(spec.emits, channels, payload)])
             data = {
                 "event": spec.emits,
                 "published": [

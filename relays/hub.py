@@ -33,7 +33,9 @@ events nobody follows.
 Offsets count per channel from 1. The epoch names one run of a channel's
 numbering: random per hub start, and a fresh one whenever a channel's state
 is rebuilt (evicted past ``max_channels``), so a client's old offset can
-never be mistaken for a new one.
+never be mistaken for a new one. In a cluster, Redis numbers the events and
+every node's hub takes them as numbered (:meth:`Hub.place_numbered`, see
+:mod:`cluster.relays`).
 """
 
 from __future__ import annotations
@@ -213,6 +215,39 @@ class Hub:
         self.events_published += 1
         return placed
 
+    def place_numbered(
+        self, events: Sequence[tuple[PreparedEvent, Sequence[tuple[str, int, str]]]]
+    ) -> None:
+        """Append events numbered elsewhere, as one run: each with its ``(channel, offset,
+        epoch)`` placements as the cluster's Redis assigned them (see :mod:`cluster.relays`).
+
+        A channel whose epoch changed starts its history over; so does one whose
+        offsets jumped, so that local history never has a hole in it.
+        """
+        now = self.clock()
+        log = self.log
+        for prepared, placements in events:
+            for name, offset, epoch in placements:
+                state = self._channel(name)
+                if state.epoch != epoch or state.offset + 1 != offset:
+                    state.epoch = epoch
+                    state.history.clear()
+                state.offset = offset
+                text = prepared.for_channel(name, offset, epoch)
+                frame = Frame(text.encode(), text=True)
+                log.append((name, frame), len(text))
+                state.history.append((offset, now, frame))
+                self._trim(state, now)
+                if self.sink is not None:
+                    self.sink(name, offset, epoch, prepared.event, text)
+            self.projection.apply(prepared.event, prepared.data)
+            self.events_published += 1
+        log.publish()
+
+    def forget_channels(self) -> None:
+        """Drop every channel's numbering and history (they can no longer be trusted)."""
+        self.channels.clear()
+
     def _channel(self, name: str) -> _Channel:
         state = self.channels.get(name)
         if state is None:
@@ -294,13 +329,7 @@ class Hub:
         after the current log head (see :meth:`FanoutLog.send_direct`); live
         entries from the head on follow them.
         """
-        name = self.catalog.validate_channel(channel)
-        mark = _parse_since(since)
-        if name not in member.channels and len(member.channels) >= self.settings.max_subscriptions:
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"at most {self.settings.max_subscriptions} subscriptions per connection",
-            )
+        name, mark = self.check_subscribe(member, channel, since)
         state = self.channels.get(name)
         epoch = state.epoch if state is not None else self.epoch
         offset = state.offset if state is not None else 0
@@ -312,13 +341,36 @@ class Hub:
         }
         replay: list[Frame] = []
         if mark is None:
-            if name not in member.channels:
-                self._follow(member, name, self.log.head)
+            self.follow(member, name, again=False)
             return data, replay
         recovered, replay = self._missed(state, name, *mark)
         data["recovered"] = recovered
-        self._follow(member, name, self.log.head)
+        self.follow(member, name)
         return data, replay
+
+    def check_subscribe(
+        self, member: Member, channel: object, since: object
+    ) -> tuple[str, tuple[int, str] | None]:
+        """The channel's name and the ``since`` mark, or the ProtocolError refusing them."""
+        name = self.catalog.validate_channel(channel)
+        mark = _parse_since(since)
+        if name not in member.channels and len(member.channels) >= self.settings.max_subscriptions:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.settings.max_subscriptions} subscriptions per connection",
+            )
+        return name, mark
+
+    def follow(self, member: Member, name: str, *, again: bool = True) -> None:
+        """Deliver ``name``'s entries to ``member`` from the log's head on.
+
+        ``again=False`` keeps the position of a channel followed already (a
+        repeated subscribe without ``since`` neither skips nor repeats events).
+        """
+        if member not in self.members:
+            return  # it left while its subscribe was being answered
+        if again or name not in member.channels:
+            self._follow(member, name, self.log.head)
 
     def _missed(
         self, state: _Channel | None, name: str, since: int, epoch: str
@@ -328,13 +380,22 @@ class Hub:
             return (epoch == self.epoch and since == 0), []
         if epoch != state.epoch or since > state.offset:
             return False, []
-        if since == state.offset:
-            return True, []
+        frames = self.history_after(name, since)
+        return (True, frames) if frames is not None else (False, [])
+
+    def history_after(self, name: str, offset: int) -> list[Frame] | None:
+        """The channel's frames after ``offset`` (up to its current one), from history;
+        None if history no longer reaches back to ``offset + 1``."""
+        state = self.channels.get(name)
+        if state is None or offset > state.offset:
+            return None
+        if offset == state.offset:
+            return []
         self._trim(state, self.clock())
         history = state.history
-        if not history or history[0][0] > since + 1:
-            return False, []
-        return True, [frame for offset, _, frame in history if offset > since]
+        if not history or history[0][0] > offset + 1:
+            return None
+        return [frame for number, _, frame in history if number > offset]
 
     def unsubscribe(self, member: Member, channel: object) -> dict[str, Any]:
         name = self.catalog.validate_channel(channel)

@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     RATE_LIMITED = "RATE_LIMITED"
     NOT_FOUND = "NOT_FOUND"
+    UNAVAILABLE = "UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -78,6 +79,19 @@ class ProtocolError(Exception):
         return ProtocolError(
             self.code, self.message, event=request.event, correlation_id=request.reply_to
         )
+
+
+class RelayUnavailable(ProtocolError):
+    """The event could not be published now: a clustered relay cannot reach Redis.
+
+    Raised by the broadcaster and answered as UNAVAILABLE (``POST /publish``:
+    503) rather than dropping the event silently. The event was not published,
+    so publishing it again later is safe (docs/cluster-relays.md has the one
+    narrow exception: a reply lost after Redis ran the publish).
+    """
+
+    def __init__(self, message: str = "cannot publish now: the cluster is unreachable") -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
 
 
 MessageId = str | int

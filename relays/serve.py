@@ -4,11 +4,13 @@
 relay in a task of the caller's own loop and returns once it accepts
 connections; leaving the block closes every client with 1001 and stops
 hypercorn, bounded by a timeout. Nothing here imports collab: a service that
-embeds a relay needs only ``relays``.
+embeds a relay needs only ``relays``. With ``redis=URL`` the relay is one node
+of a cluster (see :mod:`cluster.relays`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -64,7 +66,10 @@ class Relay:
         return self.app.handle(name)
 
     async def publish(self, event: str, data: Mapping[str, Any]) -> list[Published]:
-        return self.app.publish(event, data)
+        """Validate and publish an event by name (clustered: RelayUnavailable without Redis)."""
+        payload, channels = self.app.catalog.prepare(event, data)
+        (placed,) = await self.app.publish_events([(event, channels, payload)])
+        return placed
 
 
 async def host_relay(
@@ -86,8 +91,14 @@ async def serve(
     *,
     settings: RelaySettings | None = None,
     app: RelayApp | None = None,
+    redis: str | None = None,
 ) -> AsyncIterator[Relay]:
-    """Run a relay for ``catalog`` (default port: the catalog's) for the block's duration."""
+    """Run a relay for ``catalog`` (default port: the catalog's) for the block's duration.
+
+    ``redis``: the URL of a cluster's Redis (``settings.redis_url`` otherwise).
+    """
+    if redis is not None:
+        settings = dataclasses.replace(settings or RelaySettings(), redis_url=redis)
     app = app if app is not None else RelayApp(catalog, settings)
     port = catalog.port if port is None else port
     stop = anyio.Event()

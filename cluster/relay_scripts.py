@@ -1,0 +1,153 @@
+"""What a clustered relay keeps in Redis, and the Lua scripts that change it.
+
+Per service (``{prefix}:relay:{service}``):
+
+- ``…:state``, a hash: ``e`` the service's epoch, ``n`` the number of events
+  ever published (the service sequence: one order for every event, whatever
+  its channels);
+- ``…:log``, a stream of the last ~``LOG_SIZE`` events, entry id ``n``, fields
+  ``r`` (the record, see :mod:`cluster.relays`) and ``p`` (its placements):
+  what a node reads to catch up on what it missed on pub/sub;
+- the pub/sub channel ``{prefix}:relay:{service}`` itself, on which every
+  publish announces its events to every node.
+
+Per channel:
+
+- ``…:meta:{channel}``, a hash: ``e`` the channel's epoch, ``o`` its last
+  offset; it expires ``meta_ttl`` after its last use, and is created (with a
+  new random epoch) whenever it is missing, so a lost or expired numbering can
+  never be mistaken for the old one;
+- ``…:history:{channel}``, a stream of its last ~``history_size`` events,
+  entry id = the offset (so recovery is ``XRANGE since+1 +``), fields ``r``
+  and ``t`` (Redis's time in ms, for ``history_age``); it expires
+  ``history_age`` after the last publish.
+
+One script run does a whole publish atomically (every event of a
+``POST /publish`` list, every channel of each event), which is what makes
+offsets, the service sequence and the pub/sub order one order.
+
+The publish script refuses to run past a deadline (``STALE``): a command
+written to a Redis that was frozen (SIGSTOP, a stalled VM) runs when Redis
+wakes up, long after the publisher timed out and reported the publish as
+failed. Refusing it keeps "failed" meaning "not published". The deadline is
+on Redis's own clock (:attr:`cluster.relays.RelayCluster.skew` is measured at each
+reconnection), so nodes' clocks need not agree with Redis's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+LOG_SIZE = 10_000  # events a node can catch up on after losing pub/sub
+META_TTL = 7 * 24 * 3600  # seconds a channel's numbering outlives its last use
+
+# KEYS: service state, service log, then (meta, history) per placement, event after event.
+# ARGV: pub/sub channel, deadline (ms, Redis clock), a fresh random epoch, history size,
+#       history ttl (s), meta ttl (s), log size, event count, then per event: record,
+#       channel count. Returns {service epoch, first sequence number, {offset, epoch, ...}}.
+PUBLISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[2]) then
+  return redis.error_reply('STALE publish arrived after its deadline')
+end
+local service = redis.call('HGET', KEYS[1], 'e')
+if not service then
+  service = ARGV[3]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', service, 'n', 0)
+end
+local key, arg, first = 3, 9, nil
+local placed, records, out = {}, {}, {}
+for i = 1, tonumber(ARGV[8]) do
+  local record, count = ARGV[arg], tonumber(ARGV[arg + 1])
+  arg = arg + 2
+  local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+  first = first or n
+  local event = {}
+  for j = 1, count do
+    local meta, history = KEYS[key], KEYS[key + 1]
+    key = key + 2
+    local epoch = redis.call('HGET', meta, 'e')
+    if not epoch then
+      epoch = ARGV[3]
+      redis.call('DEL', history)
+      redis.call('HSET', meta, 'e', epoch, 'o', 0)
+    end
+    local offset = redis.call('HINCRBY', meta, 'o', 1)
+    redis.call('EXPIRE', meta, ARGV[6])
+    redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], offset, 'r', record, 't', now)
+    redis.call('EXPIRE', history, ARGV[5])
+    event[j] = {offset, epoch}
+    out[#out + 1] = offset
+    out[#out + 1] = epoch
+  end
+  placed[i] = event
+  records[i] = record
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], n, 'r', record, 'p', cjson.encode(event))
+end
+local header = cjson.encode({service, first, placed})
+redis.call('PUBLISH', ARGV[1], header .. '\\n' .. table.concat(records, '\\n'))
+return {service, first, out}
+"""
+
+# KEYS: service state, channel meta, channel history.
+# ARGV: a fresh random epoch, since (-1: none), history size, meta ttl.
+# Returns {service epoch or '', service sequence, channel epoch, channel offset,
+#          now (ms), the history entries after since (when history can hold them)}.
+SUBSCRIBE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'e', 'n')
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local offset = tonumber(redis.call('HGET', KEYS[2], 'o'))
+local since = tonumber(ARGV[2])
+local entries = {}
+if since >= 0 and since < offset and offset - since <= tonumber(ARGV[3]) then
+  entries = redis.call('XRANGE', KEYS[3], since + 1, '+')
+end
+return {state[1] or '', tonumber(state[2] or 0), epoch, offset, now, entries}
+"""
+
+
+class Script:
+    """A Lua script run by ``EVALSHA``, falling back to ``EVAL`` when Redis has not
+    got it cached (``NOSCRIPT``: a restarted or flushed Redis), which caches it again."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await redis.eval(self.source, len(keys), *keys, *args)
+
+
+class RelayKeys:
+    """The names of one service's keys (see the module docstring)."""
+
+    def __init__(self, prefix: str, service: str) -> None:
+        base = f"{prefix}:relay:{service}"
+        self.channel = base  # pub/sub
+        self.state = f"{base}:state"
+        self.log = f"{base}:log"
+        self._meta = f"{base}:meta:"
+        self._history = f"{base}:history:"
+
+    def meta(self, channel: str) -> str:
+        return self._meta + channel
+
+    def history(self, channel: str) -> str:
+        return self._history + channel
