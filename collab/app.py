@@ -71,17 +71,20 @@ class CollabApp:
             # /events takes the same tokens as /yjs and /api (a relay secret given
             # explicitly in relay_settings wins, for whoever needs them to differ)
             settings = dataclasses.replace(settings, auth_secret=secret)
-        self.relay = RelayApp(excalidraw_catalog, settings)
-        self.events = DiagramEvents(self.relay)
-        builtin: list[RoomHooks] = [self.events, TombstonePurge(self.config.tombstone_retention)]
-        persistence: PersistenceFactory = StorePersistence
+        # a node of a cluster: one Redis link for its rooms and its /events relay
         self.link: RedisLink | None = None
-        self.bus: RoomBus | None = None
-        if self.config.redis_url is not None:  # a node of a cluster (imported only then)
-            from cluster.link import RedisLink
-            from cluster.rooms import RoomBus
+        if self.config.redis_url is not None:
+            from cluster.link import RedisLink  # imported only then
 
             self.link = RedisLink(self.config.redis_url)
+        self.relay = RelayApp(excalidraw_catalog, settings, link=self.link)
+        self.events = DiagramEvents(self.relay, every_room=self.link is not None)
+        builtin: list[RoomHooks] = [self.events, TombstonePurge(self.config.tombstone_retention)]
+        persistence: PersistenceFactory = StorePersistence
+        self.bus: RoomBus | None = None
+        if self.link is not None:
+            from cluster.rooms import RoomBus
+
             self.bus = RoomBus(self.link, self.store)
             builtin.append(self.bus)
             persistence = self.bus.persistence

@@ -21,6 +21,7 @@ from collab.config import Config
 from storage.sqlite import SQLiteStore
 from tests.conftest import RunningServer, running
 from tests.redis_server import RedisServer
+from tests.relayclient import client
 from tests.yclient import peer, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +162,27 @@ async def test_a_client_that_moves_to_another_node_keeps_its_presence(
                     )
                     record = room_two.awareness.records[5]
                     assert not isinstance(record.owner, str)  # this node's connection owns it now
+
+
+async def test_diagram_events_reach_every_node_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """/events is one relay across nodes: an edit on node one is one event on node two."""
+    async with (
+        nodes(redis_server, tmp_path / "shared.db") as (one, two),
+        client(f"ws://127.0.0.1:{two.port}/events") as watcher,
+    ):
+        reply = await watcher.reply(await watcher.subscribe("diagram:ev"))
+        assert reply["type"] == "response", reply
+        async with (
+            peer(one.yjs_url + "/ev", 1) as alice,
+            peer(two.yjs_url + "/ev", 2) as bob,  # the room is open on both nodes
+        ):
+            await alice.send_set("e1", {"id": "e1", "type": "rectangle", "version": 1})
+            await wait_until(lambda: "e1" in bob.snapshot())
+            await watcher.wait(lambda: any(e["event"] == "diagram.saved" for e in watcher.events))
+            await anyio.sleep(0.3)  # time for a duplicate to show up, if there were one
+        added = [e for e in watcher.events if e["event"] == "element.added"]
+        assert [e["data"]["element_id"] for e in added] == ["e1"]
+        offsets = [e["offset"] for e in watcher.events]
+        assert offsets == sorted(set(offsets))  # one numbering, nothing twice
