@@ -87,6 +87,11 @@ async def test_presence_crosses_nodes_and_leaves_with_the_socket(
     async with nodes(redis_server, tmp_path / "shared.db") as (one, two):
         async with peer(one.yjs_url + "/p", 1) as alice:
             await alice.set_awareness({"user": {"name": "Alice"}, "pointer": {"x": 1, "y": 2}})
+            bus, redis = one.app.bus, one.app.link.redis
+            assert bus is not None
+            with anyio.fail_after(5):  # her node has recorded her presence in Redis
+                while not await redis.hexists(bus.presence_key("p"), "1"):
+                    await anyio.sleep(0.01)
             # a joiner on a node where the diagram was not even open sees her at once
             async with peer(two.yjs_url + "/p", 2) as bob:
                 assert bob.awareness.get(1, {}).get("user") == {"name": "Alice"}
