@@ -17,7 +17,9 @@ merges what it missed, and sends only that to its clients) and publishes
 ``RESYNC`` for them, so the others reload too and pick up what it saved
 while it was cut off. A node that falls behind (stopped, slow) is
 disconnected by Redis's output-buffer limit and goes through the same path.
-The others never wait for it.
+The others never wait for it. A node that dies may have committed a batch
+it never published (its clients died with it, so nobody was sent it): when
+the others find it gone (below), they reload their open rooms too.
 
 A room that is loading buffers what arrives and applies it once loaded: an
 update committed after the load began may have been published before the
@@ -29,6 +31,8 @@ states in one Redis hash per diagram (``presence:{diagram}``), so a node
 opening a diagram shows everyone at once; a client's removal is published
 when its socket closes; states of a node whose heartbeat key expired (it
 died) are removed by the others within ``SWEEP_SECONDS`` plus the key's TTL.
+The nodes looked for are those with clients present, and those heard on the
+channel.
 
 **Checkpoints and compaction** rewrite a diagram's history, so one node at a
 time does them: the one that takes the diagram's lease (``SET NX PX``) when
@@ -89,6 +93,7 @@ class RoomBus(RoomHooks):
         self.store = store
         self.channel = link.key("rooms")
         self._rooms: dict[str, ClusterPersistence] = {}
+        self._heard: set[str] = set()  # other nodes heard on the channel, until found gone
         self._send: MemoryObjectSendStream[Outgoing]
         self._outbox: MemoryObjectReceiveStream[Outgoing]
         self._send, self._outbox = anyio.create_memory_object_stream[Outgoing](SEND_QUEUE)
@@ -180,6 +185,7 @@ class RoomBus(RoomHooks):
             return
         if message.node == self.link.node:
             return
+        self._heard.add(message.node)
         persistence = self._rooms.get(message.diagram)
         if persistence is None:
             return
@@ -223,7 +229,7 @@ class RoomBus(RoomHooks):
     async def _sweep_loop(self) -> None:
         while True:
             await anyio.sleep(SWEEP_SECONDS)
-            nodes: set[str] = set()
+            nodes = set(self._heard)
             for persistence in self._rooms.values():
                 nodes |= persistence.room.awareness.nodes()
             if not nodes or not self.link.up:
@@ -234,9 +240,11 @@ class RoomBus(RoomHooks):
                 self.link.failed(exc)
                 continue
             for node in dead:
-                log.info("node %s is gone: removing its clients' presence", node)
+                log.info("node %s is gone: removing its clients' presence, reloading rooms", node)
+                self._heard.discard(node)
                 for persistence in list(self._rooms.values()):
                     persistence.room.forget_node(node)
+                    persistence.resync()  # what it saved but never published is in the store
 
 
 class ClusterPersistence(StorePersistence):

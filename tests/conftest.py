@@ -107,11 +107,13 @@ def server_process(tmp_path: Path) -> Iterator[object]:
     """Start ``inkwire serve`` as a real subprocess; every one is killed at teardown."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, port: int | None = None) -> ServerProcess:
+    def start(*args: str, port: int | None = None, ready: bool = True) -> ServerProcess:
+        """Return once it answers ``/health/ready`` with 200 (with ``ready=False``, at all:
+        a cluster node whose Redis is down serves, and answers 503)."""
         port = port or free_port()
         if "--db" not in args:
             args = (*args, "--db", str(tmp_path / f"inkwire-{port}.db"))
-        log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115
+        log = open(tmp_path / f"server-{port}.log", "ab")  # noqa: SIM115 (a restart appends)
         process = subprocess.Popen(
             [sys.executable, "-m", "collab.cli", "serve", "--port", str(port), *args],
             stdout=log,
@@ -119,7 +121,8 @@ def server_process(tmp_path: Path) -> Iterator[object]:
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        started.append(ServerProcess(port, process))
+        server = ServerProcess(port, process)
+        started.append(server)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -127,8 +130,9 @@ def server_process(tmp_path: Path) -> Iterator[object]:
                     f"server exited: {(tmp_path / f'server-{port}.log').read_text()}"
                 )
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                    return started[-1]
+                status = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code
+                if status == 200 or not ready:
+                    return server
             except httpx.TransportError:
                 pass
             time.sleep(0.05)  # not up, or up but not ready (503): ask again shortly
