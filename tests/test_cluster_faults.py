@@ -315,12 +315,6 @@ def pointer_of(watcher: DiagramClient, client: DiagramClient) -> Any:
     return watcher.peers().get(client.client_id, {}).get("pointer")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a client id stays owned by the dead node until the others find it gone "
-    "(NODE_TTL_SECONDS + SWEEP_SECONDS): until then its new node refuses the client's presence, "
-    "so the others see a frozen state, then none until the client changes or renews it (15 s)",
-)
 async def test_a_dead_nodes_client_shows_its_presence_from_its_new_node(cluster: Cluster) -> None:
     """Presence follows a client that reconnects to another node (its old node died)."""
     a, b = await cluster.start(2)
