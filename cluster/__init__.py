@@ -7,4 +7,21 @@ one pub/sub connection, health, a heartbeat), which the rooms
 works and what each fault does.
 """
 
+import argparse
+import os
+
 REDIS_ENV = "INKWIRE_REDIS_URL"  # the Redis of `inkwire serve` and `inkwire relay` nodes
+
+
+def add_redis_option(parser: argparse.ArgumentParser, shared: str) -> None:
+    """``--redis URL`` (default ``$INKWIRE_REDIS_URL``) on a command that can run as a node.
+
+    ``shared``: what the nodes share through it, for the help text.
+    """
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get(REDIS_ENV) or None,
+        metavar="URL",
+        help=f"run as one node of a cluster sharing {shared} through this Redis "
+        f"(redis://HOST:PORT/DB, or ${REDIS_ENV}); default: one node, no Redis",
+    )

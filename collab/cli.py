@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import anyio
 
-from cluster import REDIS_ENV
+from cluster import add_redis_option
 from collab import auth, cli_replay
 from collab.app import CollabApp
 from collab.config import Config
@@ -62,13 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         help="require client tokens (HS256 JWTs) signed with this secret on /yjs, /api and "
         f"/events (or ${auth.SECRET_ENV}); default: no auth",
     )
-    serve_cmd.add_argument(
-        "--redis",
-        default=os.environ.get(REDIS_ENV) or None,
-        metavar="URL",
-        help="run as one node of a cluster sharing rooms through this Redis "
-        f"(redis://HOST:PORT/DB, or ${REDIS_ENV}); nodes share the --db file; default: one node",
-    )
+    add_redis_option(serve_cmd, "rooms, presence and /events (and the --db file)")
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from cluster import add_redis_option
 from relays.app import RelayApp, RelaySettings
 from relays.auth import SECRET_ENV, secret_from_env
 from relays.catalog import Catalog
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.relay")
-
-REDIS_ENV = "INKWIRE_REDIS_URL"
 
 
 def add_commands(commands: Any) -> None:
@@ -47,13 +45,7 @@ def add_commands(commands: Any) -> None:
         help="keep history in this SQLite file, so recovery survives a restart"
         " (one file may serve all six relays)",
     )
-    relay.add_argument(
-        "--redis",
-        default=os.environ.get(REDIS_ENV) or None,
-        metavar="URL",
-        help="run as one node of a cluster sharing this Redis (redis://host:port/db; "
-        f"or ${REDIS_ENV}); history then lives in Redis",
-    )
+    add_redis_option(relay, "channels, offsets and history")
     relay.add_argument("--history-size", type=int, help="events kept per channel (1000)")
     relay.add_argument("--history-age", type=float, help="seconds an event is kept (3600)")
     relay.add_argument(
