@@ -39,7 +39,8 @@ time - send time, both in this process.
 Per group (all, near, far), the median over rounds of: burst deliveries/s = the group's
 deliveries / (first send -> the moment its last receiver holds every event); paced
 p50/p99; and per run the CPU µs per delivery of the nodes and Redis together. Two nodes
-against one: the median of the rounds' ratios (burst) and differences (paced p99).
+against one: the ratio (burst) or difference (paced p99) of those medians, and each
+round's own.
 Targets, the far receivers on two nodes against the same receivers on one node: burst
 deliveries/s >= 0.5x, paced p99 <= +3 ms.
 
@@ -568,7 +569,7 @@ def main(argv: list[str] | None = None) -> None:
         f"medians over {args.rounds} round(s), each running both; columns: burst s = first"
         " send to the group's last delivery;\n  deliveries/s = the group's deliveries / that;"
         " µs/deliv, CPU = nodes + Redis; near = on the writer's\n  node, far = on the other"
-        " node (on two nodes); two vs one: the median of the rounds' ratios (differences)"
+        " node (on two nodes); two vs one: of the medians (per round: each round's pair)"
     )
     describe = plans.describe()
     for label, runs in results.items():
