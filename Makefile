@@ -8,7 +8,7 @@ PORT ?= 3042
 WEB := clients/web
 WEB_SOURCES := $(wildcard $(WEB)/src/*) $(WEB)/index.html $(WEB)/vite.config.js
 
-.PHONY: serve test quick test-quick lint bench clean web
+.PHONY: serve test quick test-quick lint bench bench-cluster clean web
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -70,6 +70,10 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test bench/node_modules/.installed
 	$(BIN)/python bench/yjs_fanout.py
+
+# Two nodes sharing a private Redis (redis-server must be installed) against one node.
+bench-cluster: $(VENV)/.installed-test
+	$(BIN)/python bench/cluster_fanout.py
 
 # Draw-to-peer-render latency in headless Chromium (Debian's /usr/bin/chromium), inkwire vs Node.
 .PHONY: bench-web

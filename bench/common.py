@@ -49,6 +49,7 @@ class ServerSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     missing: str | None = None  # why it cannot run, if known before starting
+    core: int | None = SERVER_CORE  # the core it is pinned to; None: not pinned
 
 
 def free_port() -> int:
@@ -58,7 +59,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A server subprocess pinned to SERVER_CORE, in its own process group."""
+    """A server subprocess pinned to its spec's core, in its own process group."""
 
     def __init__(self, spec: ServerSpec, port: int) -> None:
         self.spec = spec
@@ -69,7 +70,8 @@ class ServerProcess:
         self.log.write(f"\n=== {time.ctime()} {' '.join(spec.argv)}\n".encode())
         self.log.flush()
         self.log_start = self.log.tell()
-        argv = ["taskset", "-c", str(SERVER_CORE), *spec.argv]
+        pin = [] if spec.core is None else ["taskset", "-c", str(spec.core)]
+        argv = [*pin, *spec.argv]
         env = {**os.environ, **spec.env}
         self.proc = subprocess.Popen(
             argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -251,8 +253,14 @@ class Receiver(Protocol):
     def settle(self, send_ns: list[int], first: int, count: int) -> tuple[list[int], int]: ...
 
 
+class CpuMeter(Protocol):
+    """What a phase charges its CPU time to: a ServerProcess, or several together."""
+
+    def cpu_seconds(self) -> float: ...
+
+
 async def measure_phase(
-    server: ServerProcess,
+    server: CpuMeter,
     receivers: Sequence[Receiver],
     first: int,
     count: int,

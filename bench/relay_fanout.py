@@ -88,6 +88,7 @@ from common import (
     ROOT,
     SERVER_CORE,
     BaseServerResult,
+    CpuMeter,
     FanoutPlan,
     FanoutResult,
     PhaseStats,
@@ -318,7 +319,7 @@ async def open_publisher(name: str, port: int) -> Publisher:
 
 
 async def run_phase(
-    server: ServerProcess,
+    server: CpuMeter,
     publisher: Publisher,
     receivers: list[JsonClient],
     first: int,

@@ -85,6 +85,7 @@ from common import (
     ROOT,
     SERVER_CORE,
     BaseServerResult,
+    CpuMeter,
     FanoutPlan,
     FanoutResult,
     PhaseStats,
@@ -382,13 +383,14 @@ def close_all(clients: list[YClient]) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def small_updates(count: int) -> list[bytes]:
-    """`count` y-websocket update frames, each one `elements[eN] = {..."m0000N;"...}`."""
+def small_updates(count: int, first: int = 0) -> list[bytes]:
+    """`count` y-websocket update frames, each one `elements[eN] = {..."m0000N;"...}`,
+    N from `first` on (one document's updates: a room takes them in this order)."""
     doc = Doc()
     elements = doc.get("elements", type=Map)
     updates: list[bytes] = []
     sub = doc.observe(lambda event: updates.append(event.update))
-    for i in range(count):
+    for i in range(first, first + count):
         elements[f"e{i:06d}"] = {"id": f"m{i:06d};", "type": "rectangle", "x": i, "version": 1}
     doc.unobserve(sub)
     return [client_frame(sync_message(UPDATE, update)) for update in updates]
@@ -527,7 +529,7 @@ async def running(spec: ServerSpec):
 
 
 async def run_phase(
-    server: ServerProcess,
+    server: CpuMeter,
     writer: YClient,
     receivers: list[YClient],
     frames: list[bytes],
