@@ -7,7 +7,11 @@ node (to skip its own) and its diagram (to find the room, if loaded here):
 - ``AWARENESS``: presence states of this node's clients, as a y-protocols
   awareness update (a removal is a ``null`` state);
 - ``RESYNC``: "reload this diagram from the store": this node saved edits
-  that others may not have heard of (it was cut off from Redis).
+  that others may not have heard of (it was cut off from Redis);
+- ``FOLLOW``: a channel of the ``/events`` relay got its first follower on
+  this node (payload ``1``) or lost its last (``0``); the "diagram" field
+  then holds the channel (rooms publish events only while someone follows);
+- ``HELLO``: this node (re)joined: the others tell it what they follow.
 
 Layout: kind (1 byte), node (12 ASCII bytes), diagram length (1 byte),
 diagram (UTF-8), payload (the rest). Anything else is refused with
@@ -26,6 +30,8 @@ class Kind(Enum):
     UPDATE = b"U"
     AWARENESS = b"A"
     RESYNC = b"R"
+    FOLLOW = b"F"
+    HELLO = b"H"
 
 
 class BadMessage(ValueError):

@@ -34,6 +34,12 @@ died) are removed by the others within ``SWEEP_SECONDS`` plus the key's TTL.
 The nodes looked for are those with clients present, and those heard on the
 channel.
 
+**Who follows diagram events.** A room turns its changes into ``/events``
+events only while someone follows them (see :mod:`collab.diagram_events`);
+in a cluster the follower may be on another node, so nodes tell each other
+which channels gained their first follower or lost their last (``FOLLOW``),
+and a node that (re)joins asks for everyone's (``HELLO``).
+
 **Checkpoints and compaction** rewrite a diagram's history, so one node at a
 time does them: the one that takes the diagram's lease (``SET NX PX``) when
 its room goes quiet or unloads; a checkpoint replays the store's log, never a
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -62,6 +69,7 @@ from storage.updates import merge_many
 
 if TYPE_CHECKING:
     from collab.room import Room
+    from relays.hub import Hub
 
 log = logging.getLogger("inkwire.cluster.rooms")
 
@@ -94,6 +102,9 @@ class RoomBus(RoomHooks):
         self.channel = link.key("rooms")
         self._rooms: dict[str, ClusterPersistence] = {}
         self._heard: set[str] = set()  # other nodes heard on the channel, until found gone
+        self._followed_here: set[str] = set()  # /events channels followed on this node
+        self._followers: dict[str, set[str]] = {}  # channel -> nodes following it
+        self._report_follow: Callable[[str, bool], None] | None = None
         self._send: MemoryObjectSendStream[Outgoing]
         self._outbox: MemoryObjectReceiveStream[Outgoing]
         self._send, self._outbox = anyio.create_memory_object_stream[Outgoing](SEND_QUEUE)
@@ -109,6 +120,36 @@ class RoomBus(RoomHooks):
     def _forget(self, persistence: ClusterPersistence) -> None:
         if self._rooms.get(persistence.room.name) is persistence:
             del self._rooms[persistence.room.name]
+
+    def share_follows(self, hub: Hub, report: Callable[[str, bool], None]) -> None:
+        """Report to ``report`` what the whole cluster follows, as ``hub.on_follow`` would."""
+        self._report_follow = report
+        hub.on_follow(self._follow_here)
+
+    def _follow_here(self, channel: str, followed: bool) -> None:
+        if followed:
+            self._followed_here.add(channel)
+        else:
+            self._followed_here.discard(channel)
+        self._follow(self.link.node, channel, followed)
+        self.send(Kind.FOLLOW, channel, b"1" if followed else b"0")
+
+    def _follow(self, node: str, channel: str, followed: bool) -> None:
+        """Record one node's report; pass on the cluster's first follower and its last."""
+        nodes = self._followers.setdefault(channel, set())
+        before = bool(nodes)
+        if followed:
+            nodes.add(node)
+        else:
+            nodes.discard(node)
+        if not nodes:
+            del self._followers[channel]
+        if before != bool(nodes) and self._report_follow is not None:
+            self._report_follow(channel, bool(nodes))
+
+    def _tell_follows(self) -> None:
+        for channel in sorted(self._followed_here):
+            self.send(Kind.FOLLOW, channel, b"1")
 
     def presence_key(self, diagram: str) -> str:
         return self.link.key("presence", diagram)
@@ -186,6 +227,12 @@ class RoomBus(RoomHooks):
         if message.node == self.link.node:
             return
         self._heard.add(message.node)
+        if message.kind is Kind.FOLLOW:
+            self._follow(message.node, message.diagram, message.payload == b"1")
+            return
+        if message.kind is Kind.HELLO:
+            self._tell_follows()
+            return
         persistence = self._rooms.get(message.diagram)
         if persistence is None:
             return
@@ -196,6 +243,10 @@ class RoomBus(RoomHooks):
 
     async def _caught_up(self) -> None:
         """The link is (back) up: what was published meanwhile is lost, both ways."""
+        await self.link.redis.publish(
+            self.channel, encode(RoomMessage(Kind.HELLO, self.link.node, "*"))
+        )
+        self._tell_follows()
         for diagram, persistence in list(self._rooms.items()):
             persistence.resync()
             local = persistence.room.awareness.local()
@@ -242,6 +293,8 @@ class RoomBus(RoomHooks):
             for node in dead:
                 log.info("node %s is gone: removing its clients' presence, reloading rooms", node)
                 self._heard.discard(node)
+                for channel in [c for c, nodes in self._followers.items() if node in nodes]:
+                    self._follow(node, channel, False)
                 for persistence in list(self._rooms.values()):
                     persistence.room.forget_node(node)
                     persistence.resync()  # what it saved but never published is in the store

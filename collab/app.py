@@ -78,7 +78,7 @@ class CollabApp:
 
             self.link = RedisLink(self.config.redis_url)
         self.relay = RelayApp(excalidraw_catalog, settings, link=self.link)
-        self.events = DiagramEvents(self.relay, every_room=self.link is not None)
+        self.events = DiagramEvents(self.relay, cluster=self.link is not None)
         builtin: list[RoomHooks] = [self.events, TombstonePurge(self.config.tombstone_retention)]
         persistence: PersistenceFactory = StorePersistence
         self.bus: RoomBus | None = None
@@ -86,6 +86,7 @@ class CollabApp:
             from cluster.rooms import RoomBus
 
             self.bus = RoomBus(self.link, self.store)
+            self.bus.share_follows(self.relay.hub, self.events.following)
             builtin.append(self.bus)
             persistence = self.bus.persistence
         self.rooms = Rooms(

@@ -18,11 +18,11 @@ transaction the room's hook asks :meth:`DiagramEvents.watches`, which answers
 from what the hub reported through :meth:`~relays.hub.Hub.on_follow` (the rooms
 whose ``diagram:`` or ``collaboration:`` channel is followed now, and whether
 any ``element:``, ``cursor`` or ``selection`` channel is, which concern every
-room), a few set lookups. (A node of a cluster cannot see who follows a
-room on the other nodes, so there every room is watched.) Once a room has
-been followed it stays *watched* for the life of the server, even with nobody
-subscribed: a consumer that reconnects with ``since`` must get either every
-event it missed or ``recovered: false``, never a gap the hub cannot see.
+room), a few set lookups; in a cluster, the same reports for every node
+(:mod:`cluster.rooms` gathers them). Once a room has been followed it stays
+*watched* for the life of the server, even with nobody subscribed: a consumer
+that reconnects with ``since`` must get either every event it missed or
+``recovered: false``, never a gap the hub cannot see.
 """
 
 from __future__ import annotations
@@ -67,10 +67,8 @@ class RoomWatch:
 class DiagramEvents(RoomHooks):
     """Publishes the rooms' changes through the excalidraw relay."""
 
-    def __init__(self, relay: RelayApp, *, every_room: bool = False) -> None:
+    def __init__(self, relay: RelayApp, *, cluster: bool = False) -> None:
         self.relay = relay
-        # a cluster node cannot see who follows a room on the other nodes: it publishes all
-        self.every_room = every_room
         self.watched: set[str] = set()  # diagrams once followed (see the module docstring)
         self.last_saved: dict[str, tuple[int, float]] = {}  # diagram -> (seq, unix time)
         self._watches: dict[Room, RoomWatch] = {}
@@ -78,7 +76,8 @@ class DiagramEvents(RoomHooks):
         # their two channels) and the channels that concern every room
         self._rooms_followed: dict[str, int] = {}
         self._every_room_followed: set[str] = set()
-        relay.hub.on_follow(self._following)
+        if not cluster:  # else the cluster reports what any node follows (cluster.rooms)
+            relay.hub.on_follow(self.following)
 
     # --- who is watching ---------------------------------------------------------
 
@@ -86,7 +85,7 @@ class DiagramEvents(RoomHooks):
         """Whether a room's changes are worth turning into events (see the module docstring)."""
         if diagram in self.watched:
             return True
-        if self.every_room or self._every_room_followed or diagram in self._rooms_followed:
+        if self._every_room_followed or diagram in self._rooms_followed:
             self.watched.add(diagram)
             return True
         channels = self.relay.hub.channels
@@ -99,7 +98,7 @@ class DiagramEvents(RoomHooks):
         """Whether this room's changes are being turned into events now."""
         return room in self._watches
 
-    def _following(self, channel: str, followed: bool) -> None:
+    def following(self, channel: str, followed: bool) -> None:
         """The hub's report: ``channel`` got its first follower, or lost its last."""
         kind, _, name = channel.partition(":")
         if kind == "element" or channel in GLOBAL_CHANNELS:

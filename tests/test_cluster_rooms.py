@@ -179,6 +179,9 @@ async def test_diagram_events_reach_every_node_once(
     ):
         reply = await watcher.reply(await watcher.subscribe("diagram:ev"))
         assert reply["type"] == "response", reply
+        # node one hears that someone follows the diagram (on node two): it publishes its events
+        await wait_until(lambda: one.app.events.watches("ev"))
+        assert not one.app.events.watches("nobody-follows-this")
         async with (
             peer(one.yjs_url + "/ev", 1) as alice,
             peer(two.yjs_url + "/ev", 2) as bob,  # the room is open on both nodes
@@ -191,3 +194,18 @@ async def test_diagram_events_reach_every_node_once(
         assert [e["data"]["element_id"] for e in added] == ["e1"]
         offsets = [e["offset"] for e in watcher.events]
         assert offsets == sorted(set(offsets))  # one numbering, nothing twice
+
+
+async def test_no_follower_anywhere_no_events_work(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Rooms nobody follows on any node turn nothing into events (it costs on every update)."""
+    async with nodes(redis_server, tmp_path / "shared.db") as (one, two):
+        async with peer(one.yjs_url + "/calm", 1) as alice, peer(two.yjs_url + "/calm", 2) as bob:
+            await alice.send_set("e1", {"id": "e1"})
+            await wait_until(lambda: "e1" in bob.snapshot())
+            for server in (one, two):
+                assert not server.app.events.watching(server.app.rooms.rooms["calm"])
+        async with client(f"ws://127.0.0.1:{two.port}/events") as watcher:
+            await watcher.reply(await watcher.subscribe("cursor"))  # concerns every room
+            await wait_until(lambda: one.app.events.watches("calm"))
