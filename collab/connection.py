@@ -69,6 +69,7 @@ class Connection(FanoutConnection[RoomEntry]):
         super().__init__(room.stats, Subscriber(on_overflow=self._overflow))
         self.id = next(_ids)
         self.room = room
+        self._render = room.frames.frames_for  # per delivery: the shortest path to the frames
         self.peer = peer
         self.grant = grant  # OPEN when auth is off
         # a token without publish: syncs and shares awareness, its updates are refused
@@ -159,7 +160,7 @@ class Connection(FanoutConnection[RoomEntry]):
         return self.room.log
 
     def _frames(self, start: int, entries: Sequence[RoomEntry]) -> list[Frame]:
-        return self.room.frames_for(start, entries, self.id)
+        return self._render(start, entries, self.id)
 
     @property
     def big_sends(self) -> anyio.Semaphore:

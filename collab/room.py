@@ -237,10 +237,6 @@ class Room:
             self._log_awareness(SERVER, removed, 16 * len(removed))
         self._notify_occupancy()
 
-    def frames_for(self, start: int, entries: Sequence[RoomEntry], conn_id: int) -> list[Frame]:
-        """The frames of a run of log entries for one client (see :mod:`collab.frames`)."""
-        return self.frames.frames_for(start, entries, conn_id)
-
     def send_direct(self, conn: Connection, frame: Frame, *, after: int = 0) -> None:
         if len(conn.subscriber.outbox) >= self.config.max_outbox:
             conn.fail(4009, "slow consumer", "slow_consumer")
