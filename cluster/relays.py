@@ -135,8 +135,13 @@ class RelayCluster:
 
     # --- publishing ------------------------------------------------------------------
 
-    async def publish(self, events: Sequence[Validated]) -> list[list[Published]]:
-        """Publish validated events as one run; their placements once this node has them.
+    async def publish(
+        self, events: Sequence[Validated], *, read_own: bool = True
+    ) -> list[list[Published]]:
+        """Publish validated events as one run; their placements (once this node has them).
+
+        ``read_own``: return only once this node applied them (its clients and
+        projection have them); without it, once Redis has numbered them.
 
         Raises :class:`RelayUnavailable` if Redis cannot be reached or does not
         answer within the command timeout (the event is then not published).
@@ -173,8 +178,8 @@ class RelayCluster:
         values = iter(flat)
         for _, channels, _ in events:
             placed.append([Published(c, int(next(values)), _text(next(values))) for c in channels])
-        # read-your-writes: this node's clients and projection have it when we return
-        await self._until_applied(_text(service), int(first) + len(events) - 1)
+        if read_own:  # read-your-writes: this node's clients and projection have it now
+            await self._until_applied(_text(service), int(first) + len(events) - 1)
         return placed
 
     def publish_later(

@@ -147,11 +147,18 @@ class RelayApp:
         self.cluster.publish_later(event, channels, payload)
         return []
 
-    async def publish_events(self, events: Sequence[Validated]) -> list[list[Published]]:
-        """Publish validated events as one run; RelayUnavailable if clustered and Redis is away."""
+    async def publish_events(
+        self, events: Sequence[Validated], *, read_own: bool = True
+    ) -> list[list[Published]]:
+        """Publish validated events as one run; RelayUnavailable if clustered and Redis is away.
+
+        Clustered, this returns once Redis has numbered the events and, with
+        ``read_own``, once this node has applied them too (its clients and
+        projection have them: a service reads its own writes).
+        """
         if self.cluster is None:
             return self.hub.publish_many(events)
-        return await self.cluster.publish(events)
+        return await self.cluster.publish(events, read_own=read_own)
 
     async def subscribe(
         self, member: Member, channel: object, since: object
@@ -377,7 +384,8 @@ class RelayApp:
                 return
             checked.append((item["event"], channels, payload))
         try:
-            published = await self.publish_events(checked)
+            # 202 Accepted: numbered (and durable) in Redis; applied here a moment later
+            published = await self.publish_events(checked, read_own=False)
         except RelayUnavailable as exc:
             await respond_json(send, 503, {"error": exc.message, "error_code": exc.code.value})
             return
