@@ -171,7 +171,11 @@ class RoomBus(RoomHooks):
         """
         if not self.link.up:
             return
-        message = encode(RoomMessage(kind, self.link.node, diagram, payload))
+        try:
+            message = encode(RoomMessage(kind, self.link.node, diagram, payload))
+        except ValueError:  # a name past the format's 255 bytes (a very long /events channel)
+            log.warning("rooms channel: %r is too long to tell the other nodes", diagram)
+            return
         try:
             self._send.send_nowait((message, self.presence_key(diagram), presence))
         except anyio.WouldBlock:
