@@ -197,23 +197,26 @@ class Hub:
     ) -> list[Published]:
         prepared = PreparedEvent(event, payload)
         now = self.clock()
-        log = self.log
         placed = []
         for name in channels:
             state = self._channel(name)
             state.offset += 1
-            message = prepared.for_channel(name, state.offset, state.epoch)
-            text = message.encode()
-            frame = Frame(text, text=True)
-            log.append((name, frame), len(text))
-            state.history.append((state.offset, now, frame))
-            self._trim(state, now)
+            self._append(name, state, prepared, now)
             placed.append(Published(name, state.offset, state.epoch))
-            if self.sink is not None:
-                self.sink(name, state.offset, state.epoch, event, message)
         self.projection.apply(event, payload)
         self.events_published += 1
         return placed
+
+    def _append(self, name: str, state: _Channel, prepared: PreparedEvent, now: float) -> None:
+        """Log an event on a channel at the channel's current offset, and keep it in history."""
+        message = prepared.for_channel(name, state.offset, state.epoch)
+        text = message.encode()
+        frame = Frame(text, text=True)
+        self.log.append((name, frame), len(text))
+        state.history.append((state.offset, now, frame))
+        self._trim(state, now)
+        if self.sink is not None:
+            self.sink(name, state.offset, state.epoch, prepared.event, message)
 
     def place_numbered(
         self, events: Sequence[tuple[PreparedEvent, Sequence[tuple[str, int, str]]]]
@@ -225,7 +228,6 @@ class Hub:
         offsets jumped, so that local history never has a hole in it.
         """
         now = self.clock()
-        log = self.log
         for prepared, placements in events:
             for name, offset, epoch in placements:
                 state = self._channel(name)
@@ -233,16 +235,10 @@ class Hub:
                     state.epoch = epoch
                     state.history.clear()
                 state.offset = offset
-                text = prepared.for_channel(name, offset, epoch)
-                frame = Frame(text.encode(), text=True)
-                log.append((name, frame), len(text))
-                state.history.append((offset, now, frame))
-                self._trim(state, now)
-                if self.sink is not None:
-                    self.sink(name, offset, epoch, prepared.event, text)
+                self._append(name, state, prepared, now)
             self.projection.apply(prepared.event, prepared.data)
             self.events_published += 1
-        log.publish()
+        self.log.publish()
 
     def forget_channels(self) -> None:
         """Drop every channel's numbering and history (they can no longer be trusted)."""
