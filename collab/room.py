@@ -208,11 +208,15 @@ class Room:
         if not self.persistence.holding:
             self.publish(self.log.head, None)
 
-    def _log_awareness(self, author: int, entries: Sequence[AwarenessEntry], size: int) -> None:
+    def _log_awareness(
+        self, author: int, entries: Sequence[AwarenessEntry], size: int, *, local: bool = True
+    ) -> None:
+        """Send presence changes to the clients; the hooks hear of this node's own only."""
         self.log.append(RoomEntry(author, awareness=entries), size)
         self._publish_unless_held()
-        for hook in self.hooks:
-            hook.awareness_changed(self, entries)
+        if local:
+            for hook in self.hooks:
+                hook.awareness_changed(self, entries)
 
     # --- connections --------------------------------------------------------
 
@@ -308,14 +312,19 @@ class Room:
         hooks = self.hooks
         for hook in hooks:
             hook.applying(self)
-        self._changes.clear()
-        self.doc.apply_update(update)
-        for changes in self._changes:
-            self.log.append(RoomEntry(author, update=changes), len(changes))
+        for changes in self._apply_and_log(author, update):
             self.persistence.add(changes, origin)
         for hook in hooks:
             hook.applied(self, origin, self.log.head)
         self._publish_unless_held()
+
+    def _apply_and_log(self, author: int, update: bytes) -> list[bytes]:
+        """Apply an update; log what each of its transactions changed; return those changes."""
+        self._changes.clear()
+        self.doc.apply_update(update)
+        for changes in self._changes:
+            self.log.append(RoomEntry(author, update=changes), len(changes))
+        return self._changes
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._changes.append(event.update)
@@ -355,22 +364,17 @@ class Room:
         hooks: its own node did both. What it changes is logged as the CRDT
         encodes it, as for any update, so a duplicate sends nothing.
         """
-        self._changes.clear()
-        self.doc.apply_update(update)
-        for changes in self._changes:
-            self.log.append(RoomEntry(SERVER, update=changes), len(changes))
+        self._apply_and_log(SERVER, update)
         self._publish_unless_held()
 
     def remote_awareness(self, node: str, entries: Sequence[AwarenessEntry]) -> None:
         """Presence of another node's clients (not reported to hooks: their node does)."""
         accepted = self.awareness.update_remote(node, entries)
         if accepted:
-            self.log.append(RoomEntry(SERVER, awareness=accepted), 32 * len(accepted))
-            self._publish_unless_held()
+            self._log_awareness(SERVER, accepted, 32 * len(accepted), local=False)
 
     def forget_node(self, node: str) -> None:
         """Another node is gone: its clients' presence goes too."""
         removed = self.awareness.remove_node(node)
         if removed:
-            self.log.append(RoomEntry(SERVER, awareness=removed), 16 * len(removed))
-            self._publish_unless_held()
+            self._log_awareness(SERVER, removed, 16 * len(removed), local=False)
