@@ -130,9 +130,7 @@ class RelayApp:
     async def _broadcast(
         self, event: str, channels: list[str], payload: dict[str, Any]
     ) -> list[Published]:
-        if self.cluster is not None:
-            return (await self.cluster.publish([(event, channels, payload)]))[0]
-        return self.hub.publish_prepared(event, channels, payload)
+        return (await self.publish_events([(event, channels, payload)]))[0]
 
     def publish(self, event: str, data: object) -> list[Published]:
         """Validate and publish an event by name (INVALID_PAYLOAD if refused).
