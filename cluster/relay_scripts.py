@@ -36,19 +36,14 @@ reconnection), so nodes' clocks need not agree with Redis's.
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
-
 LOG_SIZE = 10_000  # events a node can catch up on after losing pub/sub
 META_TTL = 7 * 24 * 3600  # seconds a channel's numbering outlives its last use
 
 # KEYS: service state, service log, then (meta, history) per placement, event after event.
 # ARGV: pub/sub channel, deadline (ms, Redis clock), a fresh random epoch, history size,
 #       history ttl (s), meta ttl (s), log size, event count, then per event: record,
-#       channel count. Returns {service epoch, first sequence number, {offset, epoch, ...}}.
+#       channel count. Returns the header it published: JSON [service epoch, first sequence
+#       number, [[[offset, epoch] per channel] per event]].
 PUBLISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -62,7 +57,7 @@ if not service then
   redis.call('HSET', KEYS[1], 'e', service, 'n', 0)
 end
 local key, arg, first = 3, 9, nil
-local placed, records, out = {}, {}, {}
+local placed, records = {}, {}
 for i = 1, tonumber(ARGV[8]) do
   local record, count = ARGV[arg], tonumber(ARGV[arg + 1])
   arg = arg + 2
@@ -83,8 +78,6 @@ for i = 1, tonumber(ARGV[8]) do
     redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], offset, 'r', record, 't', now)
     redis.call('EXPIRE', history, ARGV[5])
     event[j] = {offset, epoch}
-    out[#out + 1] = offset
-    out[#out + 1] = epoch
   end
   placed[i] = event
   records[i] = record
@@ -92,7 +85,7 @@ for i = 1, tonumber(ARGV[8]) do
 end
 local header = cjson.encode({service, first, placed})
 redis.call('PUBLISH', ARGV[1], header .. '\\n' .. table.concat(records, '\\n'))
-return {service, first, out}
+return header
 """
 
 # KEYS: service state, channel meta, channel history.
@@ -118,21 +111,6 @@ if since >= 0 and since < offset and offset - since <= tonumber(ARGV[3]) then
 end
 return {state[1] or '', tonumber(state[2] or 0), epoch, offset, now, entries}
 """
-
-
-class Script:
-    """A Lua script run by ``EVALSHA``, falling back to ``EVAL`` when Redis has not
-    got it cached (``NOSCRIPT``: a restarted or flushed Redis), which caches it again."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, redis: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await redis.eval(self.source, len(keys), *keys, *args)
 
 
 class RelayKeys:

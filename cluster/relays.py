@@ -54,7 +54,7 @@ import anyio
 from redis.exceptions import RedisError, ResponseError
 
 from cluster.link import COMMAND_TIMEOUT, RedisLink
-from cluster.relay_scripts import LOG_SIZE, META_TTL, PUBLISH, SUBSCRIBE, RelayKeys, Script
+from cluster.relay_scripts import LOG_SIZE, META_TTL, PUBLISH, SUBSCRIBE, RelayKeys
 from net.wire import Frame
 from relays.hub import Hub, Member, Published
 from relays.protocol import PreparedEvent, RelayUnavailable, dumps, utc_now
@@ -68,9 +68,6 @@ RETRY_SECONDS = 0.5
 Placed = list[tuple[str, int, str]]  # (channel, offset, epoch) of one event
 Numbered = tuple[PreparedEvent, Placed]
 Validated = tuple[str, Sequence[str], Mapping[str, Any]]  # (event, channels, payload)
-
-_publish = Script(PUBLISH)
-_subscribe = Script(SUBSCRIBE)
 
 
 def encode_record(event: str, channels: Sequence[str], payload: Mapping[str, Any]) -> str:
@@ -130,6 +127,9 @@ class RelayCluster:
         self._progress = anyio.Event()  # set (and replaced) whenever ``applied`` moves
         self._queued: deque[Validated] = deque()
         self._wake = anyio.Event()
+        # EVALSHA, and EVAL again when Redis lost its script cache (NOSCRIPT after a restart)
+        self._publish = link.redis.register_script(PUBLISH)
+        self._subscribe = link.redis.register_script(SUBSCRIBE)
         link.listen(self.keys.channel, self._received)
         link.on_up(self._caught_up)
 
@@ -167,19 +167,20 @@ class RelayCluster:
             for channel in channels:
                 keys += [self.keys.meta(channel), self.keys.history(channel)]
         try:
-            service, first, flat = await _publish(self.link.redis, keys, args)
+            header = await self._publish(keys=keys, args=args)
         except ResponseError as exc:  # STALE (Redis was frozen), out of memory, ...
             log.warning("relay %s: redis refused a publish: %s", self.hub.catalog.service, exc)
             raise RelayUnavailable() from exc
         except (RedisError, OSError) as exc:
             self.link.failed(exc)
             raise RelayUnavailable() from exc
-        placed: list[list[Published]] = []
-        values = iter(flat)
-        for _, channels, _ in events:
-            placed.append([Published(c, int(next(values)), _text(next(values))) for c in channels])
+        service, first, placements = json.loads(header)  # what the script published
+        placed = [
+            [Published(c, int(o), str(e)) for c, (o, e) in zip(channels, event, strict=True)]
+            for (_, channels, _), event in zip(events, placements, strict=True)
+        ]
         if read_own:  # read-your-writes: this node's clients and projection have it now
-            await self._until_applied(_text(service), int(first) + len(events) - 1)
+            await self._until_applied(service, int(first) + len(events) - 1)
         return placed
 
     def publish_later(
@@ -234,9 +235,9 @@ class RelayCluster:
         if skip < 0:
             self._resync("events are missing")
             return
-        numbered = [_numbered(r, p) for r, p in zip(records, placements, strict=True)]
-        if skip < len(numbered):
-            self._apply(numbered[skip:], first + len(numbered) - 1)
+        if skip < len(records):  # decode only what is new here
+            pairs = zip(records[skip:], placements[skip:], strict=True)
+            self._apply([_numbered(r, p) for r, p in pairs], first + len(records) - 1)
 
     def _apply(self, numbered: list[Numbered], last: int) -> None:
         self.hub.place_numbered(numbered)
@@ -374,10 +375,15 @@ class RelayCluster:
         """The channel as Redis has it, once this node has caught up with that moment."""
         keys = [self.keys.state, self.keys.meta(name), self.keys.history(name)]
         since = mark[0] if mark is not None else -1
-        args = [secrets.token_hex(8), since, self.hub.settings.history_size, META_TTL]
+        args: list[str | int] = [
+            secrets.token_hex(8),
+            since,
+            self.hub.settings.history_size,
+            META_TTL,
+        ]
         try:
-            service, sequence, epoch, offset, now, entries = await _subscribe(
-                self.link.redis, keys, args
+            service, sequence, epoch, offset, now, entries = await self._subscribe(
+                keys=keys, args=args
             )
         except ResponseError as exc:
             log.warning("relay %s: redis refused a subscribe: %s", self.hub.catalog.service, exc)
