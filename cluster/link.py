@@ -164,11 +164,7 @@ class RedisLink:
     async def nodes_alive(self, nodes: set[str]) -> set[str]:
         """Which of these nodes still have their key (raises when Redis cannot say)."""
         ordered = sorted(nodes)
-        found = await self.redis.exists(*[self.node_key(n) for n in ordered]) if ordered else 0
-        if found == len(ordered):
-            return set(ordered)
-        alive = set()
-        for node in ordered:
-            if await self.redis.exists(self.node_key(node)):
-                alive.add(node)
-        return alive
+        if not ordered:
+            return set()
+        values = await self.redis.mget([self.node_key(n) for n in ordered])
+        return {node for node, value in zip(ordered, values, strict=True) if value is not None}

@@ -86,7 +86,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-Outgoing = tuple[bytes, str, dict[str, str | None]]  # (message, presence key, fields)
+Outgoing = tuple[bytes, str, dict[str, str | None]]  # (message, diagram, presence fields)
 
 
 class RoomBus(RoomHooks):
@@ -96,13 +96,11 @@ class RoomBus(RoomHooks):
     of their persistence (:meth:`persistence`).
     """
 
-    def __init__(self, link: RedisLink, store: Store) -> None:
+    def __init__(self, link: RedisLink) -> None:
         self.link = link
-        self.store = store
         self.channel = link.key("rooms")
         self._rooms: dict[str, ClusterPersistence] = {}
         self._heard: set[str] = set()  # other nodes heard on the channel, until found gone
-        self._followed_here: set[str] = set()  # /events channels followed on this node
         self._followers: dict[str, set[str]] = {}  # channel -> nodes following it
         self._report_follow: Callable[[str, bool], None] | None = None
         self._send: MemoryObjectSendStream[Outgoing]
@@ -127,10 +125,6 @@ class RoomBus(RoomHooks):
         hub.on_follow(self._follow_here)
 
     def _follow_here(self, channel: str, followed: bool) -> None:
-        if followed:
-            self._followed_here.add(channel)
-        else:
-            self._followed_here.discard(channel)
         self._follow(self.link.node, channel, followed)
         self.send(Kind.FOLLOW, channel, b"1" if followed else b"0")
 
@@ -148,7 +142,8 @@ class RoomBus(RoomHooks):
             self._report_follow(channel, bool(nodes))
 
     def _tell_follows(self) -> None:
-        for channel in sorted(self._followed_here):
+        here = self.link.node
+        for channel in sorted(c for c, nodes in self._followers.items() if here in nodes):
             self.send(Kind.FOLLOW, channel, b"1")
 
     def presence_key(self, diagram: str) -> str:
@@ -177,7 +172,7 @@ class RoomBus(RoomHooks):
             log.warning("rooms channel: %r is too long to tell the other nodes", diagram)
             return
         try:
-            self._send.send_nowait((message, self.presence_key(diagram), presence))
+            self._send.send_nowait((message, diagram, presence))
         except anyio.WouldBlock:
             self.link.failed(RuntimeError("rooms channel backlog: resyncing"))
 
@@ -193,16 +188,20 @@ class RoomBus(RoomHooks):
             if not self.link.up:
                 continue  # dropped: the resync after reconnecting covers it
             pipe = redis.pipeline(transaction=False)
-            for message, key, fields in batch:
+            touched: set[str] = set()  # presence hashes written in this batch
+            for message, diagram, fields in batch:
                 if fields:
+                    key = self.presence_key(diagram)
+                    touched.add(key)
                     present = {f: v for f, v in fields.items() if v is not None}
                     gone = [f for f, v in fields.items() if v is None]
                     if present:
                         pipe.hset(key, mapping=present)  # type: ignore[arg-type]
                     if gone:
                         pipe.hdel(key, *gone)
-                    pipe.expire(key, PRESENCE_TTL)
                 pipe.publish(self.channel, message)
+            for key in touched:
+                pipe.expire(key, PRESENCE_TTL)
             try:
                 await pipe.execute()
             except (RedisError, OSError) as exc:
@@ -307,6 +306,9 @@ class RoomBus(RoomHooks):
 class ClusterPersistence(StorePersistence):
     """A room's persistence on a cluster node: saved as on one node, then told to the others."""
 
+    # a live document may lack what another node committed: never checkpoint it
+    live_checkpoints = False
+
     def __init__(self, room: Room, store: Store, bus: RoomBus) -> None:
         super().__init__(room, store)
         self.bus = bus
@@ -383,9 +385,6 @@ class ClusterPersistence(StorePersistence):
 
     def _durable(self, updates: list[bytes]) -> None:
         self.bus.send(Kind.UPDATE, self.room.name, merge_many(updates))
-
-    def _saved_state(self) -> bytes | None:
-        return None  # a live document may lack what another node committed: never checkpoint it
 
     async def _release(self) -> None:
         """Checkpoint and compact, if this node takes the diagram's lease."""

@@ -85,7 +85,7 @@ class CollabApp:
         if self.link is not None:
             from cluster.rooms import RoomBus
 
-            self.bus = RoomBus(self.link, self.store)
+            self.bus = RoomBus(self.link)
             self.bus.share_follows(self.relay.hub, self.events.following)
             builtin.append(self.bus)
             persistence = self.bus.persistence

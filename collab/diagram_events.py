@@ -38,7 +38,7 @@ from pycrdt import Map, MapEvent, Subscription
 
 from collab.auth import diagram_channel
 from collab.hooks import RoomHooks
-from collab.presence import Presence, color_of, name_of, parse_state, presence_of
+from collab.presence import Presence, color_of, name_of, parse_state, presence_of, present
 from collab.protocol import AwarenessEntry
 from relays.app import RelayApp
 from relays.protocol import ProtocolError
@@ -131,9 +131,8 @@ class DiagramEvents(RoomHooks):
 
         watch = RoomWatch(elements, elements.observe(on_elements), changes=changes)
         skip = {entry.client_id for entry in arriving}
-        for client_id, entry in room.awareness.present():
-            state = parse_state(entry.state)
-            if state is not None and client_id not in skip:
+        for client_id, state in present(room.awareness).items():
+            if client_id not in skip:
                 watch.presence[client_id] = presence_of(client_id, state)
         self._watches[room] = watch
         return watch

@@ -80,6 +80,9 @@ PersistenceFactory = Callable[["Room", Store], Persistence]  # makes a room's pe
 class StorePersistence:
     """A room's updates saved through a :class:`~storage.Store` (the single-node way)."""
 
+    # the store may checkpoint from the live document after saves (when all of it is saved)
+    live_checkpoints = True
+
     def __init__(self, room: Room, store: Store) -> None:
         self.room = room
         self.store = store
@@ -113,7 +116,8 @@ class StorePersistence:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._maintain_loop)
+            if self.live_checkpoints:
+                tg.start_soon(self._maintain_loop)
             task_status.started()
             await self._save_loop()
 
@@ -155,9 +159,8 @@ class StorePersistence:
         seq = None
         if count:
             try:
-                seq = await self.store.append(
-                    room.name, self._pending[:count], self._origins[:count]
-                )
+                batch = self._pending[:count]
+                seq = await self.store.append(room.name, batch, self._origins[:count])
             except Exception:
                 if not self._down:
                     log.exception("room=%s saving failed; serving unsaved, retrying", room.name)
@@ -165,7 +168,7 @@ class StorePersistence:
                 room.publish(room.log.head, None)
                 await anyio.sleep(STORE_RETRY_SECONDS)
                 return
-            self._durable(self._pending[:count])
+            self._durable(batch)
             del self._pending[:count]
             del self._origins[:count]
             for event in (self._maintenance, self._saved):
