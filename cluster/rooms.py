@@ -246,23 +246,23 @@ class RoomBus(RoomHooks):
 
     async def _caught_up(self) -> None:
         """The link is (back) up: what was published meanwhile is lost, both ways."""
-        await self.link.redis.publish(
-            self.channel, encode(RoomMessage(Kind.HELLO, self.link.node, "*"))
-        )
-        self._tell_follows()
+        node = self.link.node
+        pipe = self.link.redis.pipeline(transaction=False)  # one round trip for all rooms
+        pipe.publish(self.channel, encode(RoomMessage(Kind.HELLO, node, "*")))
         for diagram, persistence in list(self._rooms.items()):
             persistence.resync()
             local = persistence.room.awareness.local()
-            pipe = self.link.redis.pipeline(transaction=False)
             if local:
                 key = self.presence_key(diagram)
                 pipe.hset(key, mapping={str(e.client_id): self._record(e) for e in local})
                 pipe.expire(key, PRESENCE_TTL)
                 update = encode_awareness_update(local)
-                message = RoomMessage(Kind.AWARENESS, self.link.node, diagram, update)
-                pipe.publish(self.channel, encode(message))
-            pipe.publish(self.channel, encode(RoomMessage(Kind.RESYNC, self.link.node, diagram)))
-            await pipe.execute()
+                pipe.publish(
+                    self.channel, encode(RoomMessage(Kind.AWARENESS, node, diagram, update))
+                )
+            pipe.publish(self.channel, encode(RoomMessage(Kind.RESYNC, node, diagram)))
+        await pipe.execute()
+        self._tell_follows()
 
     async def remote_presence(self, diagram: str) -> dict[str, list[AwarenessEntry]]:
         """The presence other live nodes recorded for a diagram, by node."""
