@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -83,9 +84,39 @@ async def _drain(receive: Receive) -> None:
         pass
 
 
-def hypercorn_config(app: HostedApp, host: str, port: int) -> HypercornConfig:
+@dataclass(frozen=True)
+class Listen:
+    """How a server listens, beyond host and port: TLS, and an inherited socket.
+
+    ``certfile`` and ``keyfile``: serve TLS only (``https://``, ``wss://``) on every
+    route. ``fd``: accept on this already bound, listening socket instead of binding
+    ``host:port`` (``inkwire up`` binds each port once in the supervisor and its
+    workers share it; see docs/service.md).
+    """
+
+    certfile: str | None = None
+    keyfile: str | None = None
+    fd: int | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
+PLAIN = Listen()
+
+
+def hypercorn_config(
+    app: HostedApp, host: str, port: int, listen: Listen = PLAIN
+) -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
+    config.bind = [f"fd://{listen.fd}" if listen.fd is not None else _bind(host, port)]
+    if listen.certfile is not None and listen.keyfile is not None:
+        config.certfile = listen.certfile
+        config.keyfile = listen.keyfile
+        # HTTP/1.1 only, as in the clear: a WebSocket then is the same protocol either
+        # way (not RFC 8441 over HTTP/2), and keeps the direct socket writes of net.wire
+        config.alpn_protocols = ["http/1.1"]
     config.backlog = 1024
     # let the app read ahead (the default of 10 queued messages caps coalescing),
     # but not too far: the queue counts messages, each up to the size limit
@@ -101,8 +132,16 @@ def hypercorn_config(app: HostedApp, host: str, port: int) -> HypercornConfig:
     return config
 
 
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def run_app(
-    app: HostedApp, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
+    app: HostedApp,
+    host: str,
+    port: int,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    listen: Listen = PLAIN,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns, then close clients (bounded)."""
 
@@ -112,7 +151,7 @@ async def run_app(
         with anyio.move_on_after(SHUTDOWN_SECONDS):
             await app.wait_all_closed()
 
-    config = hypercorn_config(app, host, port)
+    config = hypercorn_config(app, host, port, listen)
     if sniffio.current_async_library() == "trio":
         from hypercorn.trio import serve as trio_serve
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from net.hosting import run_app
+from net.hosting import PLAIN, Listen, run_app
 from relays.app import Handler, RelayApp, RelaySettings
 from relays.catalog import Catalog
 from relays.hub import Hub, Published
@@ -73,13 +73,17 @@ class Relay:
 
 
 async def host_relay(
-    app: RelayApp, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
+    app: RelayApp,
+    host: str,
+    port: int,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    listen: Listen = PLAIN,
 ) -> None:
     """Serve ``app`` and run its background tasks; they stop after the server, so
     the history writer commits every event published before shutdown."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(app.background)
-        await run_app(app, host, port, shutdown_trigger)
+        await run_app(app, host, port, shutdown_trigger, listen)
         tg.cancel_scope.cancel()
 
 
