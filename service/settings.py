@@ -45,7 +45,6 @@ def key(
     what: str = "",
     *,
     env: str | None = None,
-    flags: tuple[str, ...] = (),
     deployment: bool = False,
     **constraints: Any,
 ) -> Any:
@@ -53,10 +52,9 @@ def key(
 
     ``env``: the environment variable, when not the generated ``INKWIRE_<PATH>``
     (the variables inkwire read before this file existed keep their names);
-    ``flags``: the named command-line flags that set it (``--set KEY=VALUE`` sets any);
     ``deployment``: one of the keys the existing deployments write.
     """
-    extra: dict[str, Any] = {"flags": list(flags), "deployment": deployment}
+    extra: dict[str, Any] = {"deployment": deployment}
     if env is not None:
         extra["env"] = env
     return Field(default, description=what, json_schema_extra=extra, **constraints)
@@ -68,13 +66,15 @@ class Section(BaseModel):
 
 class Collaboration(Section):
     max_users_per_room: Positive = key(
-        50, "connections one diagram takes; one more is closed with 4429 (room full)",
-        flags=("serve --max-users",), deployment=True,
-    )  # fmt: skip
-    cursor_throttle_ms: Annotated[float, Field(ge=0)] = key(
-        50, "at most one awareness (cursor, selection) broadcast per client per this many ms",
+        50,
+        "connections one diagram takes; one more is closed with 4429 (room full)",
         deployment=True,
-    )  # fmt: skip
+    )
+    cursor_throttle_ms: Annotated[float, Field(ge=0)] = key(
+        50,
+        "at most one awareness (cursor, selection) broadcast per client per this many ms",
+        deployment=True,
+    )
 
 
 NO_EQUIVALENT_PING_TIMEOUT = (
@@ -96,9 +96,10 @@ class Server(Section):
     host: str = key("127.0.0.1", "address to listen on", deployment=True)
     port: Port = key(0, "TCP port to listen on", deployment=True)
     max_connections: Positive = key(
-        10_000, "WebSocket connections the server takes; more are closed with 1013 (server full)",
+        10_000,
+        "WebSocket connections the server takes; more are closed with 1013 (server full)",
         deployment=True,
-    )  # fmt: skip
+    )
     message_rate_limit: Annotated[float, Field(gt=0)] = key(
         200.0,
         "relay messages a connection may send per second, sustained (bursts of twice that); "
@@ -129,8 +130,8 @@ class Server(Section):
 class CollabServer(Server):
     """The collab server (``inkwire serve``): Yjs rooms, the REST API, the web app, /events."""
 
-    port: Port = key(3042, "TCP port to listen on", flags=("serve --port",), deployment=True)
-    host: str = key("127.0.0.1", "address to listen on", flags=("serve --host",), deployment=True)
+    port: Port = key(3042, "TCP port to listen on", deployment=True)
+    host: str = key("127.0.0.1", "address to listen on", deployment=True)
     max_connections: Positive = key(
         10_000,
         "Yjs connections in all (`/yjs`), and the `/events` relay's; more are closed with "
@@ -162,36 +163,37 @@ class CollabServer(Server):
     )
     collaboration: Collaboration = Field(default_factory=Collaboration)
     db: str = key(
-        "inkwire.db", "SQLite file diagrams autosave to (`:memory:` keeps nothing)",
-        flags=("serve --db",),
-    )  # fmt: skip
-    compress: bool = key(False, "zlib-compress saved blobs", flags=("serve --compress",))
+        "inkwire.db",
+        "SQLite file diagrams autosave to (`:memory:` keeps nothing)",
+    )
+    compress: bool = key(
+        False,
+        "zlib-compress saved blobs",
+    )
     checkpoint_every: Positive = key(
-        500, "updates between checkpoints", flags=("serve --checkpoint-every",)
+        500,
+        "updates between checkpoints",
     )
     retention: Seconds = key(
         7 * 86400.0,
         "seconds of full-resolution history before it is merged per minute",
-        flags=("serve --retention",),
     )
     tombstone_retention: SecondsOrForever = key(
         86400.0,
         "seconds a deleted element's tombstone is kept (null or `forever`: forever)",
-        flags=("serve --tombstone-retention",),
     )
     grace: Seconds = key(
-        30.0, "seconds a room stays loaded after its last client left", flags=("serve --grace",)
+        30.0,
+        "seconds a room stays loaded after its last client left",
     )
     auth_secret: SecretStr | None = key(
         None,
         "HS256 secret of client tokens on `/yjs`, `/api` and `/events` (null: auth off)",
         env="INKWIRE_COLLAB_SECRET",
-        flags=("serve --auth-secret",),
     )
     web_root: str | None = key(
         None,
         "the built web app to serve (null: clients/web/dist of this checkout)",
-        flags=("serve --web-root",),
     )
     max_rooms: Positive = key(10_000, "rooms loaded at once; one more is closed with 1013")
     max_message_size: Positive = key(16 << 20, "bytes in one Yjs frame; a bigger one closes 1009")
@@ -222,19 +224,19 @@ class Relays(Section):
         None,
         "HS256 secret of client tokens on every relay (null: auth off)",
         env="INKWIRE_RELAY_SECRET",
-        flags=("relay --auth-secret",),
     )
     db: str | None = key(
         None,
         "SQLite file the relays keep their history in, so recovery survives a restart "
         "(null: memory; not with `redis`)",
-        flags=("relay --db",),
     )
     history_size: Positive = key(
-        1000, "events kept per channel for recovery", flags=("relay --history-size",)
+        1000,
+        "events kept per channel for recovery",
     )
     history_age: Seconds = key(
-        3600.0, "seconds an event stays recoverable", flags=("relay --history-age",)
+        3600.0,
+        "seconds an event stays recoverable",
     )
     max_message_size: Positive = key(1 << 20, "bytes in one client frame; a bigger one closes 1009")
     fastblocks: RelayServer = _relay(fastblocks)
@@ -254,23 +256,21 @@ class Tls(Section):
         None,
         "PEM certificate chain: with `keyfile`, every server speaks only TLS "
         "(`https://`, `wss://`)",
-        flags=("serve --certfile", "relay --certfile", "up --certfile"),
     )
     keyfile: str | None = key(
         None,
         "PEM private key of `certfile`",
-        flags=("serve --keyfile", "relay --keyfile", "up --keyfile"),
     )
 
 
 class Log(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = key(
-        "INFO", "log level", flags=("serve --log-level", "relay --log-level", "up --log-level")
+        "INFO",
+        "log level",
     )
     format: Literal["text", "json"] = key(
         "text",
         "`text` lines, or one JSON object per line for log shippers",
-        flags=("serve --log-format", "relay --log-format", "up --log-format"),
     )
 
 
@@ -284,14 +284,12 @@ class Settings(Section):
         "Redis URL (redis://HOST:PORT/DB) of a cluster: every server runs as a node "
         "sharing rooms and channels through it (null: one node, no Redis)",
         env="INKWIRE_REDIS_URL",
-        flags=("serve --redis", "relay --redis", "up --redis"),
         pattern=r"^rediss?://",
     )
     workers: Positive | None = key(
         None,
         "`inkwire up`: worker processes per server, sharing its port (null: the number of "
-        "cores); more than 1 needs `redis`",
-        flags=("up --workers",),
+        "cores with `redis`, 1 without); more than 1 needs `redis`",
     )
     tls: Tls = Field(default_factory=Tls)
     log: Log = Field(default_factory=Log)
@@ -358,11 +356,6 @@ class Leaf:
         if isinstance(name, str):
             return name
         return "INKWIRE_" + "_".join(self.path).upper().replace("-", "_")
-
-    @property
-    def flags(self) -> list[str]:
-        flags = self.extra.get("flags", [])
-        return [str(f) for f in flags] if isinstance(flags, list) else []
 
     @property
     def secret(self) -> bool:
