@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     config = Path(resolved.config_file or args.config).resolve()
-    executable = args.inkwire or shutil.which("inkwire") or f"{sys.executable} -m collab.cli"
+    beside = Path(sys.executable).parent / "inkwire"  # the venv's own script, PATH or not
+    executable = (
+        args.inkwire
+        or (str(beside) if beside.is_file() else None)
+        or shutil.which("inkwire")
+        or f"{sys.executable} -m collab.cli"
+    )
     settings = resolved.settings
     if args.manager == "systemd":
         files = systemd_units(settings, config, executable, args.user, args.workdir)
@@ -82,6 +88,15 @@ def systemd_units(
     settings: Settings, config: Path, executable: str, user: str, workdir: str
 ) -> dict[str, str]:
     after = "network-online.target" + (" redis.service" if settings.redis else "")
+    writable = sorted(
+        {
+            str(Path(db).parent)
+            for db in (settings.collab.db, settings.relays.db)
+            if db is not None and db != ":memory:" and Path(db).is_absolute()
+            and not Path(db).parent.is_relative_to(workdir)
+        }
+    )  # fmt: skip
+    rw = f"ReadWritePaths={' '.join(writable)}\n" if writable else ""
     units: dict[str, str] = {}
     names = []
     for server in settings.servers():
@@ -106,7 +121,7 @@ User={user}
 Group={user}
 WorkingDirectory={workdir}
 StateDirectory={Path(workdir).name if workdir.startswith("/var/lib/") else "inkwire"}
-Restart=always
+{rw}Restart=always
 RestartSec=2
 KillSignal=SIGTERM
 TimeoutStopSec=20
