@@ -28,7 +28,7 @@ from pydantic.fields import FieldInfo
 from relays.catalog import Catalog
 from relays.catalogs import SERVICES
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port the system picks
 Positive = Annotated[int, Field(ge=1)]
 Seconds = Annotated[float, Field(ge=0)]
 
@@ -94,7 +94,7 @@ class Server(Section):
 
     enabled: bool = key(True, "`inkwire up` starts this server", deployment=True)
     host: str = key("127.0.0.1", "address to listen on", deployment=True)
-    port: Port = key(0, "TCP port to listen on", deployment=True)
+    port: Port = key(0, "TCP port to listen on (0: any free one)", deployment=True)
     max_connections: Positive = key(
         10_000,
         "WebSocket connections the server takes; more are closed with 1013 (server full)",
@@ -130,7 +130,7 @@ class Server(Section):
 class CollabServer(Server):
     """The collab server (``inkwire serve``): Yjs rooms, the REST API, the web app, /events."""
 
-    port: Port = key(3042, "TCP port to listen on", deployment=True)
+    port: Port = key(3042, "TCP port to listen on (0: any free one)", deployment=True)
     host: str = key("127.0.0.1", "address to listen on", deployment=True)
     max_connections: Positive = key(
         10_000,

@@ -352,6 +352,8 @@ def port_clashes(resolved: Resolved) -> list[str]:
     taken: dict[int, str] = {}
     problems = []
     for server in resolved.settings.servers():
+        if server.port == 0:
+            continue  # the system picks a free one for each
         other = taken.get(server.port)
         dotted = _key(server.service, "port")
         if other is not None:
