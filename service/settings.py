@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -359,14 +360,23 @@ class Leaf:
 
     @property
     def secret(self) -> bool:
-        return "SecretStr" in str(self.field.annotation)
+        return SecretStr in _types(self.field.annotation)
 
     @property
     def text_valued(self) -> bool:
         """Read from the environment as the string it is (not parsed as YAML)."""
-        return any(name in str(self.field.annotation) for name in ("str", "SecretStr")) and (
-            "list" not in str(self.field.annotation)
-        )
+        return _types(self.field.annotation) - {type(None)} <= {str, SecretStr}
+
+
+def _types(annotation: Any) -> set[Any]:
+    """The types a key's value may have (Annotated and unions unwrapped; list, Literal...
+    as their origin)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _types(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return {t for arg in get_args(annotation) for t in _types(arg)}
+    return {origin if origin is not None else annotation}
 
 
 def leaves(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> Iterator[Leaf]:

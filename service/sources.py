@@ -191,9 +191,10 @@ def resolve(
     problems: list[str] = []
 
     if file is not None:
-        for error in _errors(file.data):
+        found = [(file.where(tuple(e["loc"])), e) for e in _errors(file.data)]
+        for where, error in sorted(found, key=lambda item: _line(item[0])):
             loc = tuple(error["loc"])
-            problems.append(f"{file.where(loc)}: {_dotted(loc)}: {_message(error, loc)}")
+            problems.append(f"{where}: {_dotted(loc)}: {_message(error, loc)}")
 
     env_names = from_env(environ)
     env_data: dict[str, Any] = {}
@@ -235,6 +236,11 @@ def resolve(
     if problems:
         raise SettingsError(problems)
     return resolved
+
+
+def _line(where: str) -> int:
+    tail = where.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _errors(data: dict[str, Any]) -> list[Any]:

@@ -215,6 +215,8 @@ def test_unknown_keys_and_wrong_types_name_file_line_and_key(tmp_path: Path) -> 
         p.startswith(f"{config}:11: tls.certfile: Input should be a valid string") for p in found
     )
     assert len(found) == 6
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines)  # in the file's order
 
 
 def test_a_key_written_twice_bad_yaml_and_a_missing_file(tmp_path: Path) -> None:
