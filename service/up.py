@@ -35,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -82,7 +82,6 @@ class Worker:
     fd: int
     label: str
     process: Process | None = None
-    pids: list[int] = field(default_factory=list)  # every process it ran, for the tests
 
 
 def worker_count(settings: Settings) -> int:
@@ -134,7 +133,7 @@ class Supervisor:
         self.sockets: dict[str, socket.socket] = {}
         self.workers: list[Worker] = []
         self.stopping = False
-        self.stopped = anyio.Event()
+        self.stopped: anyio.Event  # made in run(), inside the event loop
         self.exit_code = 0
         self.spec = dump(settings)
 
@@ -161,6 +160,7 @@ class Supervisor:
             sock.close()
 
     async def run(self) -> int:
+        self.stopped = anyio.Event()
         log.info(
             "starting %d servers, %d worker%s each",
             len(self.sockets),
@@ -235,7 +235,6 @@ class Supervisor:
             start_new_session=True,
         )
         worker.process = process
-        worker.pids.append(process.pid)
         log.info("%s started (pid %d)", worker.label, process.pid)
         assert process.stdin is not None
         assert process.stdout is not None
