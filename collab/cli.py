@@ -76,14 +76,15 @@ def main(argv: list[str] | None = None) -> None:
     resolved = service_cli.settings_or_exit(args, args.command)
     settings = resolved.settings
     if args.command != "up":  # up's workers log for themselves, named by up
-        logs.setup(settings.log.level, settings.log.format)
+        names = service_cli.relay_names(args, resolved) if args.command == "relay" else []
+        named = "collab" if args.command == "serve" else names[0] if len(names) == 1 else "relays"
+        logs.setup(settings.log.level, settings.log.format, service=named)
         for note in resolved.notes:
             logging.getLogger("inkwire").warning("%s", note)
     if args.command == "up":
         sys.exit(up.run(resolved, only=args.only))
     if args.command == "relay":
-        names = service_cli.relay_names(args, resolved)
-        anyio.run(run.serve_relays, settings, names)
+        anyio.run(run.serve_relays, settings, service_cli.relay_names(args, resolved))
         sys.exit(0)
     if args.command == "serve":
         try:

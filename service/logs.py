@@ -1,9 +1,10 @@
 """One log format for every inkwire process: text lines, or one JSON object per line.
 
 Text is what ``inkwire serve`` always wrote (``time level logger message``).
-JSON is for log shippers: ``{"time", "level", "logger", "message"}``, plus
-``"service"`` and ``"worker"`` when the process is a worker of ``inkwire up``,
-and ``"exc_info"`` with the traceback when there is one. Under ``inkwire up``
+JSON is for log shippers: ``{"time", "level", "service", "logger", "message"}``
+(``service``: collab, a relay's name, ``relays`` for ``inkwire relay all``),
+plus ``"worker"`` when the process is a worker of ``inkwire up``, and
+``"exc_info"`` with the traceback when there is one. Under ``inkwire up``
 the supervisor names the service on each text line itself (see
 :mod:`service.up`), so whatever a worker writes to stderr, a traceback
 included, carries it.

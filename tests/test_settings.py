@@ -383,3 +383,28 @@ def test_every_leaf_is_reachable() -> None:
     settings = Settings()
     for path in LEAVES:
         value_at(settings, path)  # no AttributeError: the walk and the model agree
+
+
+def test_json_log_lines(capsys: Any) -> None:
+    import logging
+
+    from service import logs
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.setup("info", "json", service="dhruva", worker=2)
+        logging.getLogger("inkwire.test").info("hello %s", "there")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("inkwire.test").exception("failed")
+        logging.getLogger("inkwire.test").debug("not at INFO")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert first["message"] == "hello there" and first["level"] == "INFO"
+    assert (first["service"], first["worker"], first["logger"]) == ("dhruva", 2, "inkwire.test")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert "ValueError: boom" in second["exc_info"]
