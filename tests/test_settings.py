@@ -307,6 +307,23 @@ def test_config_check_and_show(tmp_path: Path, capsys: Any) -> None:
     assert f"inkwire: {bad}:1: collab.port" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["relay", "dhruva"], ["relay", "all"], ["up"], ["deploy", "systemd"]],
+    ids=" ".join,
+)
+def test_a_bad_file_stops_every_command_before_it_starts(
+    tmp_path: Path, capsys: Any, command: list[str]
+) -> None:
+    bad = write(tmp_path, "relays:\n  dhruva:\n    prot: 1\n")
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--config", str(bad)])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == (
+        f"inkwire: {bad}:3: relays.dhruva.prot: unknown key (did you mean 'port'?)\n"
+    )
+
+
 def test_secrets_never_show(tmp_path: Path) -> None:
     resolved = resolve(
         environ={"INKWIRE_COLLAB_SECRET": "s3cret-a", "INKWIRE_RELAY_SECRET": "s3cret-b"}
