@@ -2,7 +2,8 @@
 
 Both the collab server and the relays serve this way: settings measured for
 fan-out (a deep listen backlog, reading ahead, our own ping-free keepalive),
-hypercorn's asyncio or trio worker to match the running loop, a shutdown
+hypercorn's asyncio or trio worker to match the running loop, TLS and an
+inherited listening socket when asked (:class:`Listen`), a shutdown
 that first closes every client with 1001 and waits for them, bounded, so
 hypercorn has no open connection left to cancel noisily, and
 :func:`close_websocket`, the one way both apps end a connection themselves.
