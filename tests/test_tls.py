@@ -28,7 +28,7 @@ from collab.config import Config
 from collab.server import serve
 from net.hosting import Listen
 from relays.catalogs import dhruva
-from relays.serve import host_relay, wait_listening
+from relays.serve import wait_listening
 from tests.conftest import free_port
 from tests.node import INTEROP_DIR, NodeScript, require_node
 from tests.service_process import all_ready, inkwire, seven_on_free_ports, stop, wait_for
@@ -115,29 +115,33 @@ async def test_collab_routes_over_https_and_wss(certs: Certs) -> None:
 
 @pytest.mark.anyio
 async def test_a_relay_over_https_and_wss(certs: Certs) -> None:
-    port = free_port()
-    stop = anyio.Event()
-    app = relays.RelayApp(dhruva.catalog)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(host_relay, app, "127.0.0.1", port, stop.wait, certs.listen)
-        await wait_listening("127.0.0.1", port)
-        async with RelayClient(f"wss://127.0.0.1:{port}/", verify=certs.context()) as client:
+    async with relays.serve(
+        dhruva.catalog,
+        port=free_port(),
+        certfile=str(certs.certfile),
+        keyfile=str(certs.keyfile),
+    ) as relay:
+        assert relay.url.startswith("wss://") and relay.http_url.startswith("https://")
+        async with RelayClient(relay.url, verify=certs.context()) as client:
             await client.subscribe("adapter:a1")
             async with httpx.AsyncClient(verify=certs.context()) as http:
                 response = await http.post(
-                    f"https://127.0.0.1:{port}/publish",
+                    f"{relay.http_url}/publish",
                     json={
                         "event": "adapter.activated",
                         "data": {"adapter_id": "a1", "repo": "org/r", "version": "2"},
                     },
                 )
                 assert response.status_code == 202, response.text
-                assert (await http.get(f"https://127.0.0.1:{port}/health/ready")).status_code == 200
+                assert (await http.get(f"{relay.http_url}/health/ready")).status_code == 200
+                assert "relay_connections" in (await http.get(f"{relay.http_url}/metrics")).text
             with anyio.fail_after(5):
                 async for item in client:
                     assert getattr(item, "event", None) == "adapter.activated"
                     break
-        stop.set()
+    with pytest.raises(ValueError, match="both certfile and keyfile"):
+        async with relays.serve(dhruva.catalog, port=free_port(), certfile="x.pem"):
+            pass
 
 
 @pytest.mark.anyio
