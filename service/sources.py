@@ -253,6 +253,11 @@ def _errors(data: dict[str, Any]) -> list[Any]:
 
 def _message(error: Any, loc: tuple[str | int, ...]) -> str:
     if error["type"] == "extra_forbidden":
+        if loc[-1] == "websocket":
+            return (
+                "unknown key: a deployment's `websocket:` keys go straight under `collab:` "
+                "or `relays.NAME:` (docs/configuration.md)"
+            )
         parent = _leaf_parent_keys(loc[:-1])
         return f"unknown key{_suggest(str(loc[-1]), parent)}"
     message = str(error["msg"])

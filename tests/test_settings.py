@@ -219,6 +219,14 @@ def test_unknown_keys_and_wrong_types_name_file_line_and_key(tmp_path: Path) -> 
     assert lines == sorted(lines)  # in the file's order
 
 
+def test_a_websocket_section_is_pointed_to_where_its_keys_go(tmp_path: Path) -> None:
+    config = write(tmp_path, "relays:\n  dhruva:\n    websocket:\n      port: 8693\n")
+    assert problems(config, environ={}) == [
+        f"{config}:3: relays.dhruva.websocket: unknown key: a deployment's `websocket:` keys "
+        "go straight under `collab:` or `relays.NAME:` (docs/configuration.md)"
+    ]
+
+
 def test_a_key_written_twice_bad_yaml_and_a_missing_file(tmp_path: Path) -> None:
     twice = write(tmp_path, "relays:\n  dhruva: {port: 1}\n  dhruva: {port: 2}\n", "twice.yaml")
     assert problems(twice, environ={}) == [
