@@ -3,7 +3,8 @@
 Real processes on free ports: all seven answer /health; a worker killed with
 SIGKILL is started again and serves; SIGTERM stops everything, and so does the
 supervisor's own death (its workers see their stdin close); with Redis, two
-workers share one port and it keeps answering while one of them restarts.
+workers share one port, clients of one diagram on both see each other's edits,
+and the port keeps answering while one of the workers restarts.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 import pytest
 
+from clients import DiagramClient
 from tests.redis_server import RedisServer
 from tests.service_process import (
     NAMES,
@@ -98,6 +102,7 @@ def test_with_redis_workers_share_a_port(tmp_path: Path, redis_server: RedisServ
     try:
         wait_for("collab and dhruva ready", lambda: all_ready(served), log=log)
         wait_for("two workers each", lambda: len(worker_pids(up.pid)) == 4, log=log)
+        anyio.run(one_room_across_workers, ports["collab"], log)
         collab = sorted(listening_pids(ports["collab"]) - {up.pid})
         assert len(collab) == 2
         os.kill(collab[0], signal.SIGKILL)
@@ -114,3 +119,25 @@ def test_with_redis_workers_share_a_port(tmp_path: Path, redis_server: RedisServ
         stop(up)
     text = log.read_text()
     assert "collab.1 " in text and "collab.2 " in text and "dhruva.2 " in text
+
+
+async def one_room_across_workers(port: int, log: Path) -> None:
+    """Clients of one diagram on both workers (told apart by the log's `collab.N |`)
+    see each other's edits: the workers share the room through Redis."""
+    url = f"ws://127.0.0.1:{port}/yjs"
+
+    def workers_with_clients() -> set[str]:
+        lines = log.read_text().splitlines()
+        return {line.split(" ", 1)[0] for line in lines if "open room=shared " in line}
+
+    async with AsyncExitStack() as stack:
+        clients: list[DiagramClient] = []
+        while workers_with_clients() != {"collab.1", "collab.2"}:
+            assert len(clients) < 24, "every connection went to one worker"
+            client = await stack.enter_async_context(DiagramClient(url, "shared"))
+            await client.wait_for(lambda c: c.sync_count > 0, timeout=10)
+            clients.append(client)
+            await anyio.sleep(0.05)  # for the open line to reach the log
+        clients[0].add_element({"id": "across", "type": "rectangle"})
+        for client in clients:
+            await client.wait_for(lambda c: c.get_element("across") is not None, timeout=10)
