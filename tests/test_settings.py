@@ -94,12 +94,16 @@ def test_env_names_are_unique_and_keep_the_old_ones() -> None:
     assert by_key["relays.session-buddy.port"] == "INKWIRE_RELAYS_SESSION_BUDDY_PORT"
 
 
-def test_the_docs_example_is_valid(tmp_path: Path) -> None:
+def test_the_examples_in_the_docs_are_valid(tmp_path: Path) -> None:
     example = re.search(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
     assert example is not None
     resolved = resolve(write(tmp_path, example.group(1)), environ={})
     assert resolved.settings.relays.dhruva.max_connections == 1000
     assert not resolved.settings.relays.session_buddy.enabled
+    readme = re.search(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert readme is not None
+    resolved = resolve(write(tmp_path, readme.group(1), "readme.yaml"), environ={})
+    assert resolved.settings.collab.host == "0.0.0.0" and not resolved.notes
 
 
 # --- precedence, for every key ----------------------------------------------------------
