@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, suppress
@@ -140,8 +141,10 @@ class DiagramClient:
         sync_timeout: float = 10.0,
         close_timeout: float = 2.0,
         token: str | None = None,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         self.room_url = f"{url.rstrip('/')}/{diagram}"
+        self.verify = verify  # for wss://: httpx's verify (a CA file, an SSLContext, True)
         # the token rides in the query (as y-websocket's ``params`` send it), kept out
         # of room_url, which logs and error messages show
         self._connect_url = (
@@ -195,7 +198,9 @@ class DiagramClient:
             raise RuntimeError("a DiagramClient can be entered only once")
         self._entered = True
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=self.sync_timeout))
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=self.sync_timeout, verify=self.verify)
+            )
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             self._task_group.start_soon(self.awareness.start)
             self._task_group.start_soon(self._run, http)

@@ -43,6 +43,7 @@ import itertools
 import json
 import logging
 import random
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -178,8 +179,10 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         connect_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         buffer: int = 1000,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         self.url = url
+        self.verify = verify  # for wss://: httpx's verify (a CA file, an SSLContext, True)
         self.token = token
         self.batch = batch
         self.reconnect = reconnect
@@ -225,7 +228,9 @@ class RelayClient(anyio.AsyncContextManagerMixin):
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         attempts = 0
         started = False
-        async with httpx.AsyncClient(headers=headers, timeout=self.connect_timeout) as http:
+        async with httpx.AsyncClient(
+            headers=headers, timeout=self.connect_timeout, verify=self.verify
+        ) as http:
             while True:
                 began = anyio.current_time()
                 try:

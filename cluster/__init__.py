@@ -8,19 +8,19 @@ works and what each fault does.
 """
 
 import argparse
-import os
 
 REDIS_ENV = "INKWIRE_REDIS_URL"  # the Redis of `inkwire serve` and `inkwire relay` nodes
 
 
 def add_redis_option(parser: argparse.ArgumentParser, shared: str) -> None:
-    """``--redis URL`` (default ``$INKWIRE_REDIS_URL``) on a command that can run as a node.
+    """``--redis URL`` (else ``$INKWIRE_REDIS_URL``, else the file's) on a command that can
+    run as a node.
 
     ``shared``: what the nodes share through it, for the help text.
     """
     parser.add_argument(
         "--redis",
-        default=os.environ.get(REDIS_ENV) or None,
+        default=None,  # $INKWIRE_REDIS_URL is read with the other settings (service.sources)
         metavar="URL",
         help=f"run as one node of a cluster sharing {shared} through this Redis "
         f"(redis://HOST:PORT/DB, or ${REDIS_ENV}); default: one node, no Redis",

@@ -5,56 +5,49 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
+from functools import partial
 
 import anyio
 
 from cluster import add_redis_option
 from collab import auth, cli_replay
-from collab.app import CollabApp
-from collab.config import Config
-from collab.server import serve
 from relays import cli as relay_cli
 from relays import cli_clients
-from storage import MemoryStore, Store
-from storage.sqlite import SQLiteStore, StorageError
+from service import build, logs, run, units, up
+from service import cli as service_cli
+from storage.sqlite import StorageError
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="inkwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    # Every default below is the settings model's (service.settings); a flag left
+    # out leaves the key to $INKWIRE_... and the --config file (docs/configuration.md).
     serve_cmd = commands.add_parser("serve", help="run the collab server")
-    serve_cmd.add_argument("--host", default="127.0.0.1")
-    serve_cmd.add_argument("--port", type=int, default=3042)
+    serve_cmd.add_argument("--host", help="default 127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, help="default 3042")
+    serve_cmd.add_argument("--grace", type=float, help="seconds an empty room stays (30)")
+    serve_cmd.add_argument("--max-users", type=int, help="connections per diagram (50)")
     serve_cmd.add_argument(
-        "--grace", type=float, default=Config.grace_period, help="seconds an empty room stays"
+        "--db", help="SQLite file to autosave to (inkwire.db; ':memory:' keeps nothing)"
     )
-    serve_cmd.add_argument("--max-users", type=int, default=Config.max_users)
-    serve_cmd.add_argument(
-        "--db", default="inkwire.db", help="SQLite file to autosave to (':memory:' keeps nothing)"
-    )
-    serve_cmd.add_argument(
-        "--checkpoint-every", type=int, default=500, help="updates between checkpoints"
-    )
+    serve_cmd.add_argument("--checkpoint-every", type=int, help="updates between checkpoints (500)")
     serve_cmd.add_argument(
         "--retention",
         type=float,
-        default=7 * 86400,
-        help="seconds of full-resolution history before it is merged per minute",
+        help="seconds of full-resolution history before it is merged per minute (7 days)",
     )
-    serve_cmd.add_argument("--compress", action="store_true", help="zlib-compress saved blobs")
+    serve_cmd.add_argument(
+        "--compress", action="store_true", default=None, help="zlib-compress saved blobs"
+    )
     serve_cmd.add_argument(
         "--tombstone-retention",
         type=_seconds_or_forever,
-        default=Config.tombstone_retention,
         metavar="SECONDS",
         help="how long deleted elements' tombstones are kept (default a day; 'forever')",
     )
     serve_cmd.add_argument(
-        "--web-root",
-        type=Path,
-        default=None,
-        help="the built web app (default: clients/web/dist of this checkout)",
+        "--web-root", help="the built web app (default: clients/web/dist of this checkout)"
     )
     serve_cmd.add_argument(
         "--auth-secret",
@@ -62,60 +55,48 @@ def main(argv: list[str] | None = None) -> None:
         f"/events (or ${auth.SECRET_ENV}); default: no auth",
     )
     add_redis_option(serve_cmd, "rooms, presence and /events (and the --db file)")
-    serve_cmd.add_argument("--log-level", default="INFO")
+    service_cli.add_settings_options(serve_cmd)
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)
+    service_cli.add_settings_options(commands.choices["relay"])
     cli_clients.add_commands(commands)
+    service_cli.add_commands(commands)
+    up.add_command(commands)
+    units.add_command(commands)
     args = parser.parse_args(argv)
     if args.command in cli_clients.COMMANDS:
         sys.exit(cli_clients.run(args))
     if args.command in cli_replay.COMMANDS:
         logging.basicConfig(level="WARNING", stream=sys.stderr)
         sys.exit(cli_replay.run(args))
-
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    if args.command == "config":
+        sys.exit(service_cli.run(args))
+    if args.command == "deploy":
+        sys.exit(units.run(args))
+    resolved = service_cli.settings_or_exit(args, args.command)
+    settings = resolved.settings
+    if args.command != "up":  # up's workers log for themselves, named by up
+        names = service_cli.relay_names(args, resolved) if args.command == "relay" else []
+        named = "collab" if args.command == "serve" else names[0] if len(names) == 1 else "relays"
+        logs.setup(settings.log.level, settings.log.format, service=named)
+        for note in resolved.notes:
+            logging.getLogger("inkwire").warning("%s", note)
+    if args.command == "up":
+        sys.exit(up.run(resolved, only=args.only))
     if args.command == "relay":
-        sys.exit(relay_cli.run(args))
+        anyio.run(run.serve_relays, settings, service_cli.relay_names(args, resolved))
+        sys.exit(0)
     if args.command == "serve":
-        config = Config(
-            grace_period=args.grace,
-            max_users=args.max_users,
-            tombstone_retention=args.tombstone_retention,
-            auth_secret=args.auth_secret or auth.secret_from_env(),
-            redis_url=args.redis,
-        )
-        if args.redis and args.db == ":memory:":
-            parser.exit(2, "inkwire: the nodes of a cluster share their --db; :memory: cannot be\n")
         try:
-            store: Store = (
-                MemoryStore()
-                if args.db == ":memory:"
-                else SQLiteStore(
-                    args.db,
-                    compress=args.compress,
-                    checkpoint_every=args.checkpoint_every,
-                    retention=args.retention,
-                )
-            )
+            app = build.collab_app(settings)
         except StorageError as exc:
             parser.exit(2, f"inkwire: {exc}\n")
-        app = CollabApp(store=store, config=config, web_root=args.web_root)
-        logging.getLogger("inkwire").info(
-            "serving on http://%s:%d%s",
-            args.host,
-            args.port,
-            " (auth on: tokens required)" if config.auth_secret else "",
-        )
-        anyio.run(serve, app, args.host, args.port)
+        anyio.run(partial(run.serve_collab, settings, app=app))
 
 
-def _seconds_or_forever(text: str) -> float | None:
+def _seconds_or_forever(text: str) -> float | str:
     if text == "forever":
-        return None
+        return text
     seconds = float(text)
     if seconds < 0:
         raise argparse.ArgumentTypeError("must be >= 0 seconds, or 'forever'")

@@ -10,6 +10,7 @@ class Config:
     grace_period: float = 30.0  # seconds a room stays loaded after its last client leaves
     max_users: int = 50  # connections per room
     max_rooms: int = 10_000
+    max_connections: int = 10_000  # Yjs connections in all; more are refused with 1013
     max_message_size: int = 16 << 20  # bytes in one incoming frame
     awareness_interval: float = 0.05  # at most one awareness broadcast per client per interval
     max_lag: int = 10_000  # entries a client may fall behind before it is cut off

@@ -248,6 +248,10 @@ async def serve_yjs(
         rooms.stats.reject("forbidden")
         await close(FORBIDDEN, f"forbidden: the token does not cover {diagram_channel(diagram)}")
         return
+    if len(rooms.connections) >= rooms.config.max_connections:
+        rooms.stats.reject("server_full")
+        await close(1013, "server full: too many connections")
+        return
     try:
         room = await rooms.acquire(diagram)
     except ServerFull:

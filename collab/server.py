@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from collab.app import CollabApp
-from net.hosting import run_app
+from net.hosting import PLAIN, Listen, run_app
 
 log = logging.getLogger("inkwire.server")
 
@@ -20,8 +20,10 @@ async def serve(
     port: int,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    listen: Listen = PLAIN,
 ) -> None:
-    """Serve until the trigger returns (default: SIGINT or SIGTERM)."""
+    """Serve until the trigger returns (default: SIGINT or SIGTERM); ``listen``: TLS,
+    or a socket inherited from ``inkwire up``."""
 
     async def on_signal() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -29,4 +31,4 @@ async def serve(
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 return
 
-    await run_app(app, host, port, shutdown_trigger or on_signal)
+    await run_app(app, host, port, shutdown_trigger or on_signal, listen)

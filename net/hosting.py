@@ -2,7 +2,8 @@
 
 Both the collab server and the relays serve this way: settings measured for
 fan-out (a deep listen backlog, reading ahead, our own ping-free keepalive),
-hypercorn's asyncio or trio worker to match the running loop, a shutdown
+hypercorn's asyncio or trio worker to match the running loop, TLS and an
+inherited listening socket when asked (:class:`Listen`), a shutdown
 that first closes every client with 1001 and waits for them, bounded, so
 hypercorn has no open connection left to cancel noisily, and
 :func:`close_websocket`, the one way both apps end a connection themselves.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -83,9 +85,39 @@ async def _drain(receive: Receive) -> None:
         pass
 
 
-def hypercorn_config(app: HostedApp, host: str, port: int) -> HypercornConfig:
+@dataclass(frozen=True)
+class Listen:
+    """How a server listens, beyond host and port: TLS, and an inherited socket.
+
+    ``certfile`` and ``keyfile``: serve TLS only (``https://``, ``wss://``) on every
+    route. ``fd``: accept on this already bound, listening socket instead of binding
+    ``host:port`` (``inkwire up`` binds each port once in the supervisor and its
+    workers share it; see docs/service.md).
+    """
+
+    certfile: str | None = None
+    keyfile: str | None = None
+    fd: int | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
+PLAIN = Listen()
+
+
+def hypercorn_config(
+    app: HostedApp, host: str, port: int, listen: Listen = PLAIN
+) -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
+    config.bind = [f"fd://{listen.fd}" if listen.fd is not None else _bind(host, port)]
+    if listen.certfile is not None and listen.keyfile is not None:
+        config.certfile = listen.certfile
+        config.keyfile = listen.keyfile
+        # HTTP/1.1 only, as in the clear: a WebSocket then is the same protocol either
+        # way (not RFC 8441 over HTTP/2), and keeps the direct socket writes of net.wire
+        config.alpn_protocols = ["http/1.1"]
     config.backlog = 1024
     # let the app read ahead (the default of 10 queued messages caps coalescing),
     # but not too far: the queue counts messages, each up to the size limit
@@ -101,8 +133,16 @@ def hypercorn_config(app: HostedApp, host: str, port: int) -> HypercornConfig:
     return config
 
 
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def run_app(
-    app: HostedApp, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
+    app: HostedApp,
+    host: str,
+    port: int,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    listen: Listen = PLAIN,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns, then close clients (bounded)."""
 
@@ -112,7 +152,7 @@ async def run_app(
         with anyio.move_on_after(SHUTDOWN_SECONDS):
             await app.wait_all_closed()
 
-    config = hypercorn_config(app, host, port)
+    config = hypercorn_config(app, host, port, listen)
     if sniffio.current_async_library() == "trio":
         from hypercorn.trio import serve as trio_serve
 

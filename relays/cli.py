@@ -2,39 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
-from typing import TYPE_CHECKING, Any
-
-import anyio
+from typing import Any
 
 from cluster import add_redis_option
-from relays.app import RelayApp, RelaySettings
-from relays.auth import SECRET_ENV, secret_from_env
-from relays.catalog import Catalog
-from relays.catalogs import BY_NAME, SERVICES
-from relays.hub import HubSettings
-from relays.serve import host_relay
-
-if TYPE_CHECKING:
-    from cluster.link import RedisLink
-    from storage.sqlite import SQLiteStore
-
-log = logging.getLogger("inkwire.relay")
+from relays.auth import SECRET_ENV
+from relays.catalogs import BY_NAME
 
 
 def add_commands(commands: Any) -> None:
-    """Add the ``relay`` subcommand to an argparse subparsers object."""
+    """Add the ``relay`` subcommand to an argparse subparsers object.
+
+    Its defaults are the settings model's (``service.settings``): a flag left out
+    leaves the key to the environment and the ``--config`` file; collab's CLI adds
+    the options every server command shares and runs it (``service.run``).
+    """
     relay = commands.add_parser("relay", help="run a service's event relay (or all six)")
-    relay.add_argument("name", choices=[*BY_NAME, "all"], help="catalog name, or 'all'")
-    relay.add_argument("--host", default="127.0.0.1")
+    relay.add_argument(
+        "name", choices=[*BY_NAME, "all"], help="catalog name, or 'all' (the enabled ones)"
+    )
+    relay.add_argument("--host", help="default 127.0.0.1")
     relay.add_argument("--port", type=int, help="default: the catalog's port")
     relay.add_argument(
         "--port-offset",
         type=int,
         default=0,
-        help="added to every catalog's default port (run several sets side by side)",
+        help="added to every relay's port (run several sets side by side)",
     )
     relay.add_argument(
         "--auth-secret",
@@ -51,74 +43,5 @@ def add_commands(commands: Any) -> None:
     relay.add_argument(
         "--keepalive",
         type=float,
-        default=RelaySettings.keepalive_interval,
-        help="seconds of silence before a client gets a 'ping' message (0: never)",
+        help="seconds of silence before a client gets a 'ping' message (25; 0: never)",
     )
-    relay.add_argument("--log-level", default="INFO")
-
-
-def run(args: argparse.Namespace) -> int:
-    catalogs = SERVICES if args.name == "all" else (BY_NAME[args.name],)
-    if args.port is not None and len(catalogs) > 1:
-        log.error("--port names one port; with 'all' use --port-offset")
-        return 2
-    if args.redis and args.db:
-        log.error("--redis keeps history in Redis: leave out --db")
-        return 2
-    ports = [
-        args.port if args.port is not None else catalog.port + args.port_offset
-        for catalog in catalogs
-    ]
-    hub: dict[str, Any] = {}
-    if args.history_size is not None:
-        hub["history_size"] = args.history_size
-    if args.history_age is not None:
-        hub["history_age"] = args.history_age
-    settings = RelaySettings(
-        hub=HubSettings(**hub),
-        auth_secret=args.auth_secret or secret_from_env(),
-        keepalive_interval=args.keepalive or None,
-    )
-    store = None
-    if args.db:
-        from storage.sqlite import SQLiteStore
-
-        store = SQLiteStore(args.db)
-    link = None
-    if args.redis:
-        from cluster.link import RedisLink
-
-        link = RedisLink(args.redis)
-    try:
-        anyio.run(serve_all, catalogs, args.host, ports, settings, store, link)
-    finally:
-        if store is not None:
-            store.close()
-    return 0
-
-
-async def serve_all(
-    catalogs: tuple[Catalog, ...],
-    host: str,
-    ports: list[int],
-    settings: RelaySettings | None = None,
-    store: SQLiteStore | None = None,
-    link: RedisLink | None = None,
-) -> None:
-    """Serve each catalog on its port until SIGINT or SIGTERM (one database, or one
-    Redis link, for all)."""
-    stop = anyio.Event()
-    apps = [RelayApp(catalog, settings, store=store, link=link) for catalog in catalogs]
-    async with anyio.create_task_group() as node:
-        if link is not None:
-            await node.start(link.run)  # after every app registered what it listens to
-        async with anyio.create_task_group() as tg:
-            for app, catalog, port in zip(apps, catalogs, ports, strict=True):
-                tg.start_soon(host_relay, app, host, port, stop.wait)
-                log.info("relay %s on ws://%s:%d/", catalog.service, host, port)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("received %s, shutting down", signal.Signals(signum).name)
-                    break
-            stop.set()
-        node.cancel_scope.cancel()  # the link outlives the relays: the last publishes go out

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from net.hosting import run_app
+from net.hosting import PLAIN, Listen, run_app
 from relays.app import Handler, RelayApp, RelaySettings
 from relays.catalog import Catalog
 from relays.hub import Hub, Published
@@ -44,10 +44,11 @@ async def wait_listening(host: str, port: int) -> None:
 class Relay:
     """A running relay, as ``relays.serve`` hands it to the embedding service."""
 
-    def __init__(self, app: RelayApp, host: str, port: int) -> None:
+    def __init__(self, app: RelayApp, host: str, port: int, tls: bool = False) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.tls = tls
         self.broadcast = app.broadcast  # await relay.broadcast.adapter_activated(...)
 
     @property
@@ -56,11 +57,11 @@ class Relay:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}/"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def handle(self, name: str) -> Callable[[Handler], Handler]:
         return self.app.handle(name)
@@ -73,13 +74,17 @@ class Relay:
 
 
 async def host_relay(
-    app: RelayApp, host: str, port: int, shutdown_trigger: Callable[[], Awaitable[None]]
+    app: RelayApp,
+    host: str,
+    port: int,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    listen: Listen = PLAIN,
 ) -> None:
     """Serve ``app`` and run its background tasks; they stop after the server, so
     the history writer commits every event published before shutdown."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(app.background)
-        await run_app(app, host, port, shutdown_trigger)
+        await run_app(app, host, port, shutdown_trigger, listen)
         tg.cancel_scope.cancel()
 
 
@@ -92,21 +97,27 @@ async def serve(
     settings: RelaySettings | None = None,
     app: RelayApp | None = None,
     redis: str | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> AsyncIterator[Relay]:
     """Run a relay for ``catalog`` (default port: the catalog's) for the block's duration.
 
     ``redis``: the URL of a cluster's Redis (``settings.redis_url`` otherwise).
+    ``certfile`` and ``keyfile`` (PEM): serve TLS only, ``wss://`` and ``https://``.
     """
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("TLS needs both certfile and keyfile")
+    listen = Listen(certfile=certfile, keyfile=keyfile)
     if redis is not None:
         settings = dataclasses.replace(settings or RelaySettings(), redis_url=redis)
     app = app if app is not None else RelayApp(catalog, settings)
     port = catalog.port if port is None else port
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(host_relay, app, host, port, stop.wait)
+        tg.start_soon(host_relay, app, host, port, stop.wait, listen)
         try:
             await wait_listening(host, port)
             log.info("relay %s listening on %s:%d", catalog.service, host, port)
-            yield Relay(app, host, port)
+            yield Relay(app, host, port, tls=listen.tls)
         finally:
             stop.set()

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, Self
@@ -88,13 +88,17 @@ class NodeScript:
 
     @classmethod
     @asynccontextmanager
-    async def spawn(cls, script: Path, name: str = "node") -> AsyncIterator[Self]:
+    async def spawn(
+        cls, script: Path, name: str = "node", env: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Self]:
+        """``env``: added to this process's environment (e.g. NODE_EXTRA_CA_CERTS)."""
         process = await anyio.open_process(
             ["node", str(script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # inherited: pytest shows it with a failing test
             cwd=INTEROP_DIR,
+            env={**os.environ, **env} if env else None,
         )
         node = cls(process, name)
         try:

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import ROOT
 
 NET = ROOT / "net"
-OTHERS = ("collab", "relays", "storage", "clients")
+OTHERS = ("collab", "relays", "storage", "clients", "cluster", "service")
 
 
 def _net_modules() -> list[str]:
