@@ -13,6 +13,7 @@ from cluster import add_redis_option
 from collab import auth, cli_replay
 from collab.app import CollabApp
 from collab.config import Config
+from collab.dashboard import relay_url
 from collab.server import serve
 from relays import cli as relay_cli
 from relays import cli_clients
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         "--web-root",
         type=Path,
         default=None,
-        help="the built web app (default: clients/web/dist of this checkout)",
+        help="the built web app (default: clients/web/dist, in this checkout or the wheel)",
     )
     serve_cmd.add_argument(
         "--auth-secret",
@@ -62,6 +63,14 @@ def main(argv: list[str] | None = None) -> None:
         f"/events (or ${auth.SECRET_ENV}); default: no auth",
     )
     add_redis_option(serve_cmd, "rooms, presence and /events (and the --db file)")
+    serve_cmd.add_argument(
+        "--dashboard-relay",
+        action="append",
+        type=_relay_url,
+        default=[],
+        metavar="URL",
+        help="a relay /dashboard shows besides this server, as http://HOST:PORT (repeat for each)",
+    )
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
     relay_cli.add_commands(commands)
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             tombstone_retention=args.tombstone_retention,
             auth_secret=args.auth_secret or auth.secret_from_env(),
             redis_url=args.redis,
+            dashboard_relays=tuple(args.dashboard_relay),
         )
         if args.redis and args.db == ":memory:":
             parser.exit(2, "inkwire: the nodes of a cluster share their --db; :memory: cannot be\n")
@@ -111,6 +121,13 @@ def main(argv: list[str] | None = None) -> None:
             " (auth on: tokens required)" if config.auth_secret else "",
         )
         anyio.run(serve, app, args.host, args.port)
+
+
+def _relay_url(text: str) -> str:
+    try:
+        return relay_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds_or_forever(text: str) -> float | None:
