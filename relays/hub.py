@@ -152,8 +152,9 @@ class Hub:
         self.followed: Mapping[str, int] = MappingProxyType(self._followers)
         self.subscriptions = 0  # all members' channels, added up
         self._follow_hooks: list[FollowHook] = []
-        # told once per event and channel (the followers it goes to) and once per run
+        # told once per run: the messages it sends by event type, and how long it took
         self.metrics: BroadcastMetrics | None = None
+        self._run_sent: dict[str, int] = {}  # event -> followers reached, in the run being placed
 
     def restore(
         self, epoch: str, channels: Mapping[str, tuple[str, int, Sequence[tuple[int, float, str]]]]
@@ -212,6 +213,9 @@ class Hub:
         start = perf_counter()
         self.log.publish()
         metrics.broadcast(perf_counter() - start)
+        sent, self._run_sent = self._run_sent, {}
+        for event_type, count in sent.items():
+            metrics.sent(event_type, count)
 
     def _place(
         self, event: str, channels: Sequence[str], payload: Mapping[str, Any]
@@ -239,7 +243,8 @@ class Hub:
         if self.sink is not None:
             self.sink(name, state.offset, state.epoch, prepared.event, message)
         if self.metrics is not None:
-            self.metrics.sent(prepared.event, self._followers.get(name, 0))
+            sent = self._run_sent
+            sent[prepared.event] = sent.get(prepared.event, 0) + self._followers.get(name, 0)
 
     def place_numbered(
         self, events: Sequence[tuple[PreparedEvent, Sequence[tuple[str, int, str]]]]

@@ -3,7 +3,7 @@
 The numbers move when rooms are opened and events published; the live tail
 shows a channel's events through the relay's WebSocket; a relay that is
 stopped shows as down, and as up again (its tail live again) once restarted
-on its port.
+on its port; so does the collab server itself.
 """
 
 from __future__ import annotations
@@ -209,6 +209,17 @@ def test_the_dashboard_shows_every_server_live_and_a_relay_going_down_and_up(
         return tailed.count() >= 2
 
     wait_for(published_and_tailed, 10, "an event after the restart is in the tail")
+
+    # the collab server itself restarting: the page says so, and recovers by itself
+    server.process.kill()
+    server.process.wait(timeout=10)
+    dashboard = page.locator("main.dashboard")
+    wait_for(lambda: dashboard.get_attribute("data-reachable") == "false", 10, "unreachable")
+    wait_state(page, "excalidraw", "down")
+    server_process("--grace", "1", "--dashboard-relay", relay.url, port=server.port)
+    wait_state(page, "excalidraw", "ready")
+    wait_state(page, "dhruva", "ready")
+    assert dashboard.get_attribute("data-reachable") == "true"
     page.screenshot(path=str(ROOT / "test-artifacts" / "dashboard.png"), full_page=True)
 
 
