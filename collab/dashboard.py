@@ -8,9 +8,10 @@ talks to its own origin only: the relays need no CORS headers, and a relay
 reachable from the collab server but not from the browser still shows (only
 the live tail of its events connects to it directly, over its WebSocket).
 
-A relay that does not answer within :data:`TIMEOUT` is ``up: false`` with the
-reason; it keeps the name it last reported, so a stopped relay shows as down
-under its own name, and as up again once it answers.
+A relay that does not answer within :data:`TIMEOUT` (both requests within
+:data:`RELAY_DEADLINE`) is ``up: false`` with the reason; it keeps the name
+it last reported, so a stopped relay shows as down under its own name, and as
+up again once it answers.
 
 The page turns the counters of two answers into rates (messages and bytes
 per second, events or updates per channel and room), so nothing here keeps
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from collab.app import CollabApp
 
 TIMEOUT = 1.0  # seconds a relay has to answer one request of the dashboard
+RELAY_DEADLINE = 2.0  # seconds for both of a relay's requests, however it stalls
 BUSIEST = 10  # rooms listed
 
 
@@ -154,8 +156,12 @@ class Dashboard:
             return entry
         headers = {"authorization": f"Bearer {token}"} if token else {}
         try:
-            health = await client.get(f"{url}/health/ready")
-            stats = await client.get(f"{url}/stats", headers=headers)
+            with anyio.fail_after(RELAY_DEADLINE):  # httpx's timeout bounds each phase only
+                health = await client.get(f"{url}/health/ready")
+                stats = await client.get(f"{url}/stats", headers=headers)
+        except TimeoutError:
+            entry["error"] = f"no answer within {RELAY_DEADLINE:g} s"
+            return entry
         except httpx.HTTPError as exc:
             entry["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return entry

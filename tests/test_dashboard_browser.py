@@ -235,6 +235,7 @@ def test_with_auth_the_dashboard_uses_the_token_of_its_link(
         10,
         "without a token the page says it cannot read the servers",
     )
+    assert "/dashboard?token=" in page.locator(".dashboard-head").inner_text()
     page.goto(f"http://127.0.0.1:{server.port}/dashboard?token={token}")
     wait_state(page, "dhruva", "ready")
     with ExitStack() as clients:

@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -243,6 +245,28 @@ async def test_api_servers_shows_collab_and_its_relays_and_a_dead_one_as_down(
     ]
     assert down["up"] is False and down["ready"] is False and down["url"] == dead
     assert down["error"]  # why, for the page to show
+
+
+async def test_a_relay_that_accepts_but_never_answers_shows_as_down_in_time(
+    make_server: Any,
+) -> None:
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep(30)  # reads nothing, answers nothing
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hold)
+        config = Config(grace_period=1.0, dashboard_relays=(f"http://127.0.0.1:{port}",))
+        async with make_server(config) as server, httpx.AsyncClient(timeout=10) as http:
+            started = anyio.current_time()
+            response = await http.get(f"{server.http_url}/api/servers")
+            took = anyio.current_time() - started
+        tg.cancel_scope.cancel()
+    stalled = response.json()["servers"][1]
+    assert stalled["up"] is False and stalled["error"]
+    assert took < 3.5  # bounded, whatever the relay does
 
 
 async def test_api_servers_with_auth_needs_a_token_and_filters_rooms(make_server: Any) -> None:

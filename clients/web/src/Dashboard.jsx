@@ -157,6 +157,9 @@ function useServers() {
       try {
         const response = await apiFetch("/api/servers", { cache: "no-store" });
         const body = await response.json().catch(() => ({}));
+        if (response.status === 401) {
+          throw new Error("auth is on: open this page as /dashboard?token=… with a token");
+        }
         if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
         const now = performance.now() / 1000;
         const servers = body.servers.map((server) => {
@@ -377,7 +380,7 @@ export function Dashboard() {
         <h1>inkwire dashboard</h1>
         <span className="muted">
           {view.reachable === false
-            ? `server unreachable (${view.error}), retrying…`
+            ? `cannot read the servers (${view.error}), retrying…`
             : view.at
               ? `updated ${view.at.toLocaleTimeString()}`
               : "loading…"}
