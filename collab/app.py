@@ -131,7 +131,7 @@ class CollabApp:
                 sub = {**scope, "path": path[len(EVENTS_PATH) :]}
                 sub["root_path"] = scope.get("root_path", "") + EVENTS_PATH
                 await self.relay(sub, receive, send)
-            elif path == "/api/servers" and scope["method"] in ("GET", "HEAD"):
+            elif path == "/api/servers" and scope["method"] == "GET":
                 await self.dashboard.serve(scope, send)
             elif path.startswith("/api/"):
                 await api.handle(self, scope, receive, send)
