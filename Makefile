@@ -47,7 +47,9 @@ web:
 	fi
 
 # dist/inkwire-*.whl with the web app inside: `pip install` it anywhere, no Node needed there
+# (a stale inkwire.egg-info would add the files its SOURCES.txt lists to the sdist)
 wheel: $(VENV)/.installed-test $(WEB)/dist/index.html
+	rm -rf inkwire.egg-info build
 	$(BIN)/python -m build --outdir dist .
 
 serve: $(VENV)/.installed web

@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc
-from websockets.sync.client import connect
+from pycrdt import Doc, Map
+from websockets.sync.client import ClientConnection, connect
 
-from collab.protocol import sync_step1
+from collab.protocol import sync_step1, sync_update
 from relays.auth import make_token
 from tests.browser import Outside, open_context, wait_for
 from tests.conftest import ROOT, free_port
@@ -131,7 +131,7 @@ def wait_state(page: Any, name: str, state: str, timeout: float = 10) -> None:
     )
 
 
-def join(stack: ExitStack, port: int, diagram: str, token: str | None = None) -> None:
+def join(stack: ExitStack, port: int, diagram: str, token: str | None = None) -> ClientConnection:
     """A y-websocket client that joins and syncs (enough to count in the room), until
     ``stack`` closes."""
     query = f"?token={token}" if token else ""
@@ -139,6 +139,15 @@ def join(stack: ExitStack, port: int, diagram: str, token: str | None = None) ->
         connect(f"ws://127.0.0.1:{port}/yjs/{diagram}{query}", open_timeout=10)
     )
     ws.send(sync_step1(Doc().get_state()))
+    return ws
+
+
+def add_element(ws: ClientConnection, element_id: str) -> None:
+    """Send a document update that adds one rectangle to the diagram."""
+    doc: Doc[Any] = Doc()
+    elements = doc.get("elements", type=Map)
+    elements[element_id] = {"id": element_id, "type": "rectangle", "x": 1, "y": 2, "version": 1}
+    ws.send(sync_update(doc.get_update()))
 
 
 def test_the_dashboard_shows_every_server_live_and_a_relay_going_down_and_up(
@@ -155,13 +164,24 @@ def test_the_dashboard_shows_every_server_live_and_a_relay_going_down_and_up(
 
     # opening rooms moves collab's numbers, and the busiest rooms list them
     with ExitStack() as clients:
-        for diagram in ("plan", "plan", "sketch"):
-            join(clients, server.port, diagram)
+        alice, _, _ = [join(clients, server.port, d) for d in ("plan", "plan", "sketch")]
         wait_field(page, "excalidraw", "rooms", "2")
         wait_field(page, "excalidraw", "connections", "3")
         rows = card(page, "excalidraw").locator(".busiest tbody tr")
         wait_for(lambda: rows.count() == 2, 5, "both rooms listed")
         assert rows.first.get_attribute("data-name") == "plan"  # two clients: busiest
+        # "tail" on a room: its diagram's events, from the collab server's own /events
+        rows.first.locator("button").click()
+        plan = page.locator(
+            '.tail-subscriptions li[data-channel="diagram:plan"][data-status="live"]'
+        )
+        wait_for(lambda: plan.count() == 1, 10, "the tail follows diagram:plan")
+        add_element(alice, "r1")
+        wait_field(page, "excalidraw", "messages_in", "1")
+        added = page.locator(
+            '.tail-events li[data-channel="diagram:plan"][data-event="element.added"]'
+        )
+        wait_for(lambda: added.count() == 1, 10, "the element's event is in the tail")
 
     # publishing moves the relay's, and the busiest channels list the channel
     relay.publish("a1", count=5)
