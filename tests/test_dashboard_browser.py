@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from collab.protocol import sync_step1, sync_update
 from relays.auth import make_token
-from tests.browser import Outside, open_context, wait_for
+from tests.browser import ARTIFACTS, Outside, open_context, wait_for
 from tests.conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -208,6 +208,9 @@ def test_the_dashboard_shows_every_server_live_and_a_relay_going_down_and_up(
     page.fill('input[aria-label="filter"]', "a1")
     wait_for(lambda: tailed.count() == 1, 5, "the filter shows the channel again")
 
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
     # a stopped relay shows as down; restarted on its port, as up, and its tail goes on
     relay.stop()
     wait_state(page, "dhruva", "down")
@@ -240,7 +243,6 @@ def test_the_dashboard_shows_every_server_live_and_a_relay_going_down_and_up(
     wait_state(page, "excalidraw", "ready")
     wait_state(page, "dhruva", "ready")
     assert dashboard.get_attribute("data-reachable") == "true"
-    page.screenshot(path=str(ROOT / "test-artifacts" / "dashboard.png"), full_page=True)
 
 
 def test_with_auth_the_dashboard_uses_the_token_of_its_link(
