@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3042
 WEB := clients/web
-WEB_SOURCES := $(wildcard $(WEB)/src/*) $(WEB)/index.html $(WEB)/vite.config.js
+WEB_SOURCES := $(wildcard $(WEB)/src/*) $(WEB)/index.html $(WEB)/vite.config.js clients/js/relay-client.js
 
-.PHONY: serve test quick test-quick lint bench bench-cluster clean web
+.PHONY: serve test quick test-quick lint bench bench-cluster clean web wheel
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,12 @@ web:
 	  echo "warning: npm not found: serving without the web app (install Node.js 20+)" >&2; \
 	fi
 
+# dist/inkwire-*.whl with the web app inside: `pip install` it anywhere, no Node needed there
+# (a stale inkwire.egg-info would add the files its SOURCES.txt lists to the sdist)
+wheel: $(VENV)/.installed-test $(WEB)/dist/index.html
+	rm -rf inkwire.egg-info build
+	$(BIN)/python -m build --outdir dist .
+
 serve: $(VENV)/.installed web
 	$(BIN)/inkwire serve --host $(HOST) --port $(PORT)
 
@@ -81,4 +87,5 @@ bench-web: $(VENV)/.installed-test bench/node_modules/.installed web
 	$(BIN)/python bench/draw_latency.py
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules bench/node_modules $(WEB)/node_modules $(WEB)/dist
+	rm -rf $(VENV) tests/interop/node_modules bench/node_modules $(WEB)/node_modules $(WEB)/dist \
+	  dist build inkwire.egg-info

@@ -7,6 +7,11 @@ reaches a diagram's events where its browsers reach the diagram; see
 
 With ``Config.auth_secret`` set, ``/yjs``, ``/api`` and ``/events`` need a
 token (see :mod:`collab.auth`); health, metrics and the web app stay open.
+
+``/metrics`` holds inkwire's own counters and the ``websocket_*`` metrics
+existing dashboards chart, for the Yjs rooms and ``/events`` together
+(service ``excalidraw``, see :mod:`net.metrics`); ``GET /api/servers`` feeds
+the live dashboard (:mod:`collab.dashboard`).
 """
 
 from __future__ import annotations
@@ -19,19 +24,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from prometheus_client import generate_latest
 
 from collab import api
 from collab.collaborators import Collaborators
 from collab.config import Config
 from collab.connection import serve_yjs
+from collab.dashboard import Dashboard
 from collab.diagram_events import DiagramEvents
 from collab.hooks import RoomHooks
-from collab.metrics import Stats, render
+from collab.metrics import Stats
 from collab.persistence import PersistenceFactory, StorePersistence
 from collab.rooms import Rooms
 from collab.tombstones import TombstonePurge
 from collab.web import WebApp
 from net.asgi import Receive, Scope, Send, respond, respond_json
+from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import Authenticator
 from relays.app import RelayApp, RelaySettings
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
@@ -64,6 +72,9 @@ class CollabApp:
         self.config = config or Config()
         self.store: Store = store if store is not None else MemoryStore()
         self.stats = Stats()
+        self.registry = registry(self.stats, "inkwire")
+        # /yjs and /events count as one service, the one the deployments knew on this port
+        self.stats.websocket = WebSocketMetrics(self.registry, excalidraw_catalog.service)
         secret = self.config.auth_secret
         self.auth = Authenticator(secret) if secret else None
         settings = relay_settings or RelaySettings()
@@ -77,7 +88,9 @@ class CollabApp:
             from cluster.link import RedisLink  # imported only then
 
             self.link = RedisLink(self.config.redis_url)
-        self.relay = RelayApp(excalidraw_catalog, settings, link=self.link)
+        self.relay = RelayApp(
+            excalidraw_catalog, settings, link=self.link, websocket_metrics=self.stats.websocket
+        )
         self.events = DiagramEvents(self.relay, cluster=self.link is not None)
         builtin: list[RoomHooks] = [self.events, TombstonePurge(self.config.tombstone_retention)]
         persistence: PersistenceFactory = StorePersistence
@@ -98,6 +111,7 @@ class CollabApp:
         )
         self.collaborators = Collaborators(self.rooms, self.relay, self.store, self.events)
         self.web = WebApp(web_root)
+        self.dashboard = Dashboard(self, self.config.dashboard_relays)
         self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,6 +131,8 @@ class CollabApp:
                 sub = {**scope, "path": path[len(EVENTS_PATH) :]}
                 sub["root_path"] = scope.get("root_path", "") + EVENTS_PATH
                 await self.relay(sub, receive, send)
+            elif path == "/api/servers" and scope["method"] == "GET":
+                await self.dashboard.serve(scope, send)
             elif path.startswith("/api/"):
                 await api.handle(self, scope, receive, send)
             else:
@@ -129,6 +145,7 @@ class CollabApp:
         assert message["type"] == "lifespan.startup"
         async with anyio.create_task_group() as tg:
             await tg.start(self.rooms.run)
+            await tg.start(self.dashboard.run)
             if self.link is not None and self.bus is not None:
                 await tg.start(self.link.run)
                 tg.start_soon(self.bus.run)
@@ -155,6 +172,25 @@ class CollabApp:
         await self.rooms.wait_all_closed()
         await self.relay.wait_all_closed()
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether this server is ready, and ``/health/ready``'s body saying why."""
+        saving = self.store.healthy and not any(
+            room.persistence.down for room in self.rooms.rooms.values()
+        )
+        ready = self.ready and saving
+        body: dict[str, Any] = {
+            "status": "ready" if ready else "not ready",
+            "rooms": len(self.rooms.rooms),
+            "connections": len(self.rooms.connections),
+            "storage": "ok" if saving else "failing",
+        }
+        if self.link is not None:
+            body["redis"] = "ok" if self.link.up else "failing"
+            ready = ready and self.link.up
+            if not ready:
+                body["status"] = "not ready"
+        return ready, body
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         if method not in ("GET", "HEAD"):
@@ -162,24 +198,10 @@ class CollabApp:
         elif path == "/health/live":
             await respond_json(send, 200, {"status": "live"})
         elif path == "/health/ready":
-            saving = self.store.healthy and not any(
-                room.persistence.down for room in self.rooms.rooms.values()
-            )
-            ready = self.ready and saving
-            body = {
-                "status": "ready" if ready else "not ready",
-                "rooms": len(self.rooms.rooms),
-                "connections": len(self.rooms.connections),
-                "storage": "ok" if saving else "failing",
-            }
-            if self.link is not None:
-                body["redis"] = "ok" if self.link.up else "failing"
-                ready = ready and self.link.up
-                if not ready:
-                    body["status"] = "not ready"
+            ready, body = self.health()
             await respond_json(send, 200 if ready else 503, body)
         elif path == "/metrics":
-            await respond(send, 200, render(self.stats), "text/plain; version=0.0.4; charset=utf-8")
+            await respond(send, 200, generate_latest(self.registry), CONTENT_TYPE)
         elif not await self.web.serve(path, method, scope.get("headers", []), send):
             await respond(send, 404, b"not found\n")
 

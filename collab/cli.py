@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> None:
         "--web-root", help="the built web app (default: clients/web/dist of this checkout)"
     )
     serve_cmd.add_argument(
+        "--dashboard-relay",
+        action="append",
+        metavar="URL",
+        help="a relay /dashboard shows besides this server, as http://HOST:PORT (repeat for "
+        "each; default: under `inkwire up`, the relays it runs)",
+    )
+    serve_cmd.add_argument(
         "--auth-secret",
         help="require client tokens (HS256 JWTs) signed with this secret on /yjs, /api and "
         f"/events (or ${auth.SECRET_ENV}); default: no auth",

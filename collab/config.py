@@ -27,3 +27,6 @@ class Config:
     redis_url: str | None = None
     # HS256 secret of client tokens (see collab.auth); None: auth off, everything open
     auth_secret: str | None = field(default=None, repr=False)
+    # the relays /dashboard shows besides this server: base URLs, http://HOST:PORT
+    # (see collab.dashboard); the server fetches their /health/ready and /stats itself
+    dashboard_relays: tuple[str, ...] = ()

@@ -1,11 +1,17 @@
-"""The collab server's counters (exported by net.metrics, as the relays' are)."""
+"""The collab server's counters (exported by net.metrics, as the relays' are).
+
+``websocket`` is where the dashboards' ``websocket_*`` metrics go (set by the
+app; None in rooms built bare, as some tests do): the rooms report each update
+and presence change with the number of clients it goes to, and time each
+fan-out run (see :meth:`collab.room.Room.publish`).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
 
-from net.metrics import counter, gauge, labelled
+from net.metrics import WebSocketMetrics, counter, gauge, labelled
 from net.metrics import render as render_stats
 
 
@@ -23,6 +29,7 @@ class Stats:
     rejected: Counter[str] = labelled(
         "Messages refused, by reason", "reason", name="rejected_messages"
     )
+    websocket: WebSocketMetrics | None = None  # not a metric of ours: no metadata
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -112,6 +113,7 @@ class Room:
         self._sync_replies = SyncReplies(stats)
         self._changes: list[bytes] = []  # what the transaction being applied changed
         self._occupancy: anyio.Event | None = None
+        self.updates = 0  # document updates applied (with changes), for the dashboard
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -197,9 +199,16 @@ class Room:
         room itself publishes only while nothing waits to be durable
         (:meth:`_publish_unless_held`). The hooks hear of it after the
         clients' writers are woken, so an event never announces an edit its
-        Yjs peers cannot have yet.
+        Yjs peers cannot have yet. A run that makes anything visible is timed
+        for ``websocket_broadcast_duration_seconds``.
         """
-        self.log.publish(upto)
+        metrics = self.stats.websocket
+        if metrics is not None and upto > self.log.published:
+            start = perf_counter()
+            self.log.publish(upto)
+            metrics.broadcast(perf_counter() - start)
+        else:
+            self.log.publish(upto)
         for hook in self.hooks:
             hook.published(self, upto, seq)
 
@@ -213,6 +222,8 @@ class Room:
     ) -> None:
         """Send presence changes to the clients; the hooks hear of this node's own only."""
         self.log.append(RoomEntry(author, awareness=entries), size)
+        if self.stats.websocket is not None:
+            self.stats.websocket.sent("awareness", self._recipients(author))
         self._publish_unless_held()
         if local:
             for hook in self.hooks:
@@ -254,6 +265,12 @@ class Room:
         head = self.log.head
         self.send_direct(conn, self._sync_replies.reply(self.doc, head, state_vector), after=head)
         self.log.attach(conn.subscriber, head)
+        if self.stats.websocket is not None:
+            self.stats.websocket.sent("sync", 1)
+
+    def _recipients(self, author: int) -> int:
+        """How many clients an entry by ``author`` goes to: all but its author."""
+        return len(self.connections) - (author != SERVER)
 
     # --- applying updates ----------------------------------------------------
 
@@ -324,6 +341,10 @@ class Room:
         self.doc.apply_update(update)
         for changes in self._changes:
             self.log.append(RoomEntry(author, update=changes), len(changes))
+        if self._changes:
+            self.updates += len(self._changes)
+            if self.stats.websocket is not None:
+                self.stats.websocket.sent("update", len(self._changes) * self._recipients(author))
         return self._changes
 
     def _on_transaction(self, event: TransactionEvent) -> None:

@@ -100,6 +100,8 @@ class Rooms:
         self.connections.add(conn)
         self.stats.connections += 1
         self.stats.connections_total += 1
+        if self.stats.websocket is not None:
+            self.stats.websocket.connected()
 
     def closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

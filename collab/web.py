@@ -1,7 +1,9 @@
 """The web app's files: the built Excalidraw client (``clients/web/dist``).
 
-Routes are the app's own: ``/`` (landing) and ``/d/{diagram}`` (editor) both
-answer ``index.html``, which routes in the browser. Hashed build output under
+Routes are the app's own: ``/`` (landing), ``/d/{diagram}`` (editor) and
+``/dashboard`` (the live dashboard) all answer ``index.html``, which routes in
+the browser. In a checkout the build is ``clients/web/dist``; an installed
+wheel carries it at the same place inside the ``clients`` package. Hashed build output under
 ``/assets/`` never changes for a name, so it is cached for a year; the page
 itself is revalidated every time so a rebuild reaches users at once.
 
@@ -71,7 +73,7 @@ class WebApp:
 
     @staticmethod
     def is_page(path: str) -> bool:
-        return path == "/" or path.startswith("/d/")
+        return path in ("/", "/dashboard") or path.startswith("/d/")
 
     async def serve(
         self, path: str, method: str, headers: list[tuple[bytes, bytes]], send: Send

@@ -1,7 +1,8 @@
 """The relay as a pure ASGI app, one per catalog.
 
 Routes: ``WS /`` and ``/ws`` (the relay protocol), ``POST /publish`` (events
-from other processes), ``GET /health/live``, ``/health/ready``, ``/metrics``.
+from other processes), ``GET /health/live``, ``/health/ready``, ``/metrics``,
+and ``/stats`` (the live dashboard's numbers, see :mod:`relays.stats`).
 The app owns its :class:`~relays.hub.Hub`; an embedding service publishes
 through :attr:`RelayApp.broadcast` and may answer requests itself with
 :meth:`RelayApp.handle`. Being plain ASGI, it can be mounted into a service's
@@ -33,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import anyio
+from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
 from net.hosting import close_websocket
-from net.metrics import render
+from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
 from relays.broadcaster import Broadcaster
 from relays.catalog import Catalog
@@ -45,7 +47,7 @@ from relays.history import RelayHistory
 from relays.hub import Hub, HubSettings, Published
 from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, RelayUnavailable, encode_welcome
 from relays.scope import Scopes
-from relays.stats import RelayStats
+from relays.stats import RelayStats, snapshot
 
 if TYPE_CHECKING:
     from cluster.link import RedisLink
@@ -90,7 +92,10 @@ class RelayApp:
         *,
         store: SQLiteStore | None = None,
         link: RedisLink | None = None,
+        websocket_metrics: WebSocketMetrics | None = None,
     ) -> None:
+        """``websocket_metrics``: where the dashboards' ``websocket_*`` metrics go (an app
+        that mounts the relay shares its own); by default this relay's registry."""
         self.catalog = catalog
         self.settings = settings or RelaySettings()
         self.hub = Hub(catalog, self.settings.hub)
@@ -120,6 +125,11 @@ class RelayApp:
 
             self.cluster = RelayCluster(self.hub, link, self._resubscribe_followers)
         self.stats = RelayStats()
+        self.registry = registry(self.stats, "inkwire_relay", {"service": catalog.service})
+        self.websocket_metrics = websocket_metrics or WebSocketMetrics(
+            self.registry, catalog.service
+        )
+        self.hub.metrics = self.websocket_metrics
         self.handlers: dict[str, Handler] = {}
         self.connections: set[RelayConnection] = set()
         self.ready = True  # also when mounted in an app that sends no lifespan events
@@ -278,6 +288,7 @@ class RelayApp:
         stats = self.stats
         stats.connections += 1
         stats.connections_total += 1
+        self.websocket_metrics.connected()
         limits = {
             "max_message_size": self.settings.max_message_size,
             "max_subscriptions": self.hub.settings.max_subscriptions,
@@ -332,8 +343,16 @@ class RelayApp:
         elif path == "/metrics":
             self.stats.events_published = self.hub.events_published
             self.stats.subscriptions = self.hub.subscriptions
-            text = render(self.stats, "inkwire_relay", {"service": self.catalog.service})
-            await respond(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+            await respond(send, 200, generate_latest(self.registry), CONTENT_TYPE)
+        elif path == "/stats":
+            grant = OPEN
+            if self.auth is not None:
+                try:
+                    grant = self.auth.check(token_from_scope(scope))
+                except AuthError:
+                    await respond_json(send, 401, {"error": "a valid bearer token is required"})
+                    return
+            await respond_json(send, 200, snapshot(self, grant))
         else:
             await respond_json(send, 404, {"error": "not found"})
 

@@ -45,8 +45,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from net.fanout import FanoutLog, Subscriber
 from net.wire import Frame
@@ -59,6 +60,14 @@ Entry = tuple[str, Frame]  # (channel, the event's text on that channel)
 Sink = Callable[[str, int, str, str, str], None]
 # called with (channel, True) when a channel gets its first follower, (channel, False) at its last
 FollowHook = Callable[[str, bool], None]
+
+
+class BroadcastMetrics(Protocol):
+    """Where a hub reports its fan-out (:class:`net.metrics.WebSocketMetrics`)."""
+
+    def sent(self, event_type: str, count: int) -> None: ...
+
+    def broadcast(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,9 @@ class Hub:
         self.followed: Mapping[str, int] = MappingProxyType(self._followers)
         self.subscriptions = 0  # all members' channels, added up
         self._follow_hooks: list[FollowHook] = []
+        # told once per run: the messages it sends by event type, and how long it took
+        self.metrics: BroadcastMetrics | None = None
+        self._run_sent: dict[str, int] = {}  # event -> followers reached, in the run being placed
 
     def restore(
         self, epoch: str, channels: Mapping[str, tuple[str, int, Sequence[tuple[int, float, str]]]]
@@ -177,7 +189,7 @@ class Hub:
     ) -> list[Published]:
         """Publish an event the catalog has already validated (the broadcaster's path)."""
         placed = self._place(event, channels, payload)
-        self.log.publish()
+        self._fan_out()
         return placed
 
     def publish_many(
@@ -189,8 +201,21 @@ class Hub:
         write per subscriber either way, instead of one per event.
         """
         placed = [self._place(event, channels, payload) for event, channels, payload in events]
-        self.log.publish()
+        self._fan_out()
         return placed
+
+    def _fan_out(self) -> None:
+        """Publish the run just placed: the writers see it (idle ones are written to now)."""
+        metrics = self.metrics
+        if metrics is None:
+            self.log.publish()
+            return
+        start = perf_counter()
+        self.log.publish()
+        metrics.broadcast(perf_counter() - start)
+        sent, self._run_sent = self._run_sent, {}
+        for event_type, count in sent.items():
+            metrics.sent(event_type, count)
 
     def _place(
         self, event: str, channels: Sequence[str], payload: Mapping[str, Any]
@@ -217,6 +242,9 @@ class Hub:
         self._trim(state, now)
         if self.sink is not None:
             self.sink(name, state.offset, state.epoch, prepared.event, message)
+        if self.metrics is not None:
+            sent = self._run_sent
+            sent[prepared.event] = sent.get(prepared.event, 0) + self._followers.get(name, 0)
 
     def place_numbered(
         self, events: Sequence[tuple[PreparedEvent, Sequence[tuple[str, int, str]]]]
@@ -238,7 +266,7 @@ class Hub:
                 self._append(name, state, prepared, now)
             self.projection.apply(prepared.event, prepared.data)
             self.events_published += 1
-        self.log.publish()
+        self._fan_out()
 
     def forget_channels(self) -> None:
         """Drop every channel's numbering and history (they can no longer be trusted)."""

@@ -52,6 +52,7 @@ def collab_config(settings: Settings) -> Config:
         tombstone_retention=c.tombstone_retention,
         redis_url=settings.redis,
         auth_secret=_secret(c.auth_secret),
+        dashboard_relays=tuple(c.dashboard_relays or ()),
     )
 
 

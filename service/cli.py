@@ -38,6 +38,7 @@ SERVE_FLAGS = {
     "compress": "collab.compress",
     "tombstone_retention": "collab.tombstone_retention",
     "web_root": "collab.web_root",
+    "dashboard_relay": "collab.dashboard_relays",
     "auth_secret": "collab.auth_secret",
 }
 # for `inkwire relay`; "*" stands for each relay the command runs

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from pydantic.fields import FieldInfo
 
+from collab.dashboard import relay_url
 from relays.catalog import Catalog
 from relays.catalogs import SERVICES
 
@@ -39,6 +40,7 @@ def _forever(value: Any) -> Any:
 
 
 SecondsOrForever = Annotated[Seconds | None, BeforeValidator(_forever)]
+RelayUrl = Annotated[str, AfterValidator(relay_url)]  # http(s)://HOST:PORT, normalised
 
 
 def key(
@@ -196,6 +198,11 @@ class CollabServer(Server):
         None,
         "the built web app to serve (null: clients/web/dist of this checkout)",
     )
+    dashboard_relays: list[RelayUrl] | None = key(
+        None,
+        "relays `/dashboard` shows besides this server, as `http(s)://HOST:PORT` (null: under "
+        "`inkwire up`, the enabled relays it runs; under `inkwire serve`, none)",
+    )
     max_rooms: Positive = key(10_000, "rooms loaded at once; one more is closed with 1013")
     max_message_size: Positive = key(16 << 20, "bytes in one Yjs frame; a bigger one closes 1009")
     max_file_bytes: Positive = key(4 << 20, "bytes of one image uploaded to the API (413 past it)")
@@ -294,9 +301,6 @@ class Settings(Section):
     )
     tls: Tls = Field(default_factory=Tls)
     log: Log = Field(default_factory=Log)
-    # issue 13, items 6-7: the metrics and /dashboard settings (e.g. `metrics:`,
-    # `dashboard:` sections) go here; the dashboard's servers come from
-    # Settings.servers() below, so they need no list of their own.
 
     def servers(self) -> list[ServerAddress]:
         """Every enabled server: what ``inkwire up`` starts and a dashboard would watch."""

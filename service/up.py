@@ -84,6 +84,15 @@ class Worker:
     process: Process | None = None
 
 
+def with_dashboard_relays(settings: Settings) -> Settings:
+    """The settings with ``collab.dashboard_relays`` defaulting to the relays ``up`` runs."""
+    if settings.collab.dashboard_relays is not None:
+        return settings
+    relays = [s.url for s in settings.servers() if s.service != "collab"]
+    collab = settings.collab.model_copy(update={"dashboard_relays": relays})
+    return settings.model_copy(update={"collab": collab})
+
+
 def worker_count(settings: Settings) -> int:
     if settings.workers is not None:
         return settings.workers
@@ -112,7 +121,7 @@ def run(resolved: Resolved, only: list[str] | None = None) -> int:
         for problem in problems:
             print(f"inkwire: {problem}", file=sys.stderr)
         return 2
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(with_dashboard_relays(settings))
     try:
         for server in servers:
             supervisor.listen(server.service, server.host, server.port)

@@ -117,6 +117,8 @@ def samples(leaf: Leaf) -> list[Any]:
         return ["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0", "redis://127.0.0.1:3/0"]
     if leaf.path[-1] == "port":
         return [20001, 20002, 20003]
+    if leaf.path[-1] == "dashboard_relays":
+        return [[f"http://127.0.0.1:{port}"] for port in (20001, 20002, 20003)]
     if "Literal" in annotation:
         return (list(get_args(leaf.field.annotation)) * 3)[:3]
     if isinstance(default, bool):
@@ -437,3 +439,20 @@ def test_json_log_lines(capsys: Any) -> None:
     assert (first["service"], first["worker"], first["logger"]) == ("dhruva", 2, "inkwire.test")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
     assert "ValueError: boom" in second["exc_info"]
+
+
+def test_the_dashboard_shows_the_relays_up_runs_unless_told_otherwise(tmp_path: Path) -> None:
+    from service.up import with_dashboard_relays
+
+    config = write(tmp_path, "relays:\n  akosha:\n    enabled: false\n")
+    settings = resolve(config, environ={}).settings
+    assert build.collab_config(settings).dashboard_relays == ()  # `inkwire serve`: none
+    shown = build.collab_config(with_dashboard_relays(settings)).dashboard_relays
+    assert shown == tuple(f"http://127.0.0.1:{c.port}" for c in SERVICES if c.service != "akosha")
+    told = write(
+        tmp_path, "collab:\n  dashboard_relays: ['http://relay.example:9000/']\n", "b.yaml"
+    )
+    settings = resolve(told, environ={}).settings
+    assert with_dashboard_relays(settings).collab.dashboard_relays == ["http://relay.example:9000"]
+    with pytest.raises(SettingsError, match="dashboard_relays"):
+        resolve(write(tmp_path, "collab:\n  dashboard_relays: ['ftp://x']\n", "c.yaml"), environ={})

@@ -1,11 +1,13 @@
 import { createRoot } from "react-dom/client";
 import { DIAGRAM_NAME } from "./api.js";
+import { Dashboard } from "./Dashboard.jsx";
 import { Editor } from "./Editor.jsx";
 import { Landing } from "./Landing.jsx";
 import "./styles.css";
 
-// Two pages, routed here: the server answers both paths with this app.
+// Three pages, routed here: the server answers these paths with this app.
 function App() {
+  if (/^\/dashboard\/?$/.test(location.pathname)) return <Dashboard />;
   const match = location.pathname.match(/^\/d\/([^/]+)\/?$/);
   if (!match) return <Landing />;
   const diagram = decodeURIComponent(match[1]);
