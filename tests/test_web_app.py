@@ -388,22 +388,6 @@ def test_text_uses_fonts_served_from_our_own_origin(server: Any, open_peer: Any)
     assert all(f.startswith(url(server)) for f in fonts), fonts
 
 
-def test_first_visit_asks_for_a_name_and_remembers_it(server: Any, open_peer: Any) -> None:
-    newcomer = open_peer(url(server), None)
-    newcomer.page.goto(f"{url(server)}/d/welcome")
-    prompt = newcomer.page.get_by_label("your name")
-    prompt.fill("Dana")
-    newcomer.page.get_by_role("button", name="Join").click()
-    newcomer.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
-    bob = open_peer(url(server), BOB).open("welcome")
-    wait_for(lambda: [c["name"] for c in bob.collaborators()] == ["Dana"], 2, "Bob sees Dana")
-    newcomer.page.reload()
-    newcomer.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
-    assert newcomer.page.get_by_label("your name").count() == 0
-    stored = newcomer.page.evaluate("() => JSON.parse(localStorage.getItem('inkwire.identity'))")
-    assert stored["name"] == "Dana" and stored["color"].startswith("hsl(")
-
-
 def test_landing_page_lists_and_creates_diagrams(server: Any, open_peer: Any) -> None:
     alice = open_peer(url(server), ALICE).open("existing")
     alice.draw_rectangle(300, 250, 100, 100)

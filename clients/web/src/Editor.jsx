@@ -8,16 +8,23 @@ import { download, setLocked, token, tokenClaims, yjsUrl } from "./api.js";
 import { ElementsBinding } from "./binding.js";
 import { FileSync } from "./files.js";
 import { HistoryPanel } from "./HistoryPanel.jsx";
-import { loadIdentity, saveIdentity } from "./identity.js";
-import { peopleIn, Presence } from "./presence.js";
+import { COLORS, loadIdentity, saveIdentity } from "./identity.js";
+import { IDLE_AFTER, peopleIn, Presence } from "./presence.js";
+import { useTheme } from "./theme.js";
 
 // Closes after which reconnecting cannot help: no valid token (4001), and
 // y-websocket's own rule, 44xx (a forbidden diagram, a bad name, a full room).
 const finalClose = (event) => event.code === 4001 || (event.code >= 4400 && event.code < 4500);
 
+// `?idle=MS` shortens the idle time (for tests and demos); anything else is the default.
+function idleAfter() {
+  const value = Number(new URLSearchParams(location.search).get("idle"));
+  return Number.isInteger(value) && value >= 100 ? value : IDLE_AFTER;
+}
+
 /** One live editing session: the doc, its connection and the bindings on it. */
 function connect(diagram, api, identity, callbacks) {
-  const { onStatus, onPeople, onError, onLocked, onRefused, onClosed } = callbacks;
+  const { onStatus, onPeople, onError, onLocked, onRefused, onClosed, onFollowers } = callbacks;
   const doc = new Y.Doc();
   const access = token();
   // disableBc: tabs of one browser would otherwise sync over BroadcastChannel,
@@ -30,7 +37,10 @@ function connect(diagram, api, identity, callbacks) {
   provider.on("closed", ({ code, reason }) => onClosed(code, reason));
   const files = new FileSync(doc, api, diagram, { onError });
   const binding = new ElementsBinding(doc, api, { files, onError });
-  const presence = new Presence(provider.awareness, api, identity);
+  const presence = new Presence(provider.awareness, api, identity, {
+    idleAfter: idleAfter(),
+    onFollowers,
+  });
 
   // A locked diagram (meta.locked) takes no edits: the editor goes read-only.
   const meta = doc.getMap("meta");
@@ -76,32 +86,52 @@ function connect(diagram, api, identity, callbacks) {
   };
 }
 
-function NamePrompt({ onName }) {
-  const [name, setName] = useState("");
+const SWATCHES = COLORS.filter((_, i) => i % 4 === 0); // ten hues around the wheel
+
+/** Change this browser's name and colour (opened from the badge). */
+function IdentityEditor({ identity, onSave, onClose }) {
+  const [name, setName] = useState(identity.name);
+  const [color, setColor] = useState(identity.color);
   return (
-    <div className="modal-backdrop">
-      <form
-        className="modal name-prompt"
-        onSubmit={(event) => {
-          event.preventDefault();
-          if (name.trim()) onName(name);
-        }}
-      >
-        <h2>Who are you?</h2>
-        <p>Others in this diagram see this name next to your pointer.</p>
+    <form
+      className="identity-editor"
+      onSubmit={(event) => {
+        event.preventDefault();
+        if (name.trim()) onSave({ name, color });
+      }}
+    >
+      <label>
+        Your name
         <input
           autoFocus
           value={name}
           maxLength={64}
           onChange={(event) => setName(event.target.value)}
           aria-label="your name"
-          placeholder="your name"
         />
+      </label>
+      <div className="swatches" role="radiogroup" aria-label="your colour">
+        {SWATCHES.map((swatch) => (
+          <button
+            key={swatch}
+            type="button"
+            role="radio"
+            aria-checked={swatch === color}
+            aria-label={swatch}
+            style={{ background: swatch }}
+            onClick={() => setColor(swatch)}
+          />
+        ))}
+      </div>
+      <div className="identity-actions">
         <button type="submit" disabled={!name.trim()}>
-          Join
+          Save
         </button>
-      </form>
-    </div>
+        <button type="button" onClick={onClose}>
+          Cancel
+        </button>
+      </div>
+    </form>
   );
 }
 
@@ -112,10 +142,13 @@ const STATUS_TEXT = {
   offline: "offline: edits sync when back",
 };
 
-function StatusBadge({ status, people, locked, readOnly }) {
+function StatusBadge({ status, people, locked, readOnly, identity, onClick }) {
   return (
-    <div
+    <button
+      type="button"
       className="status-badge"
+      title="Change your name or colour"
+      onClick={onClick}
       data-status={status}
       data-people={people}
       data-locked={locked}
@@ -123,10 +156,13 @@ function StatusBadge({ status, people, locked, readOnly }) {
       role="status"
     >
       <span className="dot" />
+      <span className="me" style={{ background: identity.color }} data-name={identity.name}>
+        {identity.name}
+      </span>
       {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
       {locked && " · locked"}
       {readOnly && " · view only"}
-    </div>
+    </button>
   );
 }
 
@@ -150,6 +186,12 @@ function Closed({ code, reason }) {
 
 export function Editor({ diagram }) {
   const [identity, setIdentity] = useState(loadIdentity);
+  const [editingIdentity, setEditingIdentity] = useState(false);
+  const [followers, setFollowers] = useState([]);
+  const [theme, setTheme] = useTheme();
+  const themeShown = useRef(theme); // the theme prop now
+  themeShown.current = theme;
+  const themeSeen = useRef(theme); // appState.theme at the last onChange
   const [api, setApi] = useState(null);
   const [status, setStatus] = useState("connecting");
   const [people, setPeople] = useState(1);
@@ -167,13 +209,14 @@ export function Editor({ diagram }) {
   }, [diagram]);
 
   useEffect(() => {
-    if (!api || !identity) return undefined;
+    if (!api) return undefined;
     const live = connect(diagram, api, identity, {
       onStatus: setStatus,
       onPeople: setPeople,
       onError: setMessage,
       onLocked: setLockedState,
       onClosed: (code, reason) => setClosed({ code, reason }),
+      onFollowers: setFollowers,
       onRefused: (reason) => {
         setMessage(`Your last change was not saved: ${reason}. Showing the diagram as saved.`);
         api.updateScene({ elements: [], captureUpdate: CaptureUpdateAction.NEVER });
@@ -189,10 +232,10 @@ export function Editor({ diagram }) {
     };
     // identity changes go to presence below, without reconnecting
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [api, diagram, identity !== null, generation]);
+  }, [api, diagram, generation]);
 
   useEffect(() => {
-    if (identity) session.current?.presence.setIdentity(identity);
+    session.current?.presence.setIdentity(identity);
   }, [identity]);
 
   useEffect(() => {
@@ -202,12 +245,18 @@ export function Editor({ diagram }) {
   }, [message]);
 
   const onChange = useCallback((elements, appState, files) => {
+    // Excalidraw's own toggle (main menu, Alt+Shift+D) moves appState.theme away
+    // from the prop; a prop change (the system's setting) moves both, and is no choice.
+    if (appState.theme !== themeSeen.current) {
+      themeSeen.current = appState.theme;
+      if (appState.theme !== themeShown.current) setTheme(appState.theme);
+    }
     const live = session.current;
     if (!live) return;
     live.binding.onChange(elements);
     live.presence.onSelection(appState.selectedElementIds);
     live.files.onChange(files);
-  }, []);
+  }, [setTheme]);
 
   const onPointerUpdate = useCallback((payload) => {
     session.current?.presence.onPointerUpdate(payload);
@@ -230,11 +279,25 @@ export function Editor({ diagram }) {
         onChange={onChange}
         onPointerUpdate={onPointerUpdate}
         isCollaborating
+        theme={theme}
+        UIOptions={{ canvasActions: { toggleTheme: true } }}
         viewModeEnabled={locked || readOnly}
         name={diagram}
         renderTopRightUI={() => (
           <div className="top-right">
-            <StatusBadge status={status} people={people} locked={locked} readOnly={readOnly} />
+            {followers.length > 0 && (
+              <span className="followed-by" data-followers={followers.join(",")}>
+                followed by {followers.join(", ")}
+              </span>
+            )}
+            <StatusBadge
+              status={status}
+              people={people}
+              locked={locked}
+              readOnly={readOnly}
+              identity={identity}
+              onClick={() => setEditingIdentity((v) => !v)}
+            />
             <button
               className="tool-button"
               disabled={readOnly}
@@ -261,7 +324,16 @@ export function Editor({ diagram }) {
           {message}
         </div>
       )}
-      {!identity && <NamePrompt onName={(name) => setIdentity(saveIdentity(name))} />}
+      {editingIdentity && (
+        <IdentityEditor
+          identity={identity}
+          onClose={() => setEditingIdentity(false)}
+          onSave={(change) => {
+            setIdentity(saveIdentity(change));
+            setEditingIdentity(false);
+          }}
+        />
+      )}
       {closed && <Closed {...closed} />}
     </div>
   );

@@ -2,10 +2,21 @@
 // Excalidraw collaborators (name label, pointer, selection outline).
 //
 // Awareness state: {user: {id, name, color}, pointer: {x, y, tool}, button,
-// selectedElementIds}. JSON clients joining through /events may send a colour
-// string or Excalidraw's {background, stroke}; both are shown.
+// selectedElementIds, userState, following, viewport}. JSON clients joining
+// through /events may send a colour string or Excalidraw's {background,
+// stroke}; both are shown.
+//
+// - userState: "active", "idle" (no input for IDLE_AFTER) or "away" (tab
+//   hidden), Excalidraw's UserIdleState: it greys out idle pointers and says
+//   so in the user list.
+// - following: the awareness client id this browser follows (Excalidraw's
+//   user list sets appState.userToFollow; api.onUserFollow tells us).
+// - viewport: {x, y, zoom}, the scene point at the centre of this browser's
+//   canvas and its zoom; sent only while someone follows this browser.
 
-export const POINTER_INTERVAL = 33; // ms: about 30 pointer updates a second
+export const POINTER_INTERVAL = 33; // ms: about 30 pointer and viewport updates a second
+export const IDLE_AFTER = 60_000; // ms without input before "idle", as on excalidraw.com
+const USER_STATES = new Set(["active", "idle", "away"]);
 
 // Excalidraw 0.18 draws a collaborator (pointer, name label, selection, avatar)
 // in a colour it hashes from the collaborator's `id`, one of 37 pastel hues,
@@ -75,6 +86,7 @@ export function collaboratorsOf(awareness) {
           ? { x: pointer.x, y: pointer.y, tool: pointer.tool === "laser" ? "laser" : "pointer" }
           : undefined,
       button: state.button === "down" ? "down" : "up",
+      userState: USER_STATES.has(state.userState) ? state.userState : undefined,
       selectedElementIds:
         state.selectedElementIds && typeof state.selectedElementIds === "object"
           ? state.selectedElementIds
@@ -88,22 +100,94 @@ export function collaboratorsOf(awareness) {
 export const peopleIn = (awareness) =>
   [...awareness.getStates().values()].filter((state) => state?.user).length;
 
+/** The names of the people whose awareness says they follow `clientId`. */
+function followersOf(awareness, clientId) {
+  const found = new Map();
+  for (const [id, state] of awareness.getStates()) {
+    if (id !== clientId && state?.user && state.following === clientId) {
+      found.set(String(id), String(state.user.name ?? "anonymous"));
+    }
+  }
+  return found;
+}
+
+const finite = (...values) => values.every(Number.isFinite);
+
+/** A function that runs `fn` at most once per `interval` ms, the last call always. */
+function throttle(fn, interval) {
+  let last = 0;
+  let timer = null;
+  const run = () => {
+    timer = null;
+    last = performance.now();
+    fn();
+  };
+  const call = () => {
+    const wait = last + interval - performance.now();
+    if (wait <= 0) run();
+    else timer ??= setTimeout(run, wait);
+  };
+  call.cancel = () => clearTimeout(timer);
+  return call;
+}
+
 export class Presence {
-  constructor(awareness, api, identity) {
+  /**
+   * @param {object} options idleAfter: ms without input before "idle";
+   *   onFollowers(names): who follows this browser now
+   */
+  constructor(awareness, api, identity, { idleAfter = IDLE_AFTER, onFollowers = () => {} } = {}) {
     this.awareness = awareness;
     this.api = api;
     this.selection = "{}";
     this.lastPointer = 0;
     this.timer = null;
     this.nextPointer = null;
+    this.idleAfter = idleAfter;
+    this.onFollowers = onFollowers;
+    this.followers = "[]";
+    this.appliedViewport = null;
     awareness.setLocalStateField("user", identity);
-    this.onChange = () => this.api.updateScene({ collaborators: collaboratorsOf(awareness) });
+    this.onChange = () => {
+      this.api.updateScene({ collaborators: collaboratorsOf(awareness) });
+      this.leaderSide();
+      this.followerSide();
+    };
     awareness.on("change", this.onChange);
+    this.sendViewport = throttle(() => this.publishViewport(), POINTER_INTERVAL);
+    this.stopScroll = api.onScrollChange(() => {
+      if (this.followers !== "[]") this.sendViewport();
+    });
+    this.stopFollow = api.onUserFollow(({ userToFollow, action }) => {
+      const id = Number(userToFollow.socketId);
+      if (action === "FOLLOW") this.awareness.setLocalStateField("following", id);
+      else if (this.awareness.getLocalState()?.following === id) {
+        this.awareness.setLocalStateField("following", null);
+      }
+      this.appliedViewport = null;
+      this.followerSide();
+    });
+    // idle and away: any input makes us active, a hidden tab away
+    this.activity = () => this.touch();
+    this.visibility = () => this.touch();
+    for (const event of ["pointerdown", "keydown", "wheel"]) {
+      window.addEventListener(event, this.activity, { capture: true, passive: true });
+    }
+    document.addEventListener("visibilitychange", this.visibility);
+    this.touch();
     this.onChange();
   }
 
   destroy() {
     clearTimeout(this.timer);
+    clearTimeout(this.idleTimer);
+    this.sendViewport.cancel();
+    this.stopScroll();
+    this.stopFollow();
+    for (const event of ["pointerdown", "keydown", "wheel"]) {
+      window.removeEventListener(event, this.activity, { capture: true });
+    }
+    document.removeEventListener("visibilitychange", this.visibility);
     this.awareness.off("change", this.onChange);
   }
 
@@ -111,8 +195,71 @@ export class Presence {
     this.awareness.setLocalStateField("user", identity);
   }
 
+  /** Input happened (or the tab's visibility changed): active, or away when hidden. */
+  touch() {
+    clearTimeout(this.idleTimer);
+    if (document.visibilityState === "hidden") {
+      this.setUserState("away");
+      return;
+    }
+    this.setUserState("active");
+    this.idleTimer = setTimeout(() => this.setUserState("idle"), this.idleAfter);
+  }
+
+  setUserState(userState) {
+    if (this.awareness.getLocalState()?.userState !== userState) {
+      this.awareness.setLocalStateField("userState", userState);
+    }
+  }
+
+  /** Followed by anyone? Then Excalidraw's followedBy is set and the viewport goes out. */
+  leaderSide() {
+    const followers = followersOf(this.awareness, this.awareness.clientID);
+    const key = JSON.stringify([...followers]);
+    if (key === this.followers) return;
+    this.followers = key;
+    this.api.updateScene({ appState: { followedBy: new Set(followers.keys()) } });
+    this.onFollowers([...followers.values()]);
+    if (followers.size) this.publishViewport();
+    else if (this.awareness.getLocalState()?.viewport) {
+      this.awareness.setLocalStateField("viewport", null);
+    }
+  }
+
+  publishViewport() {
+    if (this.followers === "[]") return;
+    const { scrollX, scrollY, zoom, width, height } = this.api.getAppState();
+    const viewport = {
+      x: width / 2 / zoom.value - scrollX,
+      y: height / 2 / zoom.value - scrollY,
+      zoom: zoom.value,
+    };
+    this.awareness.setLocalStateField("viewport", viewport);
+  }
+
+  /** Following someone: show what they see (their centre, their zoom). */
+  followerSide() {
+    const followed = this.api.getAppState().userToFollow;
+    if (!followed) return;
+    const viewport = this.awareness.getStates().get(Number(followed.socketId))?.viewport;
+    if (!viewport || !finite(viewport.x, viewport.y, viewport.zoom) || viewport.zoom <= 0) return;
+    const key = `${viewport.x} ${viewport.y} ${viewport.zoom}`;
+    if (key === this.appliedViewport) return;
+    this.appliedViewport = key;
+    const { width, height } = this.api.getAppState();
+    const zoom = Math.min(30, Math.max(0.1, viewport.zoom));
+    this.api.updateScene({
+      appState: {
+        scrollX: width / 2 / zoom - viewport.x,
+        scrollY: height / 2 / zoom - viewport.y,
+        zoom: { value: zoom },
+      },
+    });
+  }
+
   /** Excalidraw's onPointerUpdate, throttled; the last position always goes out. */
   onPointerUpdate({ pointer, button }) {
+    this.touch();
     this.nextPointer = { pointer: { x: pointer.x, y: pointer.y, tool: pointer.tool }, button };
     const wait = this.lastPointer + POINTER_INTERVAL - performance.now();
     if (wait <= 0) this.sendPointer();

@@ -1,0 +1,204 @@
+"""The editing session as excalidraw.com users know it, in real Chromium.
+
+Joining without a name prompt, idle and away, follow mode, laser trails and
+the theme: each with two browser contexts against a real ``inkwire serve``
+(the fixtures are test_web_app's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.browser import Peer, wait_for
+from tests.test_web_app import ALICE, BOB, open_peer, server, url
+
+__all__ = ["open_peer", "server"]  # fixtures, used by name
+
+APP_STATE_JS = "(key) => { const v = window.inkwire.api.getAppState()[key]; return v ?? null; }"
+
+
+def app_state(peer: Peer, key: str) -> Any:
+    return peer.page.evaluate(APP_STATE_JS, key)
+
+
+def collaborator(peer: Peer, name: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = peer.page.evaluate(
+        """(name) => { const c = [...window.inkwire.api.getAppState().collaborators.values()]
+             .find((c) => c.username === name);
+           return c ? {userState: c.userState ?? null, pointer: c.pointer ?? null,
+                       button: c.button ?? null, socketId: c.socketId} : null; }""",
+        name,
+    )
+    return found
+
+
+def test_a_newcomer_draws_at_once_under_a_generated_name_and_can_change_it(
+    server: Any, open_peer: Any
+) -> None:
+    newcomer = open_peer(url(server), None).open("welcome")  # no name given before
+    assert newcomer.page.locator(".modal-backdrop").count() == 0  # no wall
+    drawn = newcomer.draw_rectangle(300, 250, 160, 100)
+    generated = newcomer.page.evaluate("() => JSON.parse(localStorage.getItem('inkwire.identity'))")
+    assert generated["name"].count(" ") == 1 and generated["color"].startswith("hsl(")
+    bob = open_peer(url(server), BOB).open("welcome")
+    bob.wait_live(lambda live: drawn in live, "Bob sees the newcomer's rectangle")
+    wait_for(
+        lambda: collaborator(bob, generated["name"]), 2, "Bob sees the newcomer's generated name"
+    )
+
+    newcomer.page.locator(".status-badge").click()
+    newcomer.page.get_by_label("your name").fill("Dana")
+    newcomer.page.get_by_role("radio", name="hsl(120, 100%, 83%)").click()
+    newcomer.page.get_by_role("button", name="Save").click()
+    wait_for(lambda: collaborator(bob, "Dana"), 2, "Bob sees the new name")
+    assert collaborator(bob, generated["name"]) is None
+
+    newcomer.page.reload()
+    newcomer.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+    assert newcomer.page.locator(".status-badge .me").inner_text() == "Dana"
+    stored = newcomer.page.evaluate("() => JSON.parse(localStorage.getItem('inkwire.identity'))")
+    assert stored == {**generated, "name": "Dana", "color": "hsl(120, 100%, 83%)"}
+
+
+HIDE_TAB_JS = """(hidden) => {
+  Object.defineProperty(document, "visibilityState", {
+    configurable: true, get: () => (hidden ? "hidden" : "visible") });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_collaborators_show_as_active_idle_or_away(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("idling", query="?idle=600")
+    bob = open_peer(url(server), BOB).open("idling")
+    alice.page.mouse.move(400, 300)
+    alice.page.mouse.move(420, 320, steps=3)
+
+    def state() -> str | None:
+        seen = collaborator(bob, "Alice")
+        return seen["userState"] if seen else None
+
+    wait_for(lambda: state() == "active", 2, "Alice is active for Bob")
+    wait_for(lambda: state() == "idle", 3, "after 0.6 s without input Alice is idle")
+    alice.page.mouse.move(500, 400, steps=3)
+    wait_for(lambda: state() == "active", 2, "moving the mouse makes her active again")
+    alice.page.evaluate(HIDE_TAB_JS, True)
+    wait_for(lambda: state() == "away", 2, "a hidden tab is away")
+    alice.page.evaluate(HIDE_TAB_JS, False)
+    wait_for(lambda: state() == "active", 2, "back in the tab: active")
+    wait_for(lambda: state() == "idle", 3, "idle again")
+
+
+def follow(peer: Peer, name: str) -> None:
+    """Click ``name`` in Excalidraw's user list (its avatars, or the "+N" list of the rest)."""
+    more = peer.page.locator(".UserList__more")
+    if more.count():
+        more.click()
+        peer.page.locator(".UserList__collaborator", has_text=name).click()
+    else:
+        peer.page.locator(f'.UserList .Avatar[title="{name}"]').click()
+
+
+CENTRE_JS = """() => { const s = window.inkwire.api.getAppState();
+  return [s.width / 2 / s.zoom.value - s.scrollX, s.height / 2 / s.zoom.value - s.scrollY,
+          s.zoom.value]; }"""
+
+
+def test_following_a_collaborator_shows_their_viewport_until_you_pan(
+    server: Any, open_peer: Any
+) -> None:
+    alice = open_peer(url(server), ALICE).open("tour")
+    bob = open_peer(url(server), BOB).open("tour")
+    alice.page.mouse.move(400, 300, steps=2)
+    wait_for(lambda: collaborator(bob, "Alice"), 2, "Bob sees Alice")
+    viewports: list[Any] = []
+    bob.page.evaluate(
+        """() => { window.inkwire.provider.awareness.on("change", () => {
+             for (const s of window.inkwire.provider.awareness.getStates().values())
+               if (s.viewport) window.viewportSeen = true; }); }"""
+    )
+    alice.page.mouse.wheel(0, 300)  # nobody follows: no viewport in awareness
+    alice.page.wait_for_timeout(300)
+    viewports.append(bob.page.evaluate("() => window.viewportSeen ?? false"))
+    assert viewports == [False]
+
+    follow(bob, "Alice")
+    wait_for(lambda: app_state(bob, "userToFollow"), 2, "Bob follows Alice")
+    alice.page.locator('.followed-by[data-followers="Bob"]').wait_for(timeout=3000)
+    assert app_state(alice, "followedBy") is not None
+
+    alice.page.mouse.move(500, 400)
+    alice.page.mouse.wheel(250, 400)  # Alice scrolls; Bob's view goes along
+    target = alice.page.evaluate(CENTRE_JS)
+
+    def bob_centred() -> bool:
+        x, y, zoom = bob.page.evaluate(CENTRE_JS)
+        return abs(x - target[0]) < 1 and abs(y - target[1]) < 1 and zoom == target[2]
+
+    wait_for(bob_centred, 3, "Bob's viewport shows what Alice's does")
+    alice.page.get_by_role("button", name="Zoom in").first.click()  # and zooms
+    wait_for(lambda: alice.page.evaluate(CENTRE_JS)[2] > 1, 2, "Alice zoomed in")
+    target = alice.page.evaluate(CENTRE_JS)
+    wait_for(bob_centred, 3, "Bob's zoom follows too")
+
+    bob.page.mouse.move(500, 400)
+    bob.page.mouse.wheel(0, 200)  # Bob pans himself: following stops
+    wait_for(lambda: app_state(bob, "userToFollow") is None, 2, "Bob stopped following")
+    wait_for(
+        lambda: alice.page.locator(".followed-by").count() == 0, 3, "Alice is followed no more"
+    )
+    wait_for(
+        lambda: (
+            not alice.page.evaluate(
+                "() => window.inkwire.provider.awareness.getLocalState().viewport"
+            )
+        ),
+        2,
+        "Alice's viewport left awareness",
+    )
+
+
+def test_a_collaborators_laser_trail_shows_on_the_other_canvas(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("pointing")
+    bob = open_peer(url(server), BOB).open("pointing")
+    trail = """() => [...document.querySelectorAll('.SVGLayer path')]
+                 .filter((p) => (p.getAttribute('d') ?? '').length > 20).length"""
+    assert bob.page.evaluate(trail) == 0
+    alice.page.mouse.click(700, 600)
+    alice.page.keyboard.press("k")  # Excalidraw's laser pointer
+    wait_for(lambda: app_state(alice, "activeTool")["type"] == "laser", 2, "laser selected")
+    alice.page.mouse.move(300, 300)
+    alice.page.mouse.down()
+    for step in range(20):
+        alice.page.mouse.move(300 + step * 15, 300 + step * 8)
+        alice.page.wait_for_timeout(20)
+    wait_for(
+        lambda: (c := collaborator(bob, "Alice")) and c["pointer"]["tool"] == "laser",
+        2,
+        "Bob sees Alice's pointer as a laser",
+    )
+    wait_for(lambda: bob.page.evaluate(trail) > 0, 2, "Bob's canvas draws Alice's laser trail")
+    alice.page.mouse.up()
+
+
+def test_the_theme_follows_the_system_until_toggled_and_is_kept(
+    server: Any, open_peer: Any
+) -> None:
+    night = open_peer(url(server), ALICE)
+    night.page.emulate_media(color_scheme="dark")
+    night.open("themes")
+    day = open_peer(url(server), BOB)
+    day.page.emulate_media(color_scheme="light")
+    day.open("themes")
+    assert app_state(night, "theme") == "dark"
+    assert night.page.locator(".excalidraw.theme--dark").count() == 1
+    assert app_state(day, "theme") == "light"
+
+    day.page.locator(".main-menu-trigger").click()  # Excalidraw's own toggle
+    day.page.get_by_text("Dark mode").click()
+    wait_for(lambda: app_state(day, "theme") == "dark", 2, "the toggle switched to dark")
+    day.page.reload()
+    day.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+    assert app_state(day, "theme") == "dark"  # kept in this browser, over the system's light
+    assert app_state(night, "theme") == "dark"  # a theme is per browser, not per diagram
+    night.page.emulate_media(color_scheme="light")
+    wait_for(lambda: app_state(night, "theme") == "light", 2, "no choice made: system wins")
