@@ -7,6 +7,9 @@ wheel carries it at the same place inside the ``clients`` package. Hashed build 
 ``/assets/`` never changes for a name, so it is cached for a year; the page
 itself is revalidated every time so a rebuild reaches users at once.
 
+``/sw.js`` is the app's service worker (``clients/web/public/sw.js``: the app
+opens offline); it is revalidated like the page, so a new one is picked up at once.
+
 Files are read once and kept in memory (the build is a few MB and immutable
 while serving), with a gzip copy of the compressible ones: the Excalidraw
 bundle is 4 MB raw, 1.3 MB gzipped.
@@ -84,6 +87,10 @@ class WebApp:
             if asset is None:
                 body = _missing_page(self.root)
                 asset = Asset(body, None, "text/html; charset=utf-8", "no-cache")
+        elif path == "/sw.js":
+            asset = await self._asset("sw.js")
+            if asset is None:
+                return False
         elif path.startswith(("/assets/", "/excalidraw-assets/")):
             asset = await self._asset(path.lstrip("/"))
             if asset is None:
@@ -129,7 +136,7 @@ class WebApp:
         if content_type.startswith("text/") or suffix in (".js", ".json", ".svg"):
             content_type += "; charset=utf-8"
         gzipped = gzip.compress(body, 6, mtime=0) if suffix in COMPRESSIBLE else None
-        if relative == "index.html":
+        if relative in ("index.html", "sw.js"):
             cache = "no-cache"
         elif relative.startswith("assets/"):
             cache = IMMUTABLE  # names carry a content hash

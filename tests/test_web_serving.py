@@ -17,6 +17,7 @@ from tests.conftest import running
 
 INDEX = b"<!doctype html><title>inkwire</title><div id=root></div>"
 BUNDLE = b"console.log('inkwire');\n" * 400
+WORKER = b"self.addEventListener('fetch', () => {});\n"
 
 
 @pytest.fixture
@@ -25,6 +26,7 @@ def build(tmp_path: Path) -> Path:
     (root / "assets").mkdir(parents=True)
     (root / "excalidraw-assets" / "fonts" / "Virgil").mkdir(parents=True)
     (root / "index.html").write_bytes(INDEX)
+    (root / "sw.js").write_bytes(WORKER)
     (root / "assets" / "index-abc123.js").write_bytes(BUNDLE)
     (root / "excalidraw-assets" / "fonts" / "Virgil" / "Virgil.woff2").write_bytes(b"wOF2font")
     (tmp_path / "secret.txt").write_text("not for clients")
@@ -44,6 +46,20 @@ async def test_pages_are_the_app_and_revalidated(build: Path) -> None:
             assert response.content == INDEX
             assert response.headers["content-type"] == "text/html; charset=utf-8"
             assert response.headers["cache-control"] == "no-cache"
+
+
+@pytest.mark.anyio
+async def test_the_service_worker_is_served_from_the_root_and_revalidated(build: Path) -> None:
+    async with running(app(build)) as server, httpx.AsyncClient() as http:
+        response = await http.get(server.http_url + "/sw.js")
+        assert response.status_code == 200
+        assert response.content == WORKER
+        assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"  # a new worker reaches users
+        (build / "sw.js").unlink()
+        fresh = CollabApp(config=Config(grace_period=0.1), web_root=build)
+    async with running(fresh) as server, httpx.AsyncClient() as http:
+        assert (await http.get(server.http_url + "/sw.js")).status_code == 404
 
 
 @pytest.mark.anyio

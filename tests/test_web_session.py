@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.browser import Peer, wait_for
-from tests.test_web_app import ALICE, BOB, open_peer, server, url
+from tests.test_web_app import ALICE, BOB, open_peer, server, server_elements, url
 
 __all__ = ["open_peer", "server"]  # fixtures, used by name
 
@@ -202,3 +202,58 @@ def test_the_theme_follows_the_system_until_toggled_and_is_kept(
     assert app_state(night, "theme") == "dark"  # a theme is per browser, not per diagram
     night.page.emulate_media(color_scheme="light")
     wait_for(lambda: app_state(night, "theme") == "light", 2, "no choice made: system wins")
+
+
+def pending(peer: Peer) -> int:
+    return int(peer.page.locator(".status-badge").get_attribute("data-pending") or 0)
+
+
+STORED_UPDATES_JS = """(name) => new Promise((resolve) => {
+  const open = indexedDB.open(name);
+  open.onsuccess = () => {
+    const db = open.result;
+    const count = db.transaction("updates").objectStore("updates").count();
+    count.onsuccess = () => { db.close(); resolve(count.result); };
+  };
+  open.onerror = () => resolve(-1);
+})"""
+
+
+def test_edits_made_offline_survive_a_reload_and_reach_the_others(
+    server: Any, open_peer: Any
+) -> None:
+    alice = open_peer(url(server), ALICE).open("travel")
+    bob = open_peer(url(server), BOB).open("travel")
+    first = alice.draw_rectangle(300, 250, 160, 100)
+    bob.wait_live(lambda live: first in live, "Bob has the first rectangle")
+    alice.page.wait_for_function(  # the app is cached for offline use
+        "() => document.documentElement.dataset.offlineReady === 'true'"
+        " && navigator.serviceWorker.controller",
+        timeout=15_000,
+    )
+
+    alice.page.context.set_offline(True)
+    wait_for(lambda: alice.status()[0] == "offline", 5, "Alice's badge says offline")
+    stored = alice.page.evaluate(STORED_UPDATES_JS, "inkwire:travel")
+    offline = alice.draw_rectangle(600, 250, 100, 100)
+    wait_for(lambda: pending(alice) == 1, 2, "the badge counts one change waiting")
+    wait_for(
+        lambda: alice.page.evaluate(STORED_UPDATES_JS, "inkwire:travel") > stored,
+        2,
+        "the offline edit is in IndexedDB",
+    )
+    alice.page.reload()  # still offline: the service worker serves the app
+    alice.page.wait_for_function(
+        "() => window.inkwire && window.inkwire.offline.persistence.synced", timeout=15_000
+    )
+    alice.wait_live(lambda live: {first, offline} <= set(live), "the drawing survived the reload")
+    assert pending(alice) == 1 and alice.status()[0] == "offline"
+    assert offline not in bob.live()  # it never left Alice's browser
+
+    bob_edit = bob.draw_rectangle(300, 500, 120, 80)  # meanwhile, Bob draws too
+    alice.page.context.set_offline(False)
+    bob.wait_live(lambda live: offline in live, "Bob gets the offline edit", timeout=10)
+    alice.wait_live(lambda live: bob_edit in live, "Alice gets Bob's edit", timeout=10)
+    wait_for(lambda: pending(alice) == 0, 5, "nothing waits any more")
+    wait_for(lambda: alice.doc() == bob.doc(), 5, "both docs agree")
+    assert {first, offline, bob_edit} <= set(server_elements(server, "travel"))

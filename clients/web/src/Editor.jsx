@@ -8,6 +8,7 @@ import { download, setLocked, token, tokenClaims, yjsUrl } from "./api.js";
 import { ElementsBinding } from "./binding.js";
 import { FileSync } from "./files.js";
 import { HistoryPanel } from "./HistoryPanel.jsx";
+import { OfflineDoc } from "./offline.js";
 import { COLORS, loadIdentity, saveIdentity } from "./identity.js";
 import { IDLE_AFTER, peopleIn, Presence } from "./presence.js";
 import { useTheme } from "./theme.js";
@@ -24,7 +25,8 @@ function idleAfter() {
 
 /** One live editing session: the doc, its connection and the bindings on it. */
 function connect(diagram, api, identity, callbacks) {
-  const { onStatus, onPeople, onError, onLocked, onRefused, onClosed, onFollowers } = callbacks;
+  const { onStatus, onPeople, onError, onLocked, onRefused, onClosed, onFollowers, onPending } =
+    callbacks;
   const doc = new Y.Doc();
   const access = token();
   // disableBc: tabs of one browser would otherwise sync over BroadcastChannel,
@@ -33,8 +35,10 @@ function connect(diagram, api, identity, callbacks) {
     disableBc: true,
     params: access ? { token: access } : {},
     shouldReconnect: (event) => !finalClose(event),
+    connect: navigator.onLine,
   });
   provider.on("closed", ({ code, reason }) => onClosed(code, reason));
+  const offline = new OfflineDoc(doc, provider, diagram, { onPending });
   const files = new FileSync(doc, api, diagram, { onError });
   const binding = new ElementsBinding(doc, api, { files, onError });
   const presence = new Presence(provider.awareness, api, identity, {
@@ -47,9 +51,15 @@ function connect(diagram, api, identity, callbacks) {
   const lockChanged = () => onLocked(meta.get("locked") === true);
   meta.observe(lockChanged);
   // The server refused an edit (locked under us, or a read-only token): this
-  // tab's copy has diverged from the diagram's, so it starts over from the server's.
+  // tab's copy has diverged from the diagram's, so it starts over from the server's
+  // (and forgets the copy kept for offline use, which would send the edit again).
+  let refused = false;
   provider.messageHandlers[2] = (_encoder, decoder) =>
-    readAuthMessage(decoder, doc, (_doc, reason) => onRefused(reason));
+    readAuthMessage(decoder, doc, (_doc, reason) => {
+      if (refused) return;
+      refused = true;
+      offline.clear().finally(() => onRefused(reason));
+    });
 
   let everConnected = false;
   const report = () => {
@@ -61,8 +71,18 @@ function connect(diagram, api, identity, callbacks) {
     everConnected ||= status === "connected";
     report();
   });
-  window.addEventListener("online", report);
-  window.addEventListener("offline", report);
+  // Offline, the socket is let go (a network that went away may leave it
+  // half-open for minutes) and edits wait in IndexedDB; online, it reconnects.
+  const online = () => {
+    provider.connect();
+    report();
+  };
+  const offlineNow = () => {
+    provider.disconnect();
+    report();
+  };
+  window.addEventListener("online", online);
+  window.addEventListener("offline", offlineNow);
   const people = () => onPeople(peopleIn(provider.awareness));
   provider.awareness.on("change", people);
   people();
@@ -74,12 +94,14 @@ function connect(diagram, api, identity, callbacks) {
     binding,
     presence,
     files,
+    offline,
     destroy() {
-      window.removeEventListener("online", report);
-      window.removeEventListener("offline", report);
+      window.removeEventListener("online", online);
+      window.removeEventListener("offline", offlineNow);
       binding.destroy();
       files.destroy();
       presence.destroy();
+      offline.destroy();
       provider.destroy();
       doc.destroy();
     },
@@ -142,7 +164,7 @@ const STATUS_TEXT = {
   offline: "offline: edits sync when back",
 };
 
-function StatusBadge({ status, people, locked, readOnly, identity, onClick }) {
+function StatusBadge({ status, people, pending, locked, readOnly, identity, onClick }) {
   return (
     <button
       type="button"
@@ -151,6 +173,7 @@ function StatusBadge({ status, people, locked, readOnly, identity, onClick }) {
       onClick={onClick}
       data-status={status}
       data-people={people}
+      data-pending={pending}
       data-locked={locked}
       data-read-only={readOnly}
       role="status"
@@ -160,6 +183,7 @@ function StatusBadge({ status, people, locked, readOnly, identity, onClick }) {
         {identity.name}
       </span>
       {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
+      {pending > 0 && ` · ${pending} ${pending === 1 ? "change" : "changes"} waiting`}
       {locked && " · locked"}
       {readOnly && " · view only"}
     </button>
@@ -195,6 +219,7 @@ export function Editor({ diagram }) {
   const [api, setApi] = useState(null);
   const [status, setStatus] = useState("connecting");
   const [people, setPeople] = useState(1);
+  const [pending, setPending] = useState(0); // elements changed here, not yet sent
   const [showHistory, setShowHistory] = useState(false);
   const [message, setMessage] = useState(null);
   const [locked, setLockedState] = useState(false);
@@ -217,6 +242,7 @@ export function Editor({ diagram }) {
       onLocked: setLockedState,
       onClosed: (code, reason) => setClosed({ code, reason }),
       onFollowers: setFollowers,
+      onPending: setPending,
       onRefused: (reason) => {
         setMessage(`Your last change was not saved: ${reason}. Showing the diagram as saved.`);
         api.updateScene({ elements: [], captureUpdate: CaptureUpdateAction.NEVER });
@@ -293,6 +319,7 @@ export function Editor({ diagram }) {
             <StatusBadge
               status={status}
               people={people}
+              pending={pending}
               locked={locked}
               readOnly={readOnly}
               identity={identity}

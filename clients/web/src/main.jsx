@@ -3,6 +3,7 @@ import { DIAGRAM_NAME } from "./api.js";
 import { Dashboard } from "./Dashboard.jsx";
 import { Editor } from "./Editor.jsx";
 import { Landing } from "./Landing.jsx";
+import { keepAppOffline } from "./offline.js";
 import "./styles.css";
 
 // Three pages, routed here: the server answers these paths with this app.
@@ -26,3 +27,5 @@ function App() {
 }
 
 createRoot(document.getElementById("root")).render(<App />);
+// after the first paint: caching the app must not slow its start
+window.addEventListener("load", () => setTimeout(keepAppOffline, 1000));
