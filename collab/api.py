@@ -1,4 +1,4 @@
-"""The REST API under ``/api/``: list, export, history, restore, import, files, lock.
+"""The REST API under ``/api/``: list, export, history, restore, import, files, lock, share.
 
 The operations themselves live in :mod:`storage.replay` (shared with the
 CLI); this module routes, reads bodies with a cap, and applies edits
@@ -11,7 +11,8 @@ With auth on (:mod:`collab.auth`), every request needs a token
 (``Authorization: Bearer`` or ``?token=``; 401 without a valid one): reading
 a diagram needs one covering ``diagram:{id}``, editing it (POST, PUT) one
 with ``publish`` as well (403 otherwise), and the list holds only the
-diagrams the token covers.
+diagrams the token covers. Sharing links (``POST .../share``) are
+:mod:`collab.share`'s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import anyio.to_thread
 
 from collab.auth import covers_every_diagram, diagram_channel
 from collab.rooms import ServerFull
+from collab.share import ShareRefused, ShareRequest, mint_link
 from net.asgi import Receive, Scope, Send, respond, respond_json
 from net.tokens import OPEN, AuthError, Grant, token_from_scope
 from storage import replay
@@ -72,6 +74,8 @@ async def handle(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
         await respond_json(send, 400, {"error": str(exc)})
     except FileRejected as exc:
         await respond_json(send, exc.status, {"error": str(exc)})
+    except ShareRefused as exc:
+        await respond_json(send, exc.status, {"error": str(exc)})
     except ServerFull:
         await respond_json(send, 503, {"error": "too many rooms loaded"})
 
@@ -111,6 +115,14 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
         if not isinstance(body, dict) or not isinstance(body.get("locked"), bool):
             raise ApiError(400, 'body must be {"locked": true or false, "user_id"?, "reason"?}')
         await respond_json(send, 200, await _lock(app, diagram, body))
+    elif rest == ["share"]:
+        _allow(method, "POST")
+        request = ShareRequest.parse(_json(await read_body(receive, MAX_JSON_BODY)))
+        if app.auth is None:
+            raise ShareRefused(
+                409, "this server runs without auth: the plain link lets anyone edit"
+            )
+        await respond_json(send, 200, mint_link(app.auth.secret, grant, diagram, request))
     elif rest == ["restore"]:
         _allow(method, "POST")
         body = _json(await read_body(receive, MAX_JSON_BODY))

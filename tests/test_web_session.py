@@ -7,10 +7,20 @@ the theme: each with two browser contexts against a real ``inkwire serve``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.browser import Peer, wait_for
-from tests.test_web_app import ALICE, BOB, open_peer, server, server_elements, url
+from tests.test_web_app import (
+    ADD_ELEMENT_JS,
+    ALICE,
+    BOB,
+    CAROL,
+    open_peer,
+    server,
+    server_elements,
+    url,
+)
 
 __all__ = ["open_peer", "server"]  # fixtures, used by name
 
@@ -257,3 +267,62 @@ def test_edits_made_offline_survive_a_reload_and_reach_the_others(
     wait_for(lambda: pending(alice) == 0, 5, "nothing waits any more")
     wait_for(lambda: alice.doc() == bob.doc(), 5, "both docs agree")
     assert {first, offline, bob_edit} <= set(server_elements(server, "travel"))
+
+
+SECRET = "browser-share-secret-long-enough-for-hs256-0123456789"
+
+
+def test_an_editor_shares_a_view_only_and_an_edit_link(
+    server_process: Callable[..., Any], open_peer: Any
+) -> None:
+    from relays.auth import make_token
+
+    guarded = server_process("--grace", "1", "--auth-secret", SECRET)
+    base = url(guarded)
+    owner = make_token(SECRET, sub="alice", channels=["diagram:*"], publish=True)
+    alice = open_peer(base, ALICE).open("shared", query=f"?token={owner}")
+    drawn = alice.draw_rectangle(300, 250, 160, 100)
+
+    alice.page.get_by_role("button", name="Share").click()
+    dialog = alice.page.get_by_role("dialog", name="Share")
+    dialog.get_by_label("Links expire after").select_option(label="1 day")
+    dialog.get_by_role("button", name="Create view-only link").click()
+    dialog.get_by_role("button", name="Create edit link").click()
+    view_link = dialog.get_by_label("view-only link").input_value()
+    edit_link = dialog.get_by_label("edit link", exact=True).input_value()
+    assert view_link.startswith(f"{base}/d/shared?token=") and view_link != edit_link
+    assert "View only, until" in dialog.inner_text()
+
+    bob = open_peer(base, BOB)
+    bob.page.goto(view_link)
+    bob.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+    bob.wait_live(lambda live: drawn in live, "the viewer sees the drawing")
+    assert app_state(bob, "viewModeEnabled")
+    assert bob.page.locator('.status-badge[data-read-only="true"]').count() == 1
+    bob.page.get_by_role("button", name="Share").click()  # a viewer cannot share on
+    assert "only people who can edit" in bob.page.get_by_role("dialog").inner_text()
+    bob.page.get_by_role("button", name="Close").click()
+    bob.page.evaluate(ADD_ELEMENT_JS, ["from-viewer"])  # an edit through the API: refused
+    bob.page.get_by_role("alert").wait_for(timeout=5000)
+    bob.wait_live(lambda live: set(live) == {drawn}, "the viewer's edit is dropped", timeout=5)
+
+    carol = open_peer(base, CAROL)
+    carol.page.goto(edit_link)
+    carol.page.wait_for_function("() => window.inkwire && window.inkwire.provider.synced")
+    assert not app_state(carol, "viewModeEnabled")
+    added = carol.draw_rectangle(600, 250, 100, 100)
+    alice.wait_live(lambda live: added in live, "Alice sees what the edit link drew")
+    assert "from-viewer" not in alice.live()
+
+
+def test_without_auth_share_copies_the_plain_link(server: Any, open_peer: Any) -> None:
+    alice = open_peer(url(server), ALICE).open("open-door")
+    alice.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    alice.page.get_by_role("button", name="Share").click()
+    dialog = alice.page.get_by_role("dialog", name="Share")
+    assert dialog.get_by_label("link").input_value() == f"{url(server)}/d/open-door"
+    assert "Anyone with this link can edit" in dialog.inner_text()
+    dialog.get_by_role("button", name="Copy").click()
+    dialog.get_by_role("button", name="Copied").wait_for(timeout=2000)
+    copied = alice.page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == f"{url(server)}/d/open-door"

@@ -8,6 +8,7 @@ import { download, setLocked, token, tokenClaims, yjsUrl } from "./api.js";
 import { ElementsBinding } from "./binding.js";
 import { FileSync } from "./files.js";
 import { HistoryPanel } from "./HistoryPanel.jsx";
+import { ShareDialog } from "./ShareDialog.jsx";
 import { OfflineDoc } from "./offline.js";
 import { COLORS, loadIdentity, saveIdentity } from "./identity.js";
 import { IDLE_AFTER, peopleIn, Presence } from "./presence.js";
@@ -221,6 +222,7 @@ export function Editor({ diagram }) {
   const [people, setPeople] = useState(1);
   const [pending, setPending] = useState(0); // elements changed here, not yet sent
   const [showHistory, setShowHistory] = useState(false);
+  const [sharing, setSharing] = useState(false);
   const [message, setMessage] = useState(null);
   const [locked, setLockedState] = useState(false);
   const [generation, setGeneration] = useState(0); // a new one starts a fresh session
@@ -325,6 +327,9 @@ export function Editor({ diagram }) {
               identity={identity}
               onClick={() => setEditingIdentity((v) => !v)}
             />
+            <button className="tool-button" onClick={() => setSharing(true)}>
+              Share
+            </button>
             <button
               className="tool-button"
               disabled={readOnly}
@@ -361,6 +366,7 @@ export function Editor({ diagram }) {
           }}
         />
       )}
+      {sharing && <ShareDialog diagram={diagram} onClose={() => setSharing(false)} />}
       {closed && <Closed {...closed} />}
     </div>
   );

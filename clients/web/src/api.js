@@ -102,3 +102,11 @@ export function download(blob, filename) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
+
+/** Mint a link to this diagram (server with auth; the token must be an editor's). */
+export const shareLink = (diagram, access, expiresIn) =>
+  apiFetch(`/api/diagrams/${enc(diagram)}/share`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ access, expires_in: expiresIn }),
+  }).then(json);
