@@ -1,4 +1,5 @@
-"""The REST API under ``/api/``: list, export, history, restore, import, files, lock, share.
+"""The REST API under ``/api/``: list, export, history, restore, import, files, lock, share,
+and the landing page's cards: thumbnail, rename, delete and undelete (:mod:`storage.cards`).
 
 The operations themselves live in :mod:`storage.replay` (shared with the
 CLI); this module routes, reads bodies with a cap, and applies edits
@@ -18,17 +19,19 @@ diagrams the token covers. Sharing links (``POST .../share``) are
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import anyio.to_thread
 
 from collab.auth import covers_every_diagram, diagram_channel
+from collab.presence import color_of, name_of, present
 from collab.rooms import ServerFull
 from collab.share import ShareRefused, ShareRequest, mint_link
 from net.asgi import Receive, Scope, Send, respond, respond_json
 from net.tokens import OPEN, AuthError, Grant, token_from_scope
-from storage import replay
+from storage import cards, replay
 from storage.excalidraw import InvalidDiagram, forward_edit, to_excalidraw
 from storage.files import FileRejected, file_metadata, save_file
 from storage.memory import MemoryStore
@@ -88,7 +91,14 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
     if parts == ["diagrams"]:
         _allow(method, "GET")
         limit = _int(query.get("limit"), "limit", replay.LIST_PAGE)
-        await respond_json(send, 200, await _list(app, limit, query.get("prefix", ""), grant))
+        trash = query.get("trash", "0")
+        if trash not in ("0", "1"):
+            raise ApiError(400, "trash must be 0 (the diagrams) or 1 (the deleted ones)")
+        search = query.get("search", "")
+        if len(search) > cards.MAX_TITLE:
+            raise ApiError(400, f"search must be at most {cards.MAX_TITLE} characters")
+        listed = await _list(app, limit, query.get("prefix", ""), grant, search, trash == "1")
+        await respond_json(send, 200, listed)
         return
     if len(parts) < 2 or parts[0] != "diagrams":
         raise ApiError(404, "no such route")
@@ -97,7 +107,23 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
         raise ApiError(400, f"diagram name must be {DIAGRAM_NAME_RULE}")
     _permit(grant, diagram, edit=method not in ("GET", "HEAD"))
     rest = parts[2:]
-    if rest == []:
+    if rest == [] and method == "DELETE":
+        await respond_json(send, 200, await _mark_deleted(app, diagram, time.time()))
+    elif rest == ["undelete"]:
+        _allow(method, "POST")
+        await respond_json(send, 200, await _mark_deleted(app, diagram, None))
+    elif rest == ["rename"]:
+        _allow(method, "POST")
+        body = _json(await read_body(receive, MAX_JSON_BODY))
+        await respond_json(send, 200, await _rename(app, diagram, body))
+    elif rest == ["thumbnail"]:
+        _allow(method, "GET")
+        found = await anyio.to_thread.run_sync(_cards(app).thumbnail, diagram)
+        if found is None:
+            raise ApiError(404, f"no thumbnail of {diagram!r} yet (one is made at a checkpoint)")
+        headers = [*FILE_HEADERS, (b"cache-control", b"no-cache")]
+        await respond(send, 200, found[1].encode(), "image/svg+xml", headers)
+    elif rest == []:
         _allow(method, "GET")
         await respond_json(send, 200, await _export(app, diagram, query.get("at")))
     elif rest == ["history"]:
@@ -148,11 +174,28 @@ async def _route(app: CollabApp, scope: Scope, receive: Receive, send: Send) -> 
 # --- operations -----------------------------------------------------------------
 
 
-async def _list(app: CollabApp, limit: int, prefix: str, grant: Grant) -> list[dict[str, Any]]:
+async def _list(
+    app: CollabApp, limit: int, prefix: str, grant: Grant, search: str = "", trash: bool = False
+) -> list[dict[str, Any]]:
     def covered(diagram: str) -> bool:
         return grant.allows(diagram_channel(diagram))
 
     include = None if covers_every_diagram(grant) else covered
+    if isinstance(app.store, DiagramArchive) and isinstance(app.store, cards.CardStore):
+        card_store = app.store
+        if trash:
+            await _purge_expired(app, card_store)
+
+        def listing() -> list[dict[str, Any]]:
+            shown = cards.matcher(card_store, search, trash)
+            both = shown if include is None else (lambda d: shown(d) and include(d))
+            rows = replay.list_diagrams(card_store, limit=limit, prefix=prefix, include=both)
+            return cards.decorate(card_store, rows)
+
+        rows = await anyio.to_thread.run_sync(listing)
+        for row in rows:
+            row["people"] = _people(app, row["id"])
+        return rows
     if isinstance(app.store, DiagramArchive):
         store = app.store
         return await anyio.to_thread.run_sync(
@@ -171,6 +214,42 @@ async def _list(app: CollabApp, limit: int, prefix: str, grant: Grant) -> list[d
             count = len(to_excalidraw(state)["elements"])
             result.append({"id": name, "elements": count, "last_edit": None, "size": len(state)})
     return result
+
+
+def _people(app: CollabApp, diagram: str) -> list[dict[str, str | None]]:
+    """Who is in the diagram now: the named awareness states of its live room."""
+    room = app.rooms.rooms.get(diagram)
+    if room is None:
+        return []
+    states = present(room.awareness).values()
+    return [{"name": name_of(s), "color": color_of(s)} for s in states if name_of(s)]
+
+
+async def _purge_expired(app: CollabApp, store: cards.CardStore) -> None:
+    """Forget the diagrams in the trash for longer than TRASH_DAYS (not those open now)."""
+    for diagram in await anyio.to_thread.run_sync(cards.expired, store):
+        if diagram not in app.rooms.rooms:
+            await anyio.to_thread.run_sync(store.purge, diagram)
+
+
+async def _mark_deleted(app: CollabApp, diagram: str, when: float | None) -> dict[str, Any]:
+    store = _cards(app)
+    if not await anyio.to_thread.run_sync(store.set_deleted, diagram, when):
+        raise replay.NotFound(f"no diagram {diagram!r}")
+    return {"diagram": diagram, "deleted": when, "kept_days": cards.TRASH_DAYS}
+
+
+async def _rename(app: CollabApp, diagram: str, body: Any) -> dict[str, Any]:
+    title = body.get("title") if isinstance(body, dict) else None
+    if not isinstance(title, str) or set(body) != {"title"}:
+        raise ApiError(400, 'body must be {"title": "..."} ("" shows the id again)')
+    title = " ".join(title.split())  # no control characters, no runs of spaces
+    if len(title) > cards.MAX_TITLE:
+        raise ApiError(400, f"a title is at most {cards.MAX_TITLE} characters")
+    store = _cards(app)
+    if not await anyio.to_thread.run_sync(store.set_title, diagram, title or None):
+        raise replay.NotFound(f"no diagram {diagram!r}")
+    return {"diagram": diagram, "title": title or None}
 
 
 async def _export(app: CollabApp, diagram: str, at: str | None) -> dict[str, Any]:
@@ -325,6 +404,13 @@ async def read_body(receive: Receive, limit: int = MAX_JSON_BODY) -> bytes:
 def _archive(app: CollabApp) -> DiagramArchive:
     """The store, when it keeps history (and files); 501 when it does not."""
     if not isinstance(app.store, DiagramArchive):
+        raise ApiError(501, "this needs the SQLite store (inkwire serve --db PATH)")
+    return app.store
+
+
+def _cards(app: CollabApp) -> cards.CardStore:
+    """The store, when it keeps cards (titles, the trash, thumbnails); 501 when it does not."""
+    if not isinstance(app.store, cards.CardStore):
         raise ApiError(501, "this needs the SQLite store (inkwire serve --db PATH)")
     return app.store
 

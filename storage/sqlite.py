@@ -37,10 +37,12 @@ import anyio
 import anyio.to_thread
 from pycrdt import Doc
 
+from storage.cards import Card
 from storage.excalidraw import live_count
 from storage.sqlite_relay import SQLiteRelayEvents
 from storage.sqlite_schema import connect, decode_blob, encode_blob
 from storage.store import DiagramSummary, LoggedUpdate, StorageError
+from storage.thumbnail import render_doc
 from storage.updates import merge_many
 
 __all__ = ["SQLiteStore", "StorageError"]
@@ -293,6 +295,7 @@ class SQLiteStore:
         decoded here for the count alone).
         """
         live = None if doc is None else live_count(doc)
+        thumbnail = None if doc is None else render_doc(doc)
         blob = encode_blob(state, True)  # always compressed: large, rare, read once per load
         with self._lock, self._conn:
             self._conn.execute(
@@ -305,6 +308,13 @@ class SQLiteStore:
             )
             if live is not None:
                 self._summarize(diagram, seq, live, len(state))
+            if thumbnail is not None:
+                self._conn.execute(
+                    "INSERT INTO thumbnails (diagram, seq, svg) VALUES (?, ?, ?)"
+                    " ON CONFLICT (diagram) DO UPDATE SET seq = excluded.seq, svg = excluded.svg"
+                    " WHERE excluded.seq >= thumbnails.seq",
+                    (diagram, seq, thumbnail),
+                )
 
     def _write_summary(self, diagram: str, seq: int, live: int, size: int) -> None:
         with self._lock, self._conn:
@@ -434,6 +444,66 @@ class SQLiteStore:
         with self._lock:
             row = self._conn.execute(f"{_SUMMARY} WHERE id = ?", (diagram,)).fetchone()
         return None if row is None else DiagramSummary._make(row)
+
+    # --- the landing page's cards (storage.cards) --------------------------------------
+
+    def cards(self, diagrams: Sequence[str]) -> dict[str, Card]:
+        """Title, deleted time, last author and thumbnail seq of each diagram that exists."""
+        found: dict[str, Card] = {}
+        with self._lock:
+            for diagram in diagrams:
+                row = self._conn.execute(
+                    "SELECT d.title, d.deleted, t.seq,"
+                    " (SELECT origin FROM updates u WHERE u.diagram = d.id"
+                    "  ORDER BY u.seq DESC LIMIT 1)"
+                    " FROM diagrams d LEFT JOIN thumbnails t ON t.diagram = d.id WHERE d.id = ?",
+                    (diagram,),
+                ).fetchone()
+                if row is not None:
+                    found[diagram] = Card(*row)
+        return found
+
+    def titles(self) -> dict[str, str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, title FROM diagrams WHERE title IS NOT NULL")
+            return dict(rows.fetchall())
+
+    def deleted(self) -> dict[str, float]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, deleted FROM diagrams WHERE deleted IS NOT NULL")
+            return dict(rows.fetchall())
+
+    def set_title(self, diagram: str, title: str | None) -> bool:
+        return self._set(diagram, "title", title)
+
+    def set_deleted(self, diagram: str, deleted: float | None) -> bool:
+        return self._set(diagram, "deleted", deleted)
+
+    def _set(self, diagram: str, column: str, value: object) -> bool:
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                f"UPDATE diagrams SET {column} = ? WHERE id = ?", (value, diagram)
+            )
+            return cursor.rowcount > 0
+
+    def thumbnail(self, diagram: str) -> tuple[int, str] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq, svg FROM thumbnails WHERE diagram = ?", (diagram,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def purge(self, diagram: str) -> None:
+        """Forget the diagram entirely: its log, checkpoints, files, thumbnail and row."""
+        with self._lock, self._conn:
+            for table, column in (
+                ("updates", "diagram"),
+                ("checkpoints", "diagram"),
+                ("files", "diagram"),
+                ("thumbnails", "diagram"),
+                ("diagrams", "id"),
+            ):
+                self._conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (diagram,))
 
     # --- image files -------------------------------------------------------------------
 

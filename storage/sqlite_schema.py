@@ -1,7 +1,8 @@
 """The SQLite file: opening it, its schema and upgrades, and how blobs are encoded in it.
 
-Tables: ``diagrams`` (one row each: seqs, edit time, list summary),
-``updates`` (the log), ``checkpoints``, ``files``, ``relay_events``, and
+Tables: ``diagrams`` (one row each: seqs, edit time, list summary, title,
+deleted time), ``updates`` (the log), ``checkpoints``, ``thumbnails``,
+``files``, ``relay_events``, and
 ``inkwire_meta`` (the schema version; relays keep their epochs there too).
 """
 
@@ -15,8 +16,9 @@ import sqlite_utils
 
 from storage.store import StorageError
 
-# 1: the tables; 2: diagrams.live_elements/state_bytes/summary_seq, index on updated
-SCHEMA_VERSION = 2
+# 1: the tables; 2: diagrams.live_elements/state_bytes/summary_seq, index on updated;
+# 3: diagrams.title/deleted, thumbnails
+SCHEMA_VERSION = 3
 RAW, ZLIB = b"\x00", b"\x01"  # blob codec prefix
 
 
@@ -66,6 +68,8 @@ def _migrate(db: sqlite_utils.Database, path: Path) -> None:
                 _create_v1(db)
             if version < 2:
                 _upgrade_v2(db)
+            if version < 3:
+                _upgrade_v3(db)
             db.conn.execute(
                 "INSERT OR REPLACE INTO inkwire_meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -131,3 +135,10 @@ def _upgrade_v2(db: sqlite_utils.Database) -> None:
     for column in ("live_elements", "state_bytes", "summary_seq"):
         db.execute(f"ALTER TABLE diagrams ADD COLUMN {column} INTEGER")
     db.execute("CREATE INDEX diagrams_updated ON diagrams (updated)")
+
+
+def _upgrade_v3(db: sqlite_utils.Database) -> None:
+    """The landing page's cards: a title, a deleted time (the trash), a thumbnail."""
+    db.execute("ALTER TABLE diagrams ADD COLUMN title TEXT")
+    db.execute("ALTER TABLE diagrams ADD COLUMN deleted REAL")
+    db.table("thumbnails").create({"diagram": str, "seq": int, "svg": str}, pk="diagram")

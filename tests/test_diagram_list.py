@@ -274,12 +274,13 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     states = write_v1_file(path)
     store = SQLiteStore(path)
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     version = sqlite_file.rows(path, "SELECT value FROM inkwire_meta WHERE key = 'schema_version'")
-    assert version == [("2",)]
+    assert version == [("3",)]
     columns = {row[1] for row in sqlite_file.rows(path, "PRAGMA table_info(diagrams)")}
-    assert {"live_elements", "state_bytes", "summary_seq"} <= columns
-    assert ("diagrams_updated",) in sqlite_file.rows(path, "SELECT name FROM sqlite_master")
+    assert {"live_elements", "state_bytes", "summary_seq", "title", "deleted"} <= columns
+    tables = sqlite_file.rows(path, "SELECT name FROM sqlite_master")
+    assert ("diagrams_updated",) in tables and ("thumbnails",) in tables
     for name, state in states.items():  # the history reads as before
         doc: Doc[Any] = Doc()
         doc.apply_update(store.state_at(name) or b"")

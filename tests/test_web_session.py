@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from tests.browser import Peer, wait_for
 from tests.test_web_app import (
     ADD_ELEMENT_JS,
@@ -326,3 +328,67 @@ def test_without_auth_share_copies_the_plain_link(server: Any, open_peer: Any) -
     dialog.get_by_role("button", name="Copied").wait_for(timeout=2000)
     copied = alice.page.evaluate("() => navigator.clipboard.readText()")
     assert copied == f"{url(server)}/d/open-door"
+
+
+DARK_PIXELS_JS = """(selector) => {
+  const img = document.querySelector(selector);
+  if (!img || !img.complete || !img.naturalWidth) return -1;
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(img, 0, 0);
+  const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+  let dark = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i] + data[i + 1] + data[i + 2] < 200) dark++;
+  return dark;
+}"""
+
+
+def test_the_landing_page_shows_cards_searches_renames_and_deletes(
+    server: Any, open_peer: Any
+) -> None:
+    alice = open_peer(url(server), ALICE).open("roadmap")
+    alice.draw_rectangle(300, 250, 300, 200)
+    other = open_peer(url(server), ALICE).open("scratch")
+    other.draw_rectangle(300, 250, 100, 100)
+    other.page.close()
+    alice.page.close()  # the room unloads (grace 1 s) and checkpoints: a thumbnail
+    wait_for(
+        lambda: httpx.get(f"{url(server)}/api/diagrams/roadmap/thumbnail").status_code == 200,
+        10,
+        "the checkpoint rendered a thumbnail",
+    )
+    bob = open_peer(url(server), BOB).open("roadmap")  # Bob is in it now
+    assert bob
+
+    carol = open_peer(url(server), CAROL)
+    carol.page.goto(url(server) + "/")
+    card = carol.page.locator('.card[data-id="roadmap"]')
+    card.wait_for(timeout=5000)
+    assert "by Alice" in card.inner_text()
+    card.locator('.card-people .person:has-text("Bob")').wait_for(timeout=15_000)
+    wait_for(
+        lambda: carol.page.evaluate(DARK_PIXELS_JS, '.card[data-id="roadmap"] img') > 300,
+        5,
+        "the thumbnail shows the drawn rectangle",
+    )
+    assert carol.page.locator('.card[data-id="scratch"]').count() == 1
+
+    carol.page.get_by_label("search diagrams").fill("road")
+    wait_for(lambda: carol.page.locator(".card").count() == 1, 3, "the search leaves only roadmap")
+    card.get_by_role("button", name="Rename").click()
+    card.get_by_label("new title of roadmap").fill("Q3 plans")
+    card.get_by_role("button", name="Save").click()
+    carol.page.get_by_label("search diagrams").fill("q3")  # by title, any case
+    carol.page.get_by_role("link", name="Q3 plans").wait_for(timeout=5000)
+
+    carol.page.get_by_label("search diagrams").fill("")
+    scratch = carol.page.locator('.card[data-id="scratch"]')
+    scratch.get_by_role("button", name="Delete").click()
+    scratch.wait_for(state="detached", timeout=5000)
+    carol.page.get_by_role("button", name="Show the trash").click()
+    carol.page.get_by_role("button", name="Restore scratch").click()
+    scratch.wait_for(timeout=5000)  # back among the cards
+    listed = {d["id"]: d for d in httpx.get(f"{url(server)}/api/diagrams").json()}
+    assert listed["roadmap"]["title"] == "Q3 plans" and listed["scratch"]["deleted"] is None

@@ -51,12 +51,38 @@ async function json(response) {
   return body;
 }
 
-/** Saved diagrams, last edited first: at most `limit`, names starting with `prefix`. */
-export function listDiagrams({ limit = 100, prefix = "" } = {}) {
+/**
+ * Saved diagrams, last edited first: at most `limit`, names starting with
+ * `prefix`, id or title containing `search`; `trash`: the deleted ones instead.
+ */
+export function listDiagrams({ limit = 100, prefix = "", search = "", trash = false } = {}) {
   const query = new URLSearchParams({ limit: String(limit) });
   if (prefix) query.set("prefix", prefix);
+  if (search) query.set("search", search);
+  if (trash) query.set("trash", "1");
   return apiFetch(`/api/diagrams?${query}`).then(json);
 }
+
+/** The thumbnail's URL (an <img> sends no header: the token rides in the query). */
+export function thumbnailUrl(diagram, seq) {
+  const query = new URLSearchParams({ v: String(seq) });
+  const value = token();
+  if (value) query.set("token", value);
+  return `/api/diagrams/${enc(diagram)}/thumbnail?${query}`;
+}
+
+export const renameDiagram = (diagram, title) =>
+  apiFetch(`/api/diagrams/${enc(diagram)}/rename`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ title }),
+  }).then(json);
+
+export const deleteDiagram = (diagram) =>
+  apiFetch(`/api/diagrams/${enc(diagram)}`, { method: "DELETE" }).then(json);
+
+export const undeleteDiagram = (diagram) =>
+  apiFetch(`/api/diagrams/${enc(diagram)}/undelete`, { method: "POST" }).then(json);
 
 /** The diagram as an `.excalidraw` scene, now or at a version (`at`: seq). */
 export const exportDiagram = (diagram, at) =>
