@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3042
 WEB := clients/web
-WEB_SOURCES := $(wildcard $(WEB)/src/*) $(WEB)/index.html $(WEB)/vite.config.js clients/js/relay-client.js
+WEB_SOURCES := $(wildcard $(WEB)/src/*) $(wildcard $(WEB)/public/*) $(WEB)/index.html $(WEB)/vite.config.js clients/js/relay-client.js
 
 .PHONY: serve test quick test-quick lint bench bench-cluster clean web wheel
 

@@ -195,15 +195,27 @@ export class Presence {
     this.awareness.setLocalStateField("user", identity);
   }
 
-  /** Input happened (or the tab's visibility changed): active, or away when hidden. */
+  /**
+   * Input happened (or the tab's visibility changed): active, or away when
+   * hidden. Called on every pointer move, so it only notes the time; one timer
+   * checks it.
+   */
   touch() {
-    clearTimeout(this.idleTimer);
+    this.lastInput = performance.now();
     if (document.visibilityState === "hidden") {
       this.setUserState("away");
       return;
     }
     this.setUserState("active");
-    this.idleTimer = setTimeout(() => this.setUserState("idle"), this.idleAfter);
+    this.idleTimer ??= setTimeout(() => this.checkIdle(), this.idleAfter);
+  }
+
+  checkIdle() {
+    this.idleTimer = null;
+    if (document.visibilityState === "hidden") return;
+    const left = this.lastInput + this.idleAfter - performance.now();
+    if (left > 0) this.idleTimer = setTimeout(() => this.checkIdle(), left);
+    else this.setUserState("idle");
   }
 
   setUserState(userState) {
@@ -234,6 +246,12 @@ export class Presence {
       y: height / 2 / zoom.value - scrollY,
       zoom: zoom.value,
     };
+    // Two people following each other must not echo rounding errors back and forth.
+    const last = this.awareness.getLocalState()?.viewport;
+    const near = (a, b) => Math.abs(a - b) < 0.01;
+    if (last && near(last.x, viewport.x) && near(last.y, viewport.y) && near(last.zoom, viewport.zoom)) {
+      return;
+    }
     this.awareness.setLocalStateField("viewport", viewport);
   }
 
