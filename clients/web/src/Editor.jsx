@@ -170,7 +170,7 @@ function StatusBadge({ status, people, pending, locked, readOnly, identity, onCl
     <button
       type="button"
       className="status-badge"
-      title="Change your name or colour"
+      title={`${STATUS_TEXT[status]}: click to change your name or colour`}
       onClick={onClick}
       data-status={status}
       data-people={people}
@@ -183,7 +183,9 @@ function StatusBadge({ status, people, pending, locked, readOnly, identity, onCl
       <span className="me" style={{ background: identity.color }} data-name={identity.name}>
         {identity.name}
       </span>
-      {STATUS_TEXT[status]} · {people} {people === 1 ? "person" : "people"}
+      {/* connected is the dot alone: the bar is narrow next to Excalidraw's toolbar */}
+      {status !== "connected" && `${STATUS_TEXT[status]} · `}
+      {people} {people === 1 ? "person" : "people"}
       {pending > 0 && ` · ${pending} ${pending === 1 ? "change" : "changes"} waiting`}
       {locked && " · locked"}
       {readOnly && " · view only"}
