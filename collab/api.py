@@ -196,6 +196,16 @@ async def _list(
         for row in rows:
             row["people"] = _people(app, row["id"])
         return rows
+    if trash:  # a store without cards deletes nothing
+        return []
+    if search:  # by id: a store without cards has no titles
+        scoped = include
+
+        def found(diagram: str) -> bool:
+            in_scope = scoped is None or scoped(diagram)
+            return in_scope and search.casefold() in diagram.casefold()
+
+        include = found
     if isinstance(app.store, DiagramArchive):
         store = app.store
         return await anyio.to_thread.run_sync(

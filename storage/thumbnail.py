@@ -41,8 +41,9 @@ def _color(value: Any, default: str) -> str:
 
 
 def _points(element: Mapping[str, Any]) -> list[tuple[float, float]]:
-    points = []
-    for point in element.get("points") or []:
+    points: list[tuple[float, float]] = []
+    raw = element.get("points")
+    for point in raw if isinstance(raw, list) else []:
         if isinstance(point, list | tuple) and len(point) >= 2:
             x, y = _num(point[0]), _num(point[1])
             if x is not None and y is not None:

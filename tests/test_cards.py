@@ -178,3 +178,19 @@ async def test_the_trash_forgets_what_it_held_too_long(
         trash = (await http.get("/api/diagrams", params={"trash": 1})).json()
         assert [d["id"] for d in trash] == ["plan"]
     assert store.last_seq("notes") is None and store.state_at("notes") is None
+
+
+@pytest.mark.anyio
+async def test_without_sqlite_the_trash_is_empty_and_search_goes_by_id(make_server: Any) -> None:
+    from tests.yclient import peer, wait_until
+
+    app = CollabApp(config=Config(grace_period=5))
+    async with make_server(app=app) as server, httpx.AsyncClient(base_url=server.http_url) as http:
+        for name in ("alpha", "beta"):
+            async with peer(f"{server.yjs_url}/{name}", 3) as p:
+                await p.send_set("x", {**BOX, "id": "x"})
+                await wait_until(lambda name=name: name in app.store.diagrams())  # type: ignore[attr-defined]
+        found = (await http.get("/api/diagrams", params={"search": "ALP"})).json()
+        assert [d["id"] for d in found] == ["alpha"]
+        assert (await http.get("/api/diagrams", params={"trash": 1})).json() == []
+        assert (await http.get("/api/diagrams/alpha/thumbnail")).status_code == 501
