@@ -387,6 +387,8 @@ def test_the_landing_page_shows_cards_searches_renames_and_deletes(
     scratch = carol.page.locator('.card[data-id="scratch"]')
     scratch.get_by_role("button", name="Delete").click()
     scratch.wait_for(state="detached", timeout=5000)
+    late = open_peer(url(server), BOB).open("scratch")  # an old link still opens it
+    late.page.get_by_role("status", name="in the trash").wait_for(timeout=5000)
     carol.page.get_by_role("button", name="Show the trash").click()
     carol.page.get_by_role("button", name="Restore scratch").click()
     scratch.wait_for(timeout=5000)  # back among the cards

@@ -4,7 +4,15 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { readAuthMessage } from "y-protocols/auth";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
-import { download, setLocked, token, tokenClaims, yjsUrl } from "./api.js";
+import {
+  download,
+  listDiagrams,
+  setLocked,
+  token,
+  tokenClaims,
+  undeleteDiagram,
+  yjsUrl,
+} from "./api.js";
 import { ElementsBinding } from "./binding.js";
 import { FileSync } from "./files.js";
 import { HistoryPanel } from "./HistoryPanel.jsx";
@@ -237,6 +245,14 @@ export function Editor({ diagram }) {
     document.title = `${diagram} · inkwire`;
   }, [diagram]);
 
+  // A diagram in the trash still opens (links keep working); the editor says so.
+  const [inTrash, setInTrash] = useState(false);
+  useEffect(() => {
+    listDiagrams({ prefix: diagram, trash: true, limit: 1000 })
+      .then((found) => setInTrash(found.some((d) => d.id === diagram)))
+      .catch(() => {}); // no list (no token for it, offline): no banner
+  }, [diagram]);
+
   useEffect(() => {
     if (!api) return undefined;
     const live = connect(diagram, api, identity, {
@@ -367,6 +383,22 @@ export function Editor({ diagram }) {
             setEditingIdentity(false);
           }}
         />
+      )}
+      {inTrash && (
+        <div className="trash-banner" role="status" aria-label="in the trash">
+          This diagram is in the trash: it leaves the landing page, and is forgotten after 30
+          days.{" "}
+          <button
+            type="button"
+            onClick={() =>
+              undeleteDiagram(diagram)
+                .then(() => setInTrash(false))
+                .catch((e) => setMessage(e.message))
+            }
+          >
+            Restore it
+          </button>
+        </div>
       )}
       {sharing && <ShareDialog diagram={diagram} onClose={() => setSharing(false)} />}
       {closed && <Closed {...closed} />}
