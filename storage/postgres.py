@@ -1,0 +1,392 @@
+"""PostgreSQL persistence: the update log, checkpoints, the list's summaries, files.
+
+The same store as :mod:`storage.sqlite` (the database-independent half is
+:class:`storage.logstore.LogStore`: group commit, checkpoint timing), in a
+PostgreSQL database that several nodes on several machines share. Its
+schema is :mod:`storage.postgres_schema`; relay history, on the same pool,
+:mod:`storage.postgres_relay`. All the store's SQL is in these three modules.
+
+**Driver.** psycopg 3, synchronous, with a ``psycopg_pool.ConnectionPool``,
+used from worker threads exactly as the SQLite store uses its connection:
+one code path under asyncio (the room server) and trio (embedded relays),
+no event-loop-specific driver. The commit of a group is one transaction on
+one connection; reads (loads, exports, the list) take other connections of
+the pool, so they never wait behind a commit.
+
+**Several nodes.** A commit locks each diagram's row (``SELECT ... FOR
+UPDATE``, diagrams in id order so two nodes never deadlock) before reading
+its ``last_seq``: concurrent nodes number one log, without gaps or
+reordering. Compaction takes a transaction-scoped advisory lock per
+diagram, so two compactions of one diagram never interleave even without
+the Redis lease that normally keeps them apart (:mod:`cluster.rooms`).
+
+**Outages.** A statement fails, or no connection can be had within
+``timeout`` seconds: the append raises :class:`StorageError`, nothing of the
+batch is kept (the transaction rolls back, on the server if the connection
+died), and the room retries the same batch. A commit whose acknowledgement
+is lost with the connection may have committed: the retry then logs the
+same updates again under new seqs, which is harmless (applying a Yjs update
+twice changes nothing), so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+from pycrdt import Doc
+
+from storage import postgres_schema
+from storage.excalidraw import live_count
+from storage.logstore import LogStore, Pending, Row, frames, replayed
+from storage.postgres_relay import PostgresRelayEvents
+from storage.sqlite_schema import decode_blob, encode_blob
+from storage.store import DiagramSummary, LoggedUpdate, StorageError
+from storage.updates import merge_many
+from storage.urls import redact, scrub
+
+__all__ = ["PostgresStore", "StorageError"]
+
+log = logging.getLogger("inkwire.storage")
+
+_SUMMARY = "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
+_COMPACT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('inkwire.compact:' || %s, 0))"
+
+
+class PostgresStore(LogStore):
+    """A :class:`storage.store.DiagramArchive` in PostgreSQL; ``relay_events`` on the same pool.
+
+    ``url`` is a libpq URL (``postgresql://USER@HOST:PORT/DBNAME``); the
+    password may be in it, in ``$PGPASSWORD`` or in a ``.pgpass`` file.
+    ``upgrade`` False refuses a database whose schema is not current
+    instead of migrating it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        compress: bool = False,
+        checkpoint_every: int = 500,
+        retention: float = 7 * 86400.0,
+        frame_seconds: float = 60.0,
+        pool_size: int = 4,
+        timeout: float = 5.0,
+        upgrade: bool = True,
+    ) -> None:
+        super().__init__(
+            compress=compress,
+            checkpoint_every=checkpoint_every,
+            retention=retention,
+            frame_seconds=frame_seconds,
+        )
+        self.url = url
+        self.name = redact(url)  # how messages name it: never with the password
+        self.timeout = timeout
+        postgres_schema.migrate(url, timeout, upgrade=upgrade)
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size),
+            timeout=timeout,
+            kwargs={"application_name": "inkwire", "connect_timeout": max(1, int(timeout))},
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=max(timeout, 30.0),
+            name="inkwire",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except PoolTimeout:
+            self._pool.close()
+            raise StorageError(f"{self.name}: cannot connect") from None
+        self.relay_events = PostgresRelayEvents(self._pool, self._error)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _error(self, exc: Exception) -> StorageError:
+        """A driver or pool error as a StorageError naming the database, password masked."""
+        if isinstance(exc, PoolTimeout):
+            return StorageError(f"{self.name}: no connection within {self.timeout:g}s")
+        return StorageError(f"{self.name}: {scrub(str(exc), self.url)}")
+
+    def _run(self, work: Any, *args: Any) -> Any:
+        """``work(conn, *args)`` in one transaction on a pooled connection (committed on return)."""
+        try:
+            with self._pool.connection() as conn:
+                return work(conn, *args)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error(exc) from None
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _commit(self, batch: list[Pending]) -> None:
+        now = time.time()
+        seqs: list[tuple[Pending, int, int]] = []
+
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            # rows locked in id order: two nodes committing the same diagrams never deadlock
+            for item in sorted(batch, key=lambda pending: pending.diagram):
+                row = conn.execute(
+                    "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = %s FOR UPDATE",
+                    (item.diagram,),
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO diagrams (id, created, updated, last_seq, checkpoint_seq)"
+                        " VALUES (%s, %s, %s, 0, 0) ON CONFLICT (id) DO NOTHING",
+                        (item.diagram, now, now),
+                    )
+                    row = conn.execute(
+                        "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = %s FOR UPDATE",
+                        (item.diagram,),
+                    ).fetchone()
+                    assert row is not None
+                last, checkpoint = int(row[0]), int(row[1])
+                rows = []
+                for update, origin in zip(item.updates, item.origins, strict=True):
+                    last += 1
+                    rows.append(
+                        (item.diagram, last, last, now, origin, encode_blob(update, self.compress))
+                    )
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                        " VALUES (%s, %s, %s, %s, %s, %s)",
+                        rows,
+                    )
+                conn.execute(
+                    "UPDATE diagrams SET updated = %s, last_seq = %s WHERE id = %s",
+                    (now, last, item.diagram),
+                )
+                seqs.append((item, last, checkpoint))
+
+        self._run(work)
+        for item, last, checkpoint in seqs:  # committed: only now are the seqs real
+            self._committed(item.diagram, last, checkpoint)
+            item.last_seq = last
+
+    def checkpoint(self, diagram: str) -> int | None:
+        """Write the full state at the latest seq (and its summary); return that seq."""
+        row = self._one(
+            "SELECT last_seq, checkpoint_seq, summary_seq FROM diagrams WHERE id = %s", (diagram,)
+        )
+        if row is None:
+            return None
+        seq = int(row[0])
+        if seq == row[1] and seq == row[2]:
+            return seq  # nothing new since the last checkpoint
+        doc = self._doc_at(diagram, seq)
+        if doc is None:
+            return None
+        state = doc.get_update()
+        if seq == row[1]:
+            self._run(self._summarize, diagram, seq, live_count(doc), len(state))
+        else:
+            self._write_checkpoint(diagram, seq, state, doc)
+        return seq
+
+    def _write_checkpoint(
+        self, diagram: str, seq: int, state: bytes, doc: Doc[Any] | None = None
+    ) -> None:
+        """Store ``state`` as the checkpoint at ``seq``; with its summary if ``doc`` is given."""
+        live = None if doc is None else live_count(doc)
+        blob = encode_blob(state, True)  # always compressed: large, rare, read once per load
+
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            conn.execute(
+                "INSERT INTO checkpoints (diagram, seq, ts, state) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (diagram, seq)"
+                " DO UPDATE SET ts = excluded.ts, state = excluded.state",
+                (diagram, seq, time.time(), blob),
+            )
+            conn.execute(
+                "UPDATE diagrams SET checkpoint_seq = %s WHERE id = %s AND checkpoint_seq < %s",
+                (seq, diagram, seq),
+            )
+            if live is not None:
+                self._summarize(conn, diagram, seq, live, len(state))
+
+        self._run(work)
+
+    @staticmethod
+    def _summarize(
+        conn: psycopg.Connection[tuple[Any, ...]], diagram: str, seq: int, live: int, size: int
+    ) -> None:
+        # never replaces a summary of a later seq (checkpoints may be written concurrently)
+        conn.execute(
+            "UPDATE diagrams SET live_elements = %s, state_bytes = %s, summary_seq = %s"
+            " WHERE id = %s AND (summary_seq IS NULL OR summary_seq <= %s)",
+            (live, size, seq, diagram, seq),
+        )
+
+    def compact(self, diagram: str, *, older_than: float, frame_seconds: float = 60.0) -> int:
+        """Merge updates logged before ``older_than`` into one frame per time slot (lossless).
+
+        One transaction, under the diagram's compaction lock: rows read are
+        the rows replaced.
+        """
+
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+            conn.execute(_COMPACT_LOCK, (diagram,))
+            rows: list[Row] = [
+                (int(seq), int(first), float(ts), origin, bytes(blob))
+                for seq, first, ts, origin, blob in conn.execute(
+                    "SELECT seq, first_seq, ts, origin, data FROM updates"
+                    " WHERE diagram = %s AND ts < %s ORDER BY seq",
+                    (diagram, older_than),
+                ).fetchall()
+            ]
+            removed = 0
+            for group in frames(rows, frame_seconds):
+                merged = merge_many([decode_blob(row[4]) for row in group])
+                origins = {row[3] for row in group}
+                last = group[-1]
+                conn.execute(
+                    "DELETE FROM updates WHERE diagram = %s AND seq >= %s AND seq <= %s",
+                    (diagram, group[0][1], last[0]),
+                )
+                conn.execute(
+                    "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        diagram,
+                        last[0],
+                        group[0][1],
+                        last[2],
+                        origins.pop() if len(origins) == 1 else None,
+                        encode_blob(merged, self.compress),
+                    ),
+                )
+                removed += len(group) - 1
+            return removed
+
+        return int(self._run(work))
+
+    # --- reading and replay (synchronous; call from a thread) --------------
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return row
+
+    def _all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return rows
+
+    def _doc_at(self, diagram: str, seq: int | None = None) -> Doc[Any] | None:
+        def read(
+            conn: psycopg.Connection[tuple[Any, ...]], seq: int | None
+        ) -> tuple[bytes | None, list[bytes]] | None:
+            if seq is None:
+                row = conn.execute(
+                    "SELECT last_seq FROM diagrams WHERE id = %s", (diagram,)
+                ).fetchone()
+                if row is None:
+                    return None
+                seq = int(row[0])
+            checkpoint = conn.execute(
+                "SELECT seq, state FROM checkpoints WHERE diagram = %s AND seq <= %s"
+                " ORDER BY seq DESC LIMIT 1",
+                (diagram, seq),
+            ).fetchone()
+            start = 0 if checkpoint is None else int(checkpoint[0])
+            rows = conn.execute(
+                "SELECT data FROM updates WHERE diagram = %s AND seq > %s AND seq <= %s"
+                " ORDER BY seq",
+                (diagram, start, seq),
+            ).fetchall()
+            if checkpoint is None and not rows:
+                return None
+            return (None if checkpoint is None else checkpoint[1]), [row[0] for row in rows]
+
+        found = self._run(read, seq)
+        if found is None:
+            return None
+        # the CRDT work happens with the connection back in the pool
+        return replayed(found[0], found[1])
+
+    def updates(
+        self, diagram: str, after: int = 0
+    ) -> Iterator[tuple[int, float, str | None, bytes]]:
+        """The logged updates after seq ``after``: (seq, time, origin, update)."""
+        rows = self._all(
+            "SELECT seq, ts, origin, data FROM updates WHERE diagram = %s AND seq > %s"
+            " ORDER BY seq",
+            (diagram, after),
+        )
+        for seq, ts, origin, blob in rows:
+            yield int(seq), float(ts), origin, decode_blob(bytes(blob))
+
+    def updates_before(self, diagram: str, before: int | None, limit: int) -> list[LoggedUpdate]:
+        bound = before if before is not None else 2**62
+        rows = self._all(
+            "SELECT seq, first_seq, ts, origin, data FROM updates"
+            " WHERE diagram = %s AND seq < %s ORDER BY seq DESC LIMIT %s",
+            (diagram, bound, limit),
+        )
+        return [
+            LoggedUpdate(int(seq), int(first or seq), float(ts), origin, decode_blob(bytes(blob)))
+            for seq, first, ts, origin, blob in rows
+        ]
+
+    def last_seq(self, diagram: str) -> int | None:
+        row = self._one("SELECT last_seq FROM diagrams WHERE id = %s", (diagram,))
+        return None if row is None else int(row[0])
+
+    def seq_at_time(self, diagram: str, millis: int) -> int | None:
+        # trunc, as SQLite's CAST truncates: times compare at millisecond precision
+        row = self._one(
+            "SELECT max(seq) FROM updates WHERE diagram = %s AND trunc(ts * 1000) <= %s",
+            (diagram, millis),
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    # --- the list of diagrams ----------------------------------------------------------
+
+    def summaries(
+        self, prefix: str, limit: int, after: tuple[float, str] | None = None
+    ) -> list[DiagramSummary]:
+        if after is None:
+            rows = self._all(
+                f"{_SUMMARY} WHERE starts_with(id, %s) ORDER BY updated DESC, id LIMIT %s",
+                (prefix, limit),
+            )
+        else:
+            updated, diagram = after
+            rows = self._all(
+                f"{_SUMMARY} WHERE starts_with(id, %s)"
+                " AND (updated < %s OR (updated = %s AND id > %s))"
+                " ORDER BY updated DESC, id LIMIT %s",
+                (prefix, updated, updated, diagram, limit),
+            )
+        return [DiagramSummary._make(row) for row in rows]
+
+    def summary(self, diagram: str) -> DiagramSummary | None:
+        row = self._one(f"{_SUMMARY} WHERE id = %s", (diagram,))
+        return None if row is None else DiagramSummary._make(row)
+
+    # --- image files -------------------------------------------------------------------
+
+    def put_file(
+        self, diagram: str, file_id: str, mime: str, data: bytes, *, sha256: str, created: float
+    ) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO files (diagram, file_id, mime, sha256, size, created, data)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (diagram, file_id) DO UPDATE"
+                " SET mime = excluded.mime, sha256 = excluded.sha256, size = excluded.size,"
+                " created = excluded.created, data = excluded.data",
+                (diagram, file_id, mime, sha256, len(data), created, data),
+            )
+        )
+
+    def get_file(self, diagram: str, file_id: str) -> tuple[str, bytes] | None:
+        row = self._one(
+            "SELECT mime, data FROM files WHERE diagram = %s AND file_id = %s", (diagram, file_id)
+        )
+        return None if row is None else (str(row[0]), bytes(row[1]))
