@@ -10,14 +10,14 @@ from pathlib import Path
 import anyio
 
 from cluster import add_redis_option
-from collab import auth, cli_replay
+from collab import auth, cli_db, cli_replay
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
 from relays import cli as relay_cli
 from relays import cli_clients
-from storage import MemoryStore, Store
-from storage.sqlite import SQLiteStore, StorageError
+from storage import MemoryStore, StorageError, Store
+from storage.databases import open_store, shown
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     serve_cmd.add_argument("--max-users", type=int, default=Config.max_users)
     serve_cmd.add_argument(
-        "--db", default="inkwire.db", help="SQLite file to autosave to (':memory:' keeps nothing)"
+        "--db",
+        default="inkwire.db",
+        help="SQLite file, or postgresql://USER@HOST:PORT/DBNAME (password from $PGPASSWORD or"
+        " ~/.pgpass), to autosave to (':memory:' keeps nothing)",
     )
     serve_cmd.add_argument(
         "--checkpoint-every", type=int, default=500, help="updates between checkpoints"
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     add_redis_option(serve_cmd, "rooms, presence and /events (and the --db file)")
     serve_cmd.add_argument("--log-level", default="INFO")
     cli_replay.add_commands(commands)
+    cli_db.add_commands(commands)
     relay_cli.add_commands(commands)
     cli_clients.add_commands(commands)
     args = parser.parse_args(argv)
@@ -72,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in cli_replay.COMMANDS:
         logging.basicConfig(level="WARNING", stream=sys.stderr)
         sys.exit(cli_replay.run(args))
+    if args.command == "db":
+        logging.basicConfig(level="WARNING", stream=sys.stderr)
+        sys.exit(cli_db.run(args))
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -90,11 +97,12 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.redis and args.db == ":memory:":
             parser.exit(2, "inkwire: the nodes of a cluster share their --db; :memory: cannot be\n")
+        cli_db.warn_if_password_in_argv(args.db)
         try:
             store: Store = (
                 MemoryStore()
                 if args.db == ":memory:"
-                else SQLiteStore(
+                else open_store(
                     args.db,
                     compress=args.compress,
                     checkpoint_every=args.checkpoint_every,
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         except StorageError as exc:
             parser.exit(2, f"inkwire: {exc}\n")
+        logging.getLogger("inkwire").info("saving to %s", shown(args.db))
         app = CollabApp(store=store, config=config, web_root=args.web_root)
         logging.getLogger("inkwire").info(
             "serving on http://%s:%d%s",

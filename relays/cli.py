@@ -19,7 +19,7 @@ from relays.serve import host_relay
 
 if TYPE_CHECKING:
     from cluster.link import RedisLink
-    from storage.sqlite import SQLiteStore
+    from storage.databases import Database
 
 log = logging.getLogger("inkwire.relay")
 
@@ -42,8 +42,8 @@ def add_commands(commands: Any) -> None:
     )
     relay.add_argument(
         "--db",
-        help="keep history in this SQLite file, so recovery survives a restart"
-        " (one file may serve all six relays)",
+        help="keep history in this SQLite file or postgresql:// database, so recovery"
+        " survives a restart (one database may serve all six relays)",
     )
     add_redis_option(relay, "channels, offsets and history")
     relay.add_argument("--history-size", type=int, help="events kept per channel (1000)")
@@ -81,9 +81,14 @@ def run(args: argparse.Namespace) -> int:
     )
     store = None
     if args.db:
-        from storage.sqlite import SQLiteStore
+        from storage.databases import open_store
+        from storage.store import StorageError
 
-        store = SQLiteStore(args.db)
+        try:
+            store = open_store(args.db)
+        except StorageError as exc:
+            log.error("%s", exc)
+            return 2
     link = None
     if args.redis:
         from cluster.link import RedisLink
@@ -102,7 +107,7 @@ async def serve_all(
     host: str,
     ports: list[int],
     settings: RelaySettings | None = None,
-    store: SQLiteStore | None = None,
+    store: Database | None = None,
     link: RedisLink | None = None,
 ) -> None:
     """Serve each catalog on its port until SIGINT or SIGTERM (one database, or one

@@ -19,6 +19,7 @@ import pytest
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
+from tests.databases import KINDS, Backend, backend_for
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,3 +155,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A database of each kind (tests/databases.py): one test, both stores."""
+    with backend_for(request.param, tmp_path) as database:
+        yield database

@@ -1,0 +1,66 @@
+"""``inkwire db upgrade``: a database's schema.
+
+``inkwire serve`` creates or upgrades the schema itself when it starts;
+``inkwire db upgrade`` does it alone, for operators who want the migration
+as a step of its own (and to see the versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from storage import StorageError
+from storage.urls import is_url, password_of, redact
+
+log = logging.getLogger("inkwire")
+
+
+def add_commands(commands: Any) -> None:
+    db = commands.add_parser("db", help="the database: upgrade its schema, copy it")
+    actions = db.add_subparsers(dest="action", required=True)
+    upgrade = actions.add_parser("upgrade", help="create or upgrade the schema, then exit")
+    upgrade.add_argument("--db", default="inkwire.db", help="SQLite file or postgresql:// URL")
+
+
+def run(args: argparse.Namespace) -> int:
+    for target in (getattr(args, name, None) for name in ("db", "source", "target")):
+        if target:
+            warn_if_password_in_argv(target)
+    try:
+        return _upgrade(args.db)
+    except StorageError as exc:
+        print(f"inkwire db {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _upgrade(target: str) -> int:
+    if is_url(target):
+        from storage import postgres_schema
+
+        before, after = postgres_schema.migrate(target)
+        version = postgres_schema.SCHEMA_VERSION
+    else:
+        from storage import sqlite_schema
+        from storage.sqlite import SQLiteStore
+
+        before = sqlite_schema.peek_version(target)
+        SQLiteStore(target).close()
+        after = version = sqlite_schema.SCHEMA_VERSION
+    if before == after:
+        print(f"{redact(target)}: schema version {version}, up to date")
+    else:
+        print(f"{redact(target)}: schema version {before} -> {after}")
+    return 0
+
+
+def warn_if_password_in_argv(target: str) -> None:
+    """A password on the command line is visible in ``ps``: say where to put it instead."""
+    if password_of(target) and target in sys.argv:
+        log.warning(
+            "the password in %s is visible to every user of this machine (ps);"
+            " put it in $PGPASSWORD or ~/.pgpass instead",
+            redact(target),
+        )
