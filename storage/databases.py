@@ -11,16 +11,10 @@ else is a SQLite file path, as it always was.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
+from storage.store import Database
 from storage.urls import is_url, redact
-
-if TYPE_CHECKING:
-    from storage.postgres import PostgresStore
-    from storage.sqlite import SQLiteStore
-
-    #: A store with everything: a DiagramArchive with ``relay_events`` and ``close``.
-    Database: TypeAlias = SQLiteStore | PostgresStore
 
 __all__ = ["Database", "exists", "is_url", "open_store", "redact"]
 

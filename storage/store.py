@@ -7,10 +7,12 @@
   the list, export, history, restore and import read them (:mod:`storage.replay`).
 - :class:`RelayEventLog`: a relay's events kept across restarts (:mod:`relays.history`).
 
-Implementations: :class:`storage.MemoryStore` (a :class:`Store`, in process)
-and :class:`storage.sqlite.SQLiteStore` (all four; the relay events through
-its ``relay_events``). Consumers type against these protocols, so another
-database is a matter of implementing them.
+Implementations: :class:`storage.MemoryStore` (a :class:`Store`, in process),
+:class:`storage.sqlite.SQLiteStore` and :class:`storage.postgres.PostgresStore`
+(all four, a :class:`Database`; the relay events through its
+``relay_events``). Consumers type against these protocols, so another
+database is a matter of implementing them (and naming it in
+:func:`storage.databases.open_store`).
 """
 
 from __future__ import annotations
@@ -230,3 +232,20 @@ class RelayEventLog(Protocol):
         ...
 
     def set_ended_cleanly(self, service: str, clean: bool) -> None: ...
+
+
+class Database(DiagramArchive, Protocol):
+    """A database store: all four interfaces, as :func:`storage.databases.open_store` opens.
+
+    :class:`storage.sqlite.SQLiteStore` and :class:`storage.postgres.PostgresStore`.
+    """
+
+    #: How messages name the database: a path, or a URL without its password.
+    name: str
+
+    @property
+    def relay_events(self) -> RelayEventLog:
+        """The relays' events, in the same database."""
+        ...
+
+    def close(self) -> None: ...
