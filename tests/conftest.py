@@ -20,6 +20,7 @@ from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
 from tests.databases import KINDS, Backend, backend_for
+from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +163,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     """A database of each kind (tests/databases.py): one test, both stores."""
     with backend_for(request.param, tmp_path) as database:
         yield database
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL (initdb in a temp dir, a free port), started; removed after."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
