@@ -109,19 +109,26 @@ def server_process(tmp_path: Path) -> Iterator[object]:
     """Start ``inkwire serve`` as a real subprocess; every one is killed at teardown."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, port: int | None = None, ready: bool = True) -> ServerProcess:
+    def start(
+        *args: str, port: int | None = None, ready: bool = True, cwd: Path | None = None
+    ) -> ServerProcess:
         """Return once it answers ``/health/ready`` with 200 (with ``ready=False``, at all:
-        a cluster node whose Redis is down serves, and answers 503)."""
+        a cluster node whose Redis is down serves, and answers 503). ``cwd``: a working
+        directory of its own (default: the checkout)."""
         port = port or free_port()
         if "--db" not in args:
             args = (*args, "--db", str(tmp_path / f"inkwire-{port}.db"))
         log = open(tmp_path / f"server-{port}.log", "ab")  # noqa: SIM115 (a restart appends)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if cwd is not None:
+            cwd.mkdir(parents=True, exist_ok=True)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         process = subprocess.Popen(
             [sys.executable, "-m", "collab.cli", "serve", "--port", str(port), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd or ROOT,
+            env=env,
         )
         server = ServerProcess(port, process)
         started.append(server)

@@ -4,8 +4,9 @@ The ``backend`` fixture (tests/conftest.py) yields a :class:`Backend` per
 kind, so one test checks both stores. For PostgreSQL each test creates a
 database of its own on the machine's server (127.0.0.1:5432, user
 ``postgres``, trust auth) and drops it after. Without a server the
-PostgreSQL cases are skipped, loudly (the reason is in the summary), except
-under CI (``$CI`` set), where ``.ci/run`` made sure one runs: there they fail.
+PostgreSQL cases are skipped, loudly ("PostgreSQL NOT RUN" and why, in the
+summary), except under CI (``$CI`` set, as for the Node tests), where
+``.ci/run`` made sure one runs: there they fail.
 
 Tests that read or write rows directly (what is on disk, times set by hand)
 go through :meth:`Backend.rows` and :meth:`Backend.execute`, written with
@@ -26,6 +27,7 @@ import pytest
 
 from storage.databases import open_store
 from tests import sqlite_file
+from tests.node import in_ci
 
 if TYPE_CHECKING:
     from storage.databases import Database
@@ -49,10 +51,10 @@ def postgres_or_skip() -> None:
                 conn.execute("SELECT 1")
             _reachable = ""
         except Exception as exc:  # any reason it cannot be used is a reason to skip
-            _reachable = f"{type(exc).__name__}: {exc}".strip()
+            _reachable = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     if _reachable:
-        message = f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT} ({_reachable})"
-        if os.environ.get("CI"):
+        message = f"PostgreSQL NOT RUN: no server at {PG_HOST}:{PG_PORT} ({_reachable})"
+        if in_ci():
             pytest.fail(f"{message}; under CI .ci/run must start one")
         pytest.skip(message)
 
