@@ -45,7 +45,7 @@ from storage.excalidraw import live_count
 from storage.logstore import LogStore, Pending, Row, frames, replayed
 from storage.postgres_relay import PostgresRelayEvents
 from storage.sqlite_schema import decode_blob, encode_blob
-from storage.store import DiagramSummary, LoggedUpdate, StorageError
+from storage.store import DiagramDump, DiagramSummary, LoggedUpdate, RelayDump, StorageError
 from storage.updates import merge_many
 from storage.urls import redact, scrub
 
@@ -390,3 +390,113 @@ class PostgresStore(LogStore):
             "SELECT mime, data FROM files WHERE diagram = %s AND file_id = %s", (diagram, file_id)
         )
         return None if row is None else (str(row[0]), bytes(row[1]))
+
+    # --- copying a whole database (inkwire db copy; see storage.copy) ------------------
+
+    def diagram_ids(self) -> list[str]:
+        return [str(row[0]) for row in self._all("SELECT id FROM diagrams ORDER BY id", ())]
+
+    def dump(self, diagram: str) -> DiagramDump | None:
+        def read(conn: Conn) -> DiagramDump | None:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot
+            row = conn.execute(
+                "SELECT created, updated, last_seq, checkpoint_seq, live_elements, state_bytes,"
+                " summary_seq FROM diagrams WHERE id = %s",
+                (diagram,),
+            ).fetchone()
+            if row is None:
+                return None
+            updates = conn.execute(
+                "SELECT seq, first_seq, ts, origin, data FROM updates WHERE diagram = %s"
+                " ORDER BY seq",
+                (diagram,),
+            ).fetchall()
+            checkpoints = conn.execute(
+                "SELECT seq, ts, state FROM checkpoints WHERE diagram = %s ORDER BY seq",
+                (diagram,),
+            ).fetchall()
+            files = conn.execute(
+                "SELECT file_id, mime, sha256, size, created, data FROM files"
+                " WHERE diagram = %s ORDER BY file_id",
+                (diagram,),
+            ).fetchall()
+            return DiagramDump(
+                diagram,
+                (row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
+                [(s, f, ts, o, bytes(d)) for s, f, ts, o, d in updates],
+                [(s, ts, bytes(d)) for s, ts, d in checkpoints],
+                [(i, m, h, n, c, bytes(d)) for i, m, h, n, c, d in files],
+            )
+
+        dump: DiagramDump | None = self._run(read)
+        return dump
+
+    def restore(self, dump: DiagramDump) -> None:
+        def write(conn: Conn) -> None:
+            for table, key in _DIAGRAM_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE {key} = %s", (dump.id,))
+            conn.execute(
+                "INSERT INTO diagrams (id, created, updated, last_seq, checkpoint_seq,"
+                " live_elements, state_bytes, summary_seq)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (dump.id, *dump.row),
+            )
+            with conn.cursor() as cursor:
+                if dump.updates:
+                    cursor.executemany(
+                        "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                        " VALUES (%s, %s, %s, %s, %s, %s)",
+                        [(dump.id, *update) for update in dump.updates],
+                    )
+                if dump.checkpoints:
+                    cursor.executemany(
+                        "INSERT INTO checkpoints (diagram, seq, ts, state) VALUES (%s, %s, %s, %s)",
+                        [(dump.id, *checkpoint) for checkpoint in dump.checkpoints],
+                    )
+                if dump.files:
+                    cursor.executemany(
+                        "INSERT INTO files (diagram, file_id, mime, sha256, size, created, data)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        [(dump.id, *file) for file in dump.files],
+                    )
+
+        self._run(write)
+        self._last_seq.pop(dump.id, None)
+
+    def relay_dump(self) -> RelayDump:
+        events = self._all(
+            'SELECT service, channel, "offset", epoch, ts, event, data FROM relay_events'
+            ' ORDER BY service, channel, "offset"',
+            (),
+        )
+        meta = self._all(
+            "SELECT key, value FROM inkwire_meta WHERE starts_with(key, 'relay_') ORDER BY key",
+            (),
+        )
+        return RelayDump(
+            [(s, c, int(o), e, float(t), ev, d) for s, c, o, e, t, ev, d in events],
+            [(str(k), str(v)) for k, v in meta],
+        )
+
+    def relay_restore(self, dump: RelayDump) -> None:
+        def write(conn: Conn) -> None:
+            conn.execute("DELETE FROM relay_events")
+            conn.execute("DELETE FROM inkwire_meta WHERE starts_with(key, 'relay_')")
+            with conn.cursor() as cursor:
+                if dump.events:
+                    cursor.executemany(
+                        'INSERT INTO relay_events (service, channel, "offset", epoch, ts, event,'
+                        " data) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        dump.events,
+                    )
+                if dump.meta:
+                    cursor.executemany(
+                        "INSERT INTO inkwire_meta (key, value) VALUES (%s, %s)", dump.meta
+                    )
+
+        self._run(write)
+
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+_DIAGRAM_TABLES = (("diagrams", "id"), ("updates", "diagram"), ("checkpoints", "diagram"),
+                   ("files", "diagram"))  # fmt: skip

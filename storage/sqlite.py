@@ -36,9 +36,9 @@ from pycrdt import Doc
 
 from storage.excalidraw import live_count
 from storage.logstore import LogStore, Pending, frames, replayed
-from storage.sqlite_relay import SQLiteRelayEvents
+from storage.sqlite_relay import SEP, SQLiteRelayEvents
 from storage.sqlite_schema import connect, decode_blob, encode_blob
-from storage.store import DiagramSummary, LoggedUpdate, StorageError
+from storage.store import DiagramDump, DiagramSummary, LoggedUpdate, RelayDump, StorageError
 from storage.updates import merge_many
 
 __all__ = ["SQLiteStore", "StorageError"]
@@ -328,3 +328,99 @@ class SQLiteStore(LogStore):
                 "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
             ).fetchone()
         return None if row is None else (str(row[0]), bytes(row[1]))
+
+    # --- copying a whole database (inkwire db copy; see storage.copy) ------------------
+
+    def diagram_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id FROM diagrams ORDER BY id").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def dump(self, diagram: str) -> DiagramDump | None:
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN")  # one snapshot of all four tables
+            row = self._conn.execute(
+                "SELECT created, updated, last_seq, checkpoint_seq, live_elements, state_bytes,"
+                " summary_seq FROM diagrams WHERE id = ?",
+                (diagram,),
+            ).fetchone()
+            if row is None:
+                return None
+            updates = self._conn.execute(
+                "SELECT seq, first_seq, ts, origin, data FROM updates WHERE diagram = ?"
+                " ORDER BY seq",
+                (diagram,),
+            ).fetchall()
+            checkpoints = self._conn.execute(
+                "SELECT seq, ts, state FROM checkpoints WHERE diagram = ? ORDER BY seq", (diagram,)
+            ).fetchall()
+            files = self._conn.execute(
+                "SELECT file_id, mime, sha256, size, created, data FROM files WHERE diagram = ?"
+                " ORDER BY file_id",
+                (diagram,),
+            ).fetchall()
+        return DiagramDump(
+            diagram,
+            tuple(row),
+            [(s, f or s, ts, o, bytes(d)) for s, f, ts, o, d in updates],
+            [(s, ts, bytes(d)) for s, ts, d in checkpoints],
+            [(i, m, h, n, c, bytes(d)) for i, m, h, n, c, d in files],
+        )
+
+    def restore(self, dump: DiagramDump) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for table, key in _DIAGRAM_TABLES:
+                self._conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (dump.id,))
+            self._conn.execute(
+                "INSERT INTO diagrams (id, created, updated, last_seq, checkpoint_seq,"
+                " live_elements, state_bytes, summary_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (dump.id, *dump.row),
+            )
+            self._conn.executemany(
+                "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(dump.id, *update) for update in dump.updates],
+            )
+            self._conn.executemany(
+                "INSERT INTO checkpoints (diagram, seq, ts, state) VALUES (?, ?, ?, ?)",
+                [(dump.id, *checkpoint) for checkpoint in dump.checkpoints],
+            )
+            self._conn.executemany(
+                "INSERT INTO files (diagram, file_id, mime, sha256, size, created, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(dump.id, *file) for file in dump.files],
+            )
+        self._last_seq.pop(dump.id, None)
+
+    def relay_dump(self) -> RelayDump:
+        with self._lock:
+            events = self._conn.execute(
+                "SELECT channel, offset, epoch, ts, event, data FROM relay_events"
+                " ORDER BY channel, offset"
+            ).fetchall()
+            meta = self._conn.execute(
+                "SELECT key, value FROM inkwire_meta WHERE key LIKE 'relay\\_%' ESCAPE '\\'"
+                " ORDER BY key"
+            ).fetchall()
+        rows = []
+        for key, offset, epoch, ts, event, data in events:
+            service, _, channel = str(key).partition(SEP)
+            rows.append((service, channel, int(offset), epoch, float(ts), event, data))
+        return RelayDump(rows, [(str(k), str(v)) for k, v in meta])
+
+    def relay_restore(self, dump: RelayDump) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM relay_events")
+            self._conn.execute("DELETE FROM inkwire_meta WHERE key LIKE 'relay\\_%' ESCAPE '\\'")
+            self._conn.executemany(
+                "INSERT INTO relay_events (channel, offset, epoch, ts, event, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(f"{s}{SEP}{c}", o, e, t, ev, d) for s, c, o, e, t, ev, d in dump.events],
+            )
+            self._conn.executemany("INSERT INTO inkwire_meta (key, value) VALUES (?, ?)", dump.meta)
+
+
+_DIAGRAM_TABLES = (("diagrams", "id"), ("updates", "diagram"), ("checkpoints", "diagram"),
+                   ("files", "diagram"))  # fmt: skip

@@ -249,3 +249,47 @@ class Database(DiagramArchive, Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # --- copying a whole database (inkwire db copy) ---
+
+    def diagram_ids(self) -> list[str]:
+        """Every diagram's id, sorted."""
+        ...
+
+    def dump(self, diagram: str) -> DiagramDump | None:
+        """The diagram's rows as stored (one consistent read), or None."""
+        ...
+
+    def restore(self, dump: DiagramDump) -> None:
+        """Make the diagram exactly ``dump``, replacing what is there, in one transaction."""
+        ...
+
+    def relay_dump(self) -> RelayDump: ...
+
+    def relay_restore(self, dump: RelayDump) -> None:
+        """Replace every relay's stored events and keys with ``dump``'s, in one transaction."""
+        ...
+
+
+class DiagramDump(NamedTuple):
+    """A diagram exactly as a database holds it, for ``inkwire db copy`` (blobs as stored).
+
+    ``row`` is (created, updated, last_seq, checkpoint_seq, live_elements,
+    state_bytes, summary_seq); ``updates`` (seq, first_seq, ts, origin,
+    blob); ``checkpoints`` (seq, ts, blob); ``files`` (file_id, mime, sha256,
+    size, created, data).
+    """
+
+    id: str
+    row: tuple[float, float, int, int, int | None, int | None, int | None]
+    updates: list[tuple[int, int, float, str | None, bytes]]
+    checkpoints: list[tuple[int, float, bytes]]
+    files: list[tuple[str, str, str, int, float, bytes]]
+
+
+class RelayDump(NamedTuple):
+    """Every relay's stored events (service, channel, offset, epoch, ts, event, message)
+    and keys (``relay_epoch:{service}``, ``relay_clean:{service}``)."""
+
+    events: list[tuple[str, str, int, str, float, str, str]]
+    meta: list[tuple[str, str]]
