@@ -13,14 +13,18 @@ no event-loop-specific driver. The commit of a group is one transaction on
 one connection; reads (loads, exports, the list) take other connections of
 the pool, so they never wait behind a commit.
 
-**Several nodes.** A commit locks each diagram's row (``SELECT ... FOR
-UPDATE``, diagrams in id order so two nodes never deadlock) before reading
-its ``last_seq``: concurrent nodes number one log, without gaps or
-reordering. Compaction takes a transaction-scoped advisory lock per
-diagram, so two compactions of one diagram never interleave even without
+**Several nodes.** A commit takes each diagram's seqs with one upsert of its
+row (``INSERT ... ON CONFLICT DO UPDATE SET last_seq = last_seq + n
+RETURNING``), which locks the row until the commit (diagrams in id order, so
+two nodes never deadlock): concurrent nodes number one log, without gaps or
+reordering. The batch's rows then go in one pipelined ``executemany``: a
+commit is three round trips whatever its size. Compaction takes a
+transaction-scoped advisory lock per diagram, so two compactions of one
+diagram never interleave even without
 the Redis lease that normally keeps them apart (:mod:`cluster.rooms`).
 
-**Outages.** A statement fails, or no connection can be had within
+**Outages.** A statement fails (a pooled connection the server dropped fails
+its first use and is discarded), or no connection can be had within
 ``timeout`` seconds: the append raises :class:`StorageError`, nothing of the
 batch is kept (the transaction rolls back, on the server if the connection
 died), and the room retries the same batch. A commit whose acknowledgement
@@ -54,6 +58,18 @@ __all__ = ["PostgresStore", "StorageError"]
 log = logging.getLogger("inkwire.storage")
 
 _SUMMARY = "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
+# a batch's seqs: the diagram's row created or advanced, and locked until the commit
+_TAKE_SEQS = (
+    "INSERT INTO diagrams AS d (id, created, updated, last_seq, checkpoint_seq)"
+    " VALUES (%s, %s, %s, %s, 0) ON CONFLICT (id) DO UPDATE"
+    " SET last_seq = d.last_seq + excluded.last_seq, updated = excluded.updated"
+    " RETURNING last_seq, checkpoint_seq"
+)
+_INSERT_BATCH = (
+    "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+    " SELECT %s, seq, seq, %s, origin, data"
+    " FROM unnest(%s::bigint[], %s::text[], %s::bytea[]) AS batch (seq, origin, data)"
+)
 _COMPACT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('inkwire.compact:' || %s, 0))"
 
 
@@ -94,7 +110,6 @@ class PostgresStore(LogStore):
             max_size=max(2, pool_size),
             timeout=timeout,
             kwargs={"application_name": "inkwire", "connect_timeout": max(1, int(timeout))},
-            check=ConnectionPool.check_connection,
             reconnect_timeout=max(timeout, 30.0),
             name="inkwire",
             open=False,
@@ -132,38 +147,21 @@ class PostgresStore(LogStore):
         def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
             # rows locked in id order: two nodes committing the same diagrams never deadlock
             for item in sorted(batch, key=lambda pending: pending.diagram):
+                # one round trip takes the seqs and locks the row until the commit
                 row = conn.execute(
-                    "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = %s FOR UPDATE",
-                    (item.diagram,),
+                    _TAKE_SEQS, (item.diagram, now, now, len(item.updates))
                 ).fetchone()
-                if row is None:
-                    conn.execute(
-                        "INSERT INTO diagrams (id, created, updated, last_seq, checkpoint_seq)"
-                        " VALUES (%s, %s, %s, 0, 0) ON CONFLICT (id) DO NOTHING",
-                        (item.diagram, now, now),
-                    )
-                    row = conn.execute(
-                        "SELECT last_seq, checkpoint_seq FROM diagrams WHERE id = %s FOR UPDATE",
-                        (item.diagram,),
-                    ).fetchone()
-                    assert row is not None
+                assert row is not None
                 last, checkpoint = int(row[0]), int(row[1])
+                seq = last - len(item.updates)
                 rows = []
                 for update, origin in zip(item.updates, item.origins, strict=True):
-                    last += 1
-                    rows.append(
-                        (item.diagram, last, last, now, origin, encode_blob(update, self.compress))
+                    seq += 1
+                    rows.append((seq, origin, encode_blob(update, self.compress)))
+                if rows:  # one statement for the batch: its columns as arrays
+                    conn.execute(
+                        _INSERT_BATCH, (item.diagram, now, *map(list, zip(*rows, strict=True)))
                     )
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
-                        " VALUES (%s, %s, %s, %s, %s, %s)",
-                        rows,
-                    )
-                conn.execute(
-                    "UPDATE diagrams SET updated = %s, last_seq = %s WHERE id = %s",
-                    (now, last, item.diagram),
-                )
                 seqs.append((item, last, checkpoint))
 
         self._run(work)
