@@ -18,6 +18,7 @@ from relays import cli as relay_cli
 from relays import cli_clients
 from storage import MemoryStore, StorageError, Store
 from storage.databases import open_store, shown
+from storage.urls import warn_if_password_in_argv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.redis and args.db == ":memory:":
             parser.exit(2, "inkwire: the nodes of a cluster share their --db; :memory: cannot be\n")
-        cli_db.warn_if_password_in_argv(args.db)
+        warn_if_password_in_argv(args.db)
         try:
             store: Store = (
                 MemoryStore()

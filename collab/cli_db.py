@@ -9,14 +9,11 @@ as a step of its own (and to see the versions). ``inkwire db copy`` is
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
 from storage import StorageError
-from storage.urls import is_url, password_of, redact
-
-log = logging.getLogger("inkwire")
+from storage.urls import is_url, redact, warn_if_password_in_argv
 
 
 def add_commands(commands: Any) -> None:
@@ -71,13 +68,3 @@ def _upgrade(target: str) -> int:
     else:
         print(f"{redact(target)}: schema version {before} -> {after}")
     return 0
-
-
-def warn_if_password_in_argv(target: str) -> None:
-    """A password on the command line is visible in ``ps``: say where to put it instead."""
-    if password_of(target) and target in sys.argv:
-        log.warning(
-            "the password in %s is visible to every user of this machine (ps);"
-            " put it in $PGPASSWORD or ~/.pgpass instead",
-            redact(target),
-        )

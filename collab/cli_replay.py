@@ -28,6 +28,7 @@ from storage import StorageError, replay
 from storage.databases import exists, open_store, shown
 from storage.excalidraw import InvalidDiagram
 from storage.store import DiagramArchive
+from storage.urls import warn_if_password_in_argv
 
 COMMANDS = ("list", "history", "export", "import", "restore", "replay")
 
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _direct(args: argparse.Namespace) -> None:
+    warn_if_password_in_argv(args.db)
     if args.command != "import" and not exists(args.db):
         raise CommandError(f"no database at {shown(args.db)} (use --db PATH, or --server URL)")
     store = open_store(args.db)

@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.db:
         from storage.databases import open_store
         from storage.store import StorageError
+        from storage.urls import warn_if_password_in_argv
 
+        warn_if_password_in_argv(args.db)
         try:
             store = open_store(args.db)
         except StorageError as exc:

@@ -10,7 +10,9 @@ whatever the database.
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 SCHEMES = ("postgresql://", "postgres://")
@@ -57,3 +59,13 @@ def scrub(text: str, url: str) -> str:
         for form in {password, quote(password, safe="")}:
             text = text.replace(form, "***")
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)
+
+
+def warn_if_password_in_argv(target: str) -> None:
+    """A password on the command line is visible in ``ps``: say where to put it instead."""
+    if password_of(target) and target in sys.argv:
+        logging.getLogger("inkwire").warning(
+            "the password in %s is visible to every user of this machine (ps);"
+            " put it in $PGPASSWORD or ~/.pgpass instead",
+            redact(target),
+        )
