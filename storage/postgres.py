@@ -17,8 +17,10 @@ the pool, so they never wait behind a commit.
 row (``INSERT ... ON CONFLICT DO UPDATE SET last_seq = last_seq + n
 RETURNING``), which locks the row until the commit (diagrams in id order, so
 two nodes never deadlock): concurrent nodes number one log, without gaps or
-reordering. The batch's rows then go in one pipelined ``executemany``: a
-commit is three round trips whatever its size. Compaction takes a
+reordering. The same statement logs the batch's updates under those seqs
+(a data-modifying CTE over ``unnest`` of the batch), and BEGIN, the
+statements and COMMIT go in one pipeline: a commit is one round trip (and
+the server's WAL flush) whatever its size. Compaction takes a
 transaction-scoped advisory lock per diagram, so two compactions of one
 diagram never interleave even without
 the Redis lease that normally keeps them apart (:mod:`cluster.rooms`).
@@ -58,17 +60,21 @@ __all__ = ["PostgresStore", "StorageError"]
 log = logging.getLogger("inkwire.storage")
 
 _SUMMARY = "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
-# a batch's seqs: the diagram's row created or advanced, and locked until the commit
-_TAKE_SEQS = (
-    "INSERT INTO diagrams AS d (id, created, updated, last_seq, checkpoint_seq)"
-    " VALUES (%s, %s, %s, %s, 0) ON CONFLICT (id) DO UPDATE"
+# One diagram's part of a commit, one statement: its row created or its last_seq
+# advanced by the batch's size (which locks the row until the commit), and the batch's
+# updates logged under the seqs taken; returns the diagram's last seq and checkpoint seq.
+_COMMIT_DIAGRAM = (
+    "WITH taken AS ("
+    " INSERT INTO diagrams AS d (id, created, updated, last_seq, checkpoint_seq)"
+    " VALUES (%(id)s, %(now)s, %(now)s, %(n)s, 0) ON CONFLICT (id) DO UPDATE"
     " SET last_seq = d.last_seq + excluded.last_seq, updated = excluded.updated"
     " RETURNING last_seq, checkpoint_seq"
-)
-_INSERT_BATCH = (
-    "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
-    " SELECT %s, seq, seq, %s, origin, data"
-    " FROM unnest(%s::bigint[], %s::text[], %s::bytea[]) AS batch (seq, origin, data)"
+    "), logged AS ("
+    " INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+    " SELECT %(id)s, taken.last_seq - %(n)s + batch.i, taken.last_seq - %(n)s + batch.i,"
+    " %(now)s, batch.origin, batch.data FROM taken,"
+    " unnest(%(origins)s::text[], %(data)s::bytea[]) WITH ORDINALITY AS batch (origin, data, i)"
+    ") SELECT last_seq, checkpoint_seq FROM taken"
 )
 _COMPACT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('inkwire.compact:' || %s, 0))"
 
@@ -142,30 +148,31 @@ class PostgresStore(LogStore):
 
     def _commit(self, batch: list[Pending]) -> None:
         now = time.time()
-        seqs: list[tuple[Pending, int, int]] = []
+        # rows locked in id order: two nodes committing the same diagrams never deadlock
+        ordered = sorted(batch, key=lambda pending: pending.diagram)
 
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-            # rows locked in id order: two nodes committing the same diagrams never deadlock
-            for item in sorted(batch, key=lambda pending: pending.diagram):
-                # one round trip takes the seqs and locks the row until the commit
-                row = conn.execute(
-                    _TAKE_SEQS, (item.diagram, now, now, len(item.updates))
-                ).fetchone()
-                assert row is not None
-                last, checkpoint = int(row[0]), int(row[1])
-                seq = last - len(item.updates)
-                rows = []
-                for update, origin in zip(item.updates, item.origins, strict=True):
-                    seq += 1
-                    rows.append((seq, origin, encode_blob(update, self.compress)))
-                if rows:  # one statement for the batch: its columns as arrays
+        def work(conn: Conn) -> list[tuple[Any, ...] | None]:
+            # BEGIN, a statement per diagram and COMMIT in one round trip
+            with conn.pipeline(), conn.transaction():
+                cursors = [
                     conn.execute(
-                        _INSERT_BATCH, (item.diagram, now, *map(list, zip(*rows, strict=True)))
+                        _COMMIT_DIAGRAM,
+                        {
+                            "id": item.diagram,
+                            "now": now,
+                            "n": len(item.updates),
+                            "origins": item.origins,
+                            "data": [encode_blob(u, self.compress) for u in item.updates],
+                        },
                     )
-                seqs.append((item, last, checkpoint))
+                    for item in ordered
+                ]
+            return [cursor.fetchone() for cursor in cursors]
 
-        self._run(work)
-        for item, last, checkpoint in seqs:  # committed: only now are the seqs real
+        rows = self._run(work)
+        for item, row in zip(ordered, rows, strict=True):  # committed: the seqs are real
+            assert row is not None
+            last, checkpoint = int(row[0]), int(row[1])
             self._committed(item.diagram, last, checkpoint)
             item.last_seq = last
 
