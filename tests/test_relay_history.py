@@ -161,6 +161,26 @@ async def test_a_channel_renumbered_after_eviction_replaces_its_stored_rows(
     store.close()
 
 
+async def test_an_embedded_relay_keeps_history_in_the_store_it_is_given(
+    backend: Backend,
+) -> None:
+    """``relays.serve(store=...)``: the embedding service opens the database (open_store)."""
+    store = backend.open()
+    port = free_port()
+    async with relays.serve(dhruva, "127.0.0.1", port, store=store) as running:
+        epoch = running.hub.epoch
+        await publish(running, 0, 3)
+    stored = [e.offset for e in store.relay_events.events("dhruva") if e.channel == CHANNEL]
+    assert stored == [1, 2, 3]
+    assert store.relay_events.epoch("dhruva") == epoch
+    assert store.relay_events.ended_cleanly("dhruva")
+    async with relays.serve(dhruva, "127.0.0.1", port, store=store) as running:
+        async with client(running.url) as c:
+            reply = await c.reply(await c.subscribe(CHANNEL, since={"offset": 1, "epoch": epoch}))
+            assert reply["data"]["recovered"] is True
+            await c.events_count(2)
+
+
 # --- inkwire relay --db as a process ---------------------------------------------------
 
 
