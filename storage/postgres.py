@@ -37,7 +37,6 @@ twice changes nothing), so nothing is lost either way.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +56,7 @@ from storage.urls import redact, scrub
 
 __all__ = ["PostgresStore", "StorageError"]
 
-log = logging.getLogger("inkwire.storage")
+Conn = psycopg.Connection[tuple[Any, ...]]
 
 _SUMMARY = "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
 # One diagram's part of a commit, one statement: its row created or its last_seq
@@ -106,11 +105,11 @@ class PostgresStore(LogStore):
             retention=retention,
             frame_seconds=frame_seconds,
         )
-        self.url = url
+        self._url = url  # with its password, if any: never printed
         self.name = redact(url)  # how messages name it: never with the password
         self.timeout = timeout
         postgres_schema.migrate(url, timeout, upgrade=upgrade)
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
             url,
             min_size=1,
             max_size=max(2, pool_size),
@@ -134,7 +133,7 @@ class PostgresStore(LogStore):
         """A driver or pool error as a StorageError naming the database, password masked."""
         if isinstance(exc, PoolTimeout):
             return StorageError(f"{self.name}: no connection within {self.timeout:g}s")
-        return StorageError(f"{self.name}: {scrub(str(exc), self.url)}")
+        return StorageError(f"{self.name}: {scrub(str(exc), self._url)}")
 
     def _run(self, work: Any, *args: Any) -> Any:
         """``work(conn, *args)`` in one transaction on a pooled connection (committed on return)."""
@@ -203,7 +202,7 @@ class PostgresStore(LogStore):
         live = None if doc is None else live_count(doc)
         blob = encode_blob(state, True)  # always compressed: large, rare, read once per load
 
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        def work(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO checkpoints (diagram, seq, ts, state) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (diagram, seq)"
@@ -220,9 +219,7 @@ class PostgresStore(LogStore):
         self._run(work)
 
     @staticmethod
-    def _summarize(
-        conn: psycopg.Connection[tuple[Any, ...]], diagram: str, seq: int, live: int, size: int
-    ) -> None:
+    def _summarize(conn: Conn, diagram: str, seq: int, live: int, size: int) -> None:
         # never replaces a summary of a later seq (checkpoints may be written concurrently)
         conn.execute(
             "UPDATE diagrams SET live_elements = %s, state_bytes = %s, summary_seq = %s"
@@ -237,7 +234,7 @@ class PostgresStore(LogStore):
         the rows replaced.
         """
 
-        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+        def work(conn: Conn) -> int:
             conn.execute(_COMPACT_LOCK, (diagram,))
             rows: list[Row] = [
                 (int(seq), int(first), float(ts), origin, bytes(blob))
@@ -284,9 +281,7 @@ class PostgresStore(LogStore):
         return rows
 
     def _doc_at(self, diagram: str, seq: int | None = None) -> Doc[Any] | None:
-        def read(
-            conn: psycopg.Connection[tuple[Any, ...]], seq: int | None
-        ) -> tuple[bytes | None, list[bytes]] | None:
+        def read(conn: Conn, seq: int | None) -> tuple[bytes | None, list[bytes]] | None:
             if seq is None:
                 row = conn.execute(
                     "SELECT last_seq FROM diagrams WHERE id = %s", (diagram,)
@@ -502,6 +497,5 @@ class PostgresStore(LogStore):
         self._run(write)
 
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 _DIAGRAM_TABLES = (("diagrams", "id"), ("updates", "diagram"), ("checkpoints", "diagram"),
                    ("files", "diagram"))  # fmt: skip
