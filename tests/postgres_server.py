@@ -35,6 +35,18 @@ def _binary(name: str) -> str | None:
 INITDB, POSTGRES = _binary("initdb"), _binary("postgres")
 
 
+def postgres_binaries_missing() -> str | None:
+    """Why a private server cannot be started here, or None."""
+    if not (INITDB and POSTGRES):
+        return f"PostgreSQL's server binaries (initdb, postgres) not found in {BINARIES} or PATH"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root, and no `postgres` OS user to run the server as"
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
