@@ -15,7 +15,11 @@ reload from the store, see :mod:`cluster.rooms`).
 
 The heartbeat also keeps ``{prefix}:node:{id}`` alive with a TTL: other nodes
 read it to tell whether this node is still there (its clients' presence is
-removed once it is gone).
+removed once it is gone). And it stamps the node in ``{prefix}:nodes``, a
+sorted set by last heartbeat, so that a node that dies is looked for even if
+nobody ever heard from it: one that only committed to the store before dying
+would otherwise leave its batch unseen until the room reloads for another
+reason. Entries older than ``REGISTRY_SECONDS`` are trimmed by the sweeps.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +43,7 @@ HEARTBEAT_SECONDS = 1.0
 NODE_TTL_SECONDS = 10  # a node whose key is this old is gone
 READ_TIMEOUT = 1.0  # a pub/sub read returns this often with nothing, to check on the link
 MAX_BACKOFF = 1.0  # seconds between reconnection attempts, at most
+REGISTRY_SECONDS = 3600  # a node silent this long is forgotten by the registry
 
 Handler = Callable[[bytes], None]
 UpCallback = Callable[[], Awaitable[None]]
@@ -114,7 +120,7 @@ class RedisLink:
                         message = await pubsub.get_message(timeout=READ_TIMEOUT)
                         if message is not None and message["type"] == "subscribe":
                             pending -= 1
-            await self.redis.set(self.node_key(self.node), "1", ex=NODE_TTL_SECONDS)
+            await self._beat()
             log.info("redis %s: connected as node %s", self.url, self.node)
             # up before the callbacks: what users publish while they catch up must go out
             self.up = True
@@ -157,9 +163,26 @@ class RedisLink:
         try:
             while True:
                 await anyio.sleep(HEARTBEAT_SECONDS)
-                await self.redis.set(self.node_key(self.node), "1", ex=NODE_TTL_SECONDS)
+                await self._beat()
         except (RedisError, OSError) as exc:
             self.failed(exc)
+
+    async def _beat(self) -> None:
+        """This node is alive: its key, and its stamp in the registry."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.node_key(self.node), "1", ex=NODE_TTL_SECONDS)
+            pipe.zadd(self.key("nodes"), {self.node: time.time()})
+            await pipe.execute()
+
+    async def registered_nodes(self) -> set[str]:
+        """Every node that beat in the last ``REGISTRY_SECONDS``, this one included
+        (and the registry trimmed of older ones)."""
+        key, since = self.key("nodes"), time.time() - REGISTRY_SECONDS
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", since)
+            pipe.zrange(key, 0, -1)
+            _, members = await pipe.execute()
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     async def nodes_alive(self, nodes: set[str]) -> set[str]:
         """Which of these nodes still have their key (raises when Redis cannot say)."""

@@ -39,49 +39,61 @@ from __future__ import annotations
 LOG_SIZE = 10_000  # events a node can catch up on after losing pub/sub
 META_TTL = 7 * 24 * 3600  # seconds a channel's numbering outlives its last use
 
-# KEYS: service state, service log, then (meta, history) per placement, event after event.
+# KEYS: service state, service log, then (meta, history) per channel of the publish (each
+#       channel once, however many of its events place on it).
 # ARGV: pub/sub channel, deadline (ms, Redis clock), a fresh random epoch, history size,
-#       history ttl (s), meta ttl (s), log size, event count, then per event: record,
-#       channel count. Returns the header it published: JSON [service epoch, first sequence
-#       number, [[[offset, epoch] per channel] per event]].
+#       history ttl (s), meta ttl (s), log size, event count, then per event: record, the
+#       event's channels as numbers into KEYS' channels (1 = the first pair), space-separated.
+# Returns the header it published: JSON [service epoch, first sequence number,
+#       [[[offset, epoch] per channel] per event]].
+# A channel's numbering is read once and written once per publish, not per event: a batch
+# of a hundred events on two channels costs two HMGETs, not two hundred HINCRBYs.
 PUBLISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now > tonumber(ARGV[2]) then
   return redis.error_reply('STALE publish arrived after its deadline')
 end
-local service = redis.call('HGET', KEYS[1], 'e')
+local state = redis.call('HMGET', KEYS[1], 'e', 'n')
+local service, n = state[1], tonumber(state[2] or 0)
 if not service then
-  service = ARGV[3]
+  service, n = ARGV[3], 0
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', service, 'n', 0)
+  redis.call('HSET', KEYS[1], 'e', service)
 end
-local key, arg, first = 3, 9, nil
+local epochs, offsets = {}, {}
+for c = 1, (#KEYS - 2) / 2 do
+  local meta = redis.call('HMGET', KEYS[2 * c + 1], 'e', 'o')
+  if meta[1] then
+    epochs[c], offsets[c] = meta[1], tonumber(meta[2])
+  else
+    epochs[c], offsets[c] = ARGV[3], 0
+    redis.call('DEL', KEYS[2 * c + 2])
+  end
+end
+local first, arg = n + 1, 9
 local placed, records = {}, {}
 for i = 1, tonumber(ARGV[8]) do
-  local record, count = ARGV[arg], tonumber(ARGV[arg + 1])
-  arg = arg + 2
-  local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-  first = first or n
+  local record = ARGV[arg]
   local event = {}
-  for j = 1, count do
-    local meta, history = KEYS[key], KEYS[key + 1]
-    key = key + 2
-    local epoch = redis.call('HGET', meta, 'e')
-    if not epoch then
-      epoch = ARGV[3]
-      redis.call('DEL', history)
-      redis.call('HSET', meta, 'e', epoch, 'o', 0)
-    end
-    local offset = redis.call('HINCRBY', meta, 'o', 1)
-    redis.call('EXPIRE', meta, ARGV[6])
-    redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], offset, 'r', record, 't', now)
-    redis.call('EXPIRE', history, ARGV[5])
-    event[j] = {offset, epoch}
+  for word in string.gmatch(ARGV[arg + 1], '%d+') do
+    local c = tonumber(word)
+    local offset = offsets[c] + 1
+    offsets[c] = offset
+    redis.call('XADD', KEYS[2 * c + 2], 'MAXLEN', '~', ARGV[4], offset, 'r', record, 't', now)
+    event[#event + 1] = {offset, epochs[c]}
   end
+  arg = arg + 2
+  n = n + 1
   placed[i] = event
   records[i] = record
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], n, 'r', record, 'p', cjson.encode(event))
+end
+redis.call('HSET', KEYS[1], 'n', n)
+for c = 1, (#KEYS - 2) / 2 do
+  redis.call('HSET', KEYS[2 * c + 1], 'e', epochs[c], 'o', offsets[c])
+  redis.call('EXPIRE', KEYS[2 * c + 1], ARGV[6])
+  redis.call('EXPIRE', KEYS[2 * c + 2], ARGV[5])
 end
 local header = cjson.encode({service, first, placed})
 redis.call('PUBLISH', ARGV[1], header .. '\\n' .. table.concat(records, '\\n'))

@@ -43,7 +43,6 @@ import logging
 import math
 import secrets
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from cluster.link import COMMAND_TIMEOUT, RedisLink
 from cluster.relay_scripts import LOG_SIZE, META_TTL, PUBLISH, SUBSCRIBE, RelayKeys
 from net.wire import Frame
 from relays.hub import Hub, Member, Published
-from relays.protocol import PreparedEvent, RelayUnavailable, dumps, utc_now
+from relays.protocol import PreparedEvent, RelayUnavailable, dumps
 
 log = logging.getLogger("inkwire.cluster")
 
@@ -71,13 +70,22 @@ Validated = tuple[str, Sequence[str], Mapping[str, Any]]  # (event, channels, pa
 
 
 def encode_record(event: str, channels: Sequence[str], payload: Mapping[str, Any]) -> str:
-    """An event as Redis keeps it: all a node needs to frame it on any channel."""
-    return dumps([event, list(channels), payload, uuid.uuid4().hex, utc_now()])
+    """An event as Redis keeps it: all a node needs to frame it on any channel.
+
+    ``[event, channels]`` as JSON, a tab, then the event's encoded head
+    (:attr:`PreparedEvent.head`: id, time and payload, encoded once, here), so
+    the nodes that receive it frame it without decoding and re-encoding the
+    payload. JSON never holds a raw tab or newline: the tab splits a record,
+    the newline a pub/sub message's records.
+    """
+    return f"{dumps([event, list(channels)])}\t{PreparedEvent(event, payload).head}"
 
 
 def decode_record(record: bytes | str) -> tuple[PreparedEvent, list[str]]:
-    event, channels, payload, event_id, timestamp = json.loads(record)
-    return PreparedEvent(event, payload, id=event_id, timestamp=timestamp), channels
+    text = record.decode() if isinstance(record, bytes) else record
+    names, head = text.split("\t", 1)
+    event, channels = json.loads(names)
+    return PreparedEvent.from_head(event, head), channels
 
 
 def _numbered(record: bytes, placements: Sequence[Sequence[Any]]) -> Numbered:
@@ -162,10 +170,14 @@ class RelayCluster:
             LOG_SIZE,
             len(events),
         ]
+        numbers: dict[str, str] = {}  # channel -> its number in the script's keys
         for event, channels, payload in events:
-            args += [encode_record(event, channels, payload), len(channels)]
             for channel in channels:
-                keys += [self.keys.meta(channel), self.keys.history(channel)]
+                if channel not in numbers:
+                    numbers[channel] = str(len(numbers) + 1)
+                    keys += [self.keys.meta(channel), self.keys.history(channel)]
+            which = " ".join([numbers[channel] for channel in channels])
+            args += [encode_record(event, channels, payload), which]
         try:
             header = await self._publish(keys=keys, args=args)
         except ResponseError as exc:  # STALE (Redis was frozen), out of memory, ...

@@ -31,8 +31,9 @@ states in one Redis hash per diagram (``presence:{diagram}``), so a node
 opening a diagram shows everyone at once; a client's removal is published
 when its socket closes; states of a node whose heartbeat key expired (it
 died) are removed by the others within ``SWEEP_SECONDS`` plus the key's TTL.
-The nodes looked for are those with clients present, and those heard on the
-channel.
+The nodes looked for are those with clients present, those heard on the
+channel, and every node in the link's registry (:mod:`cluster.link`): a
+node nobody heard from may still have committed a batch before it died.
 
 **Who follows diagram events.** A room turns its changes into ``/events``
 events only while someone follows them (see :mod:`collab.diagram_events`);
@@ -79,6 +80,7 @@ LEASE_MS = 60_000  # a checkpoint or compaction longer than this could overlap a
 PRESENCE_TTL = 86_400  # seconds a diagram's presence hash outlives its last write
 SEND_QUEUE = 10_000  # messages waiting to be published before the node resyncs instead
 INBOX_LIMIT = 1000  # messages a loading room keeps; past that it reloads from the store
+GONE_REMEMBERED = 10_000  # dead nodes remembered, so each is dealt with once
 
 # deletes the lease only if it is still ours (it may have expired and passed on)
 RELEASE_LEASE = """
@@ -101,6 +103,7 @@ class RoomBus(RoomHooks):
         self.channel = link.key("rooms")
         self._rooms: dict[str, ClusterPersistence] = {}
         self._heard: set[str] = set()  # other nodes heard on the channel, until found gone
+        self._gone: dict[str, None] = {}  # nodes found dead (and dealt with), oldest first
         self._followers: dict[str, set[str]] = {}  # channel -> nodes following it
         self._report_follow: Callable[[str, bool], None] | None = None
         self._send: MemoryObjectSendStream[Outgoing]
@@ -230,6 +233,7 @@ class RoomBus(RoomHooks):
         if message.node == self.link.node:
             return
         self._heard.add(message.node)
+        self._gone.pop(message.node, None)
         if message.kind is Kind.FOLLOW:
             self._follow(message.node, message.diagram, message.payload == b"1")
             return
@@ -283,24 +287,36 @@ class RoomBus(RoomHooks):
     async def _sweep_loop(self) -> None:
         while True:
             await anyio.sleep(SWEEP_SECONDS)
-            nodes = set(self._heard)
-            for persistence in self._rooms.values():
-                nodes |= persistence.room.awareness.nodes()
-            if not nodes or not self.link.up:
+            if not self.link.up:
                 continue
             try:
-                dead = nodes - await self.link.nodes_alive(nodes)
+                await self._sweep()
             except (RedisError, OSError) as exc:
                 self.link.failed(exc)
-                continue
-            for node in dead:
-                log.info("node %s is gone: removing its clients' presence, reloading rooms", node)
-                self._heard.discard(node)
-                for channel in [c for c, nodes in self._followers.items() if node in nodes]:
-                    self._follow(node, channel, False)
-                for persistence in list(self._rooms.values()):
-                    persistence.room.forget_node(node)
-                    persistence.resync()  # what it saved but never published is in the store
+
+    async def _sweep(self) -> None:
+        """Deal with the nodes that died: those heard from, those whose clients are
+        present here, and those in the registry; each once, until it is seen alive."""
+        nodes = self._heard | await self.link.registered_nodes()
+        for persistence in self._rooms.values():
+            nodes |= persistence.room.awareness.nodes()
+        nodes.discard(self.link.node)
+        if not nodes:
+            return
+        alive = await self.link.nodes_alive(nodes)
+        for node in alive:
+            self._gone.pop(node, None)  # found dead while it was only stopped
+        for node in nodes - alive - self._gone.keys():
+            log.info("node %s is gone: removing its clients' presence, reloading rooms", node)
+            self._heard.discard(node)
+            self._gone[node] = None
+            while len(self._gone) > GONE_REMEMBERED:
+                del self._gone[next(iter(self._gone))]
+            for channel in [c for c, nodes in self._followers.items() if node in nodes]:
+                self._follow(node, channel, False)
+            for persistence in list(self._rooms.values()):
+                persistence.room.forget_node(node)
+                persistence.resync()  # what it saved but never published is in the store
 
 
 class ClusterPersistence(StorePersistence):

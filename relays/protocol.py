@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final, Literal
 
 PROTOCOL_VERSION: Final = "inkwire-relay/1"
@@ -137,9 +138,18 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+# one encoder for every message: ``json.dumps`` with options builds a new one per call,
+# which costs more than encoding a small event does
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
+
+
+# a string as JSON, as ``dumps`` encodes one (the C function it calls), for the hot paths
+_string: Final[Callable[[str], str]] = encode_basestring_ascii
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON; ASCII-only, so it never contains a raw newline (batching relies on it)."""
-    return json.dumps(obj, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 # --- parsing -----------------------------------------------------------------
@@ -325,10 +335,13 @@ class PreparedEvent:
 
     ``for_channel`` splices the pre-encoded parts into the envelope, so an event
     published on several channels (its own and its "also on" ones) pays for
-    ``json.dumps`` of its payload once.
+    ``json.dumps`` of its payload once. :attr:`head` is that encoded part: a
+    cluster node ships it to the others (:meth:`from_head`), which then frame
+    the event without decoding or encoding its payload, and decode it only if
+    something reads :attr:`data` (a projection that folds the event).
     """
 
-    __slots__ = ("_head", "_tail", "data", "event", "id", "timestamp")
+    __slots__ = ("_data", "event", "head")
 
     def __init__(
         self,
@@ -339,20 +352,35 @@ class PreparedEvent:
         timestamp: str | None = None,
     ) -> None:
         self.event = event
-        self.data = data
-        self.id = id if id is not None else uuid.uuid4().hex
-        self.timestamp = timestamp if timestamp is not None else utc_now()
-        self._head = (
-            f'{{"id":{dumps(self.id)},"correlation_id":null,"type":"event",'
-            f'"event":{dumps(event)},"data":{dumps(data)},"timestamp":{dumps(self.timestamp)},'
+        self._data: Mapping[str, Any] | None = data
+        event_id = id if id is not None else uuid.uuid4().hex
+        stamp = timestamp if timestamp is not None else utc_now()
+        self.head = (
+            f'{{"id":{_string(event_id)},"correlation_id":null,"type":"event",'
+            f'"event":{_string(event)},"data":{dumps(data)},"timestamp":{_string(stamp)},'
         )
-        self._tail = '"error_code":null,"error_message":null,'
+
+    @classmethod
+    def from_head(cls, event: str, head: str) -> PreparedEvent:
+        """The event whose :attr:`head` another process encoded (trusted: ours)."""
+        prepared = cls.__new__(cls)
+        prepared.event = event
+        prepared.head = head
+        prepared._data = None
+        return prepared
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The payload (decoded from :attr:`head` the first time, for one made elsewhere)."""
+        if self._data is None:
+            self._data = json.loads(self.head[:-1] + "}")["data"]
+        return self._data
 
     def for_channel(self, room: str, offset: int, epoch: str) -> str:
         """The event's text as delivered on ``room``, at ``offset`` of ``epoch``."""
         return (
-            f'{self._head}"room":{dumps(room)},{self._tail}'
-            f'"offset":{int(offset)},"epoch":{dumps(epoch)}}}'
+            f'{self.head}"room":{_string(room)},"error_code":null,"error_message":null,'
+            f'"offset":{int(offset)},"epoch":{_string(epoch)}}}'
         )
 
 

@@ -155,6 +155,48 @@ async def test_since_recovers_on_the_other_node(redis_server: RedisServer) -> No
             assert c.events == []
 
 
+async def test_one_publish_over_several_channels_numbers_each_channel_on_its_own(
+    redis_server: RedisServer,
+) -> None:
+    """The publish script numbers each channel of a mixed publish on its own (it reads and
+    writes a channel's numbering once per publish), and the receiving node frames what the
+    publishing node encoded: payloads, ids and times arrive as they were published."""
+    channels = ("adapter:a1", "adapter:a2", "lifecycle")
+    async with nodes(redis_server.url) as (one, two), client(two.url) as c:
+        for channel in channels:
+            await c.reply(await c.subscribe(channel))
+        items = [activated(0, "a1"), activated(1, "a2"), activated(2, "a1")]
+        first = await post(one, items)
+        second = await post(one, [activated(3, "a2"), activated(4, "a1")])
+        assert first.status_code == second.status_code == 202
+        events = await c.events_count(10)
+        assert {
+            channel: [e["offset"] for e in events if e["room"] == channel] for channel in channels
+        } == {
+            "adapter:a1": [1, 2, 3],
+            "adapter:a2": [1, 2],
+            "lifecycle": [1, 2, 3, 4, 5],
+        }
+        on_lifecycle = [e for e in events if e["room"] == "lifecycle"]
+        assert [e["data"]["version"] for e in on_lifecycle] == ["0", "1", "2", "3", "4"]
+        assert [e["data"]["adapter_id"] for e in on_lifecycle] == ["a1", "a2", "a1", "a2", "a1"]
+        for e in on_lifecycle:  # one event, framed on its two channels from one encoding
+            twin = next(t for t in events if t["id"] == e["id"] and t["room"] != "lifecycle")
+            assert (twin["data"], twin["timestamp"]) == (e["data"], e["timestamp"])
+        # the projection of the node that did not publish folded the payloads it never encoded
+        status = await c.reply(await c.request("get_adapter_status", {"adapter_id": "a2"}))
+        assert status["data"]["data"]["version"] == "3"
+        # recovery from Redis's history streams, on the publishing node
+        async with client(one.url) as late:
+            epoch = next(e["epoch"] for e in events if e["room"] == "adapter:a2")
+            reply = await late.reply(
+                await late.subscribe("adapter:a2", since={"offset": 0, "epoch": epoch})
+            )
+            assert reply["data"]["recovered"] is True
+            replayed = await late.events_count(2)
+            assert [(e["offset"], e["data"]["version"]) for e in replayed] == [(1, "1"), (2, "3")]
+
+
 async def test_a_node_that_saw_nothing_answers_with_the_clusters_numbering_and_records(
     redis_server: RedisServer,
 ) -> None:

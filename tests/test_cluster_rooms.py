@@ -15,7 +15,11 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from pycrdt import Doc, Map
 
+from cluster.link import RedisLink
+from cluster.rooms import SWEEP_SECONDS
 from collab.app import CollabApp
 from collab.config import Config
 from storage.sqlite import SQLiteStore
@@ -167,6 +171,30 @@ async def test_a_client_that_moves_to_another_node_keeps_its_presence(
                     )
                     record = room_two.awareness.records[5]
                     assert not isinstance(record.owner, str)  # this node's connection owns it now
+
+
+async def test_a_node_nobody_heard_from_is_still_found_gone(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A node that committed a batch and died before publishing it, having never said
+    anything on the rooms channel: the registry of nodes makes the others look for it,
+    and its batch (in the store, never sent to anyone) reaches everyone once it is gone."""
+    db = tmp_path / "shared.db"
+    async with nodes(redis_server, db, count=1) as (one,), peer(one.yjs_url + "/q", 1) as alice:
+        await alice.send_set("seen", {"id": "seen"})
+        await wait_until(lambda: not one.app.rooms.rooms["q"].persistence.holding)
+        silent = RedisLink(redis_server.url)  # a node: heartbeat, registry, nothing said
+        async with anyio.create_task_group() as tg:
+            await tg.start(silent.run)
+            await wait_until(lambda: silent.up, timeout=10)
+            stranded = Doc(client_id=77)
+            stranded.get("elements", type=Map)["stranded"] = "committed, never published"
+            await SQLiteStore(db).append("q", [stranded.get_update()], "x")
+            tg.cancel_scope.cancel()  # the node dies: its key expires (here: at once)
+        async with aioredis.Redis.from_url(redis_server.url) as redis:
+            await redis.delete(silent.node_key(silent.node))
+        await wait_until(lambda: "stranded" in alice.snapshot(), timeout=SWEEP_SECONDS + 5)
+        assert set(alice.snapshot()) == {"seen", "stranded"}
 
 
 async def test_diagram_events_reach_every_node_once(

@@ -218,6 +218,15 @@ def test_event_envelope() -> None:
     assert event["error_code"] is None
 
 
+def test_a_prepared_event_rebuilt_from_its_head_is_the_same_event() -> None:
+    payload = {"diagram_id": "d", "s": 'quote " \t\n and é', "n": [1, {"x": None}]}
+    prepared = PreparedEvent("element.added", payload)
+    again = PreparedEvent.from_head("element.added", prepared.head)
+    assert again.for_channel("diagram:d", 3, "ep") == prepared.for_channel("diagram:d", 3, "ep")
+    assert again.data == payload  # decoded from the head, on demand
+    assert "\t" not in prepared.head and "\n" not in prepared.head  # safe to split records on
+
+
 def test_prepared_event_is_one_event_on_many_channels() -> None:
     prepared = PreparedEvent("element.added", {"diagram_id": "d", "s": 'quote " \n and é'})
     one = decode(prepared.for_channel("diagram:d", 1, "ep"))
