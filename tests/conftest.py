@@ -174,8 +174,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 @pytest.fixture
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """A private PostgreSQL (initdb in a temp dir, a free port), started; removed after.
+    ``indirect`` parameter: a password TCP clients must give.
 
     Without PostgreSQL's server binaries the test is skipped, saying so (under CI: fails)."""
     missing = postgres_binaries_missing()
@@ -183,7 +184,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         if in_ci():
             pytest.fail(f"CI is set, so this test must run: {missing}")
         pytest.skip(f"private PostgreSQL NOT RUN: {missing}")
-    server = PostgresServer()
+    server = PostgresServer(password=getattr(request, "param", None))
     try:
         server.start()
         yield server

@@ -54,9 +54,13 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """``initdb`` once, then start and stop at will on the same port and data."""
+    """``initdb`` once, then start and stop at will on the same port and data.
 
-    def __init__(self) -> None:
+    With ``password``, TCP connections must give it (scram-sha-256); the
+    server's own socket (what :meth:`start` checks readiness on) stays trust.
+    """
+
+    def __init__(self, password: str | None = None) -> None:
         assert INITDB and POSTGRES, "PostgreSQL's server binaries (initdb, postgres) are missing"
         self.port = _free_port()
         self._as: dict[str, Any] = {}
@@ -67,8 +71,15 @@ class PostgresServer:
             os.chown(self.directory, user.pw_uid, user.pw_gid)
         self.data = self.directory / "data"
         self.process: subprocess.Popen[bytes] | None = None
+        auth = ["--auth=trust"]
+        if password is not None:
+            secret = self.directory / "password"
+            secret.write_text(password + "\n")
+            if self._as:
+                os.chown(secret, self._as["user"], self._as["group"])
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={secret}"]
         subprocess.run(
-            [INITDB, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+            [INITDB, "-D", str(self.data), "-U", "postgres", *auth, "-E", "UTF8",
              "--no-sync", "--locale=C"],
             check=True,
             capture_output=True,
@@ -95,7 +106,8 @@ class PostgresServer:
             try:
                 import psycopg
 
-                with psycopg.connect(self.url(), connect_timeout=2):
+                socket_dir = f"host={self.directory} port={self.port} user=postgres"
+                with psycopg.connect(socket_dir, connect_timeout=2):
                     return
             except Exception:
                 if self.process.poll() is not None or time.monotonic() > deadline:

@@ -333,6 +333,41 @@ async def test_stopping_postgres_mid_editing_keeps_editing_and_catches_up(
 # --- secrets --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("postgres_server", [SECRET], indirect=True)
+def test_the_password_comes_from_the_url_pgpassword_or_pgpass(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that checks passwords (scram): each of libpq's sources works, and a
+    refusal names the database, never a password."""
+    url = postgres_server.url()
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    with pytest.raises(StorageError, match="cannot connect") as refused:
+        open_store(url, timeout=3)
+    assert redact(url) in str(refused.value)
+    wrong = with_password(url, "not-the-Secret-9")
+    with pytest.raises(StorageError, match="password authentication failed") as refused:
+        open_store(wrong, timeout=3)
+    assert "not-the-Secret-9" not in str(refused.value) and SECRET not in str(refused.value)
+
+    def works(target: str) -> None:
+        store = open_store(target, timeout=3)
+        try:
+            assert anyio.run(store.append, "d", edits(Doc(), "x")) >= 1
+        finally:
+            store.close()
+
+    works(with_password(url))  # in the URL
+    monkeypatch.setenv("PGPASSWORD", SECRET)
+    works(url)  # from $PGPASSWORD
+    monkeypatch.delenv("PGPASSWORD")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{postgres_server.port}:*:postgres:{SECRET}\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    works(url)  # from a .pgpass file
+
+
 @pytest.mark.anyio
 async def test_the_password_stays_out_of_logs_health_errors_and_ps(
     server_process: Any, postgres_server: PostgresServer, tmp_path: Path
