@@ -59,7 +59,7 @@ Run
     .venv/bin/python bench/storage_bench.py [--rounds 7] [--n 100] [--history 100000]
                                             [--samples 50] [--quick] [--only 1,2,3,4]
                                             [--list-diagrams 1000] [--list-history 300]
-                                            [--tmpdir DIR]
+                                            [--tmpdir DIR] [--stores sqlite,postgres]
 
 `--quick` is a smoke run (1 round, 10 000 updates of history, fewer samples). Database
 files live in a temporary directory (default: the system's, ext4 here; `--tmpdir` to
