@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from storage.relay_meta import RelayMeta
 from storage.store import RelayEventRow, StorageError, StoredRelayEvent
 
 _INSERT = (
@@ -26,7 +27,7 @@ _INSERT = (
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-class PostgresRelayEvents:
+class PostgresRelayEvents(RelayMeta):
     """A :class:`storage.store.RelayEventLog` on the store's pool."""
 
     def __init__(
@@ -86,18 +87,6 @@ class PostgresRelayEvents:
                     )
 
         self._run(work)
-
-    def epoch(self, service: str) -> str | None:
-        return self._meta(f"relay_epoch:{service}")
-
-    def set_epoch(self, service: str, epoch: str) -> None:
-        self._set_meta(f"relay_epoch:{service}", epoch)
-
-    def ended_cleanly(self, service: str) -> bool:
-        return self._meta(f"relay_clean:{service}") == "1"
-
-    def set_ended_cleanly(self, service: str, clean: bool) -> None:
-        self._set_meta(f"relay_clean:{service}", "1" if clean else "0")
 
     def _meta(self, key: str) -> str | None:
         row = self._run(
