@@ -345,16 +345,22 @@ class RelayApp:
             self.stats.subscriptions = self.hub.subscriptions
             await respond(send, 200, generate_latest(self.registry), CONTENT_TYPE)
         elif path == "/stats":
-            grant = OPEN
-            if self.auth is not None:
-                try:
-                    grant = self.auth.check(token_from_scope(scope))
-                except AuthError:
-                    await respond_json(send, 401, {"error": "a valid bearer token is required"})
-                    return
-            await respond_json(send, 200, snapshot(self, grant))
+            grant = await self._http_grant(scope, send)
+            if grant is not None:
+                await respond_json(send, 200, snapshot(self, grant))
         else:
             await respond_json(send, 404, {"error": "not found"})
+
+    async def _http_grant(self, scope: Scope, send: Send) -> Grant | None:
+        """What an HTTP request's bearer token grants (everything with auth off); None
+        once it has been answered 401."""
+        if self.auth is None:
+            return OPEN
+        try:
+            return self.auth.check(token_from_scope(scope))
+        except AuthError:
+            await respond_json(send, 401, {"error": "a valid bearer token is required"})
+            return None
 
     async def _publish(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /publish``: ``{"event", "data"}`` or a list; all validated before any is sent.
@@ -362,16 +368,12 @@ class RelayApp:
         With auth on: 401 without a valid token, 403 without publish rights or
         for an event landing on a channel the token does not cover.
         """
-        grant = OPEN
-        if self.auth is not None:
-            try:
-                grant = self.auth.check(token_from_scope(scope))
-            except AuthError:
-                await respond_json(send, 401, {"error": "a valid bearer token is required"})
-                return
-            if not grant.publish:
-                await respond_json(send, 403, {"error": "this token may not publish"})
-                return
+        grant = await self._http_grant(scope, send)
+        if grant is None:
+            return
+        if self.auth is not None and not grant.publish:
+            await respond_json(send, 403, {"error": "this token may not publish"})
+            return
         body = await read_body(receive, self.settings.max_publish_body)
         if body is None:
             await respond_json(send, 413, {"error": "body too large"})
