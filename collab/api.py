@@ -421,7 +421,7 @@ def _archive(app: CollabApp) -> DiagramArchive:
 def _cards(app: CollabApp) -> cards.CardStore:
     """The store, when it keeps cards (titles, the trash, thumbnails); 501 when it does not."""
     if not isinstance(app.store, cards.CardStore):
-        raise ApiError(501, "this needs the SQLite store (inkwire serve --db PATH)")
+        raise ApiError(501, "this needs a database (inkwire serve --db PATH or postgresql://...)")
     return app.store
 
 

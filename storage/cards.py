@@ -6,7 +6,8 @@ origin the log recorded), whether a thumbnail exists (rendered at
 checkpoints, :mod:`storage.thumbnail`) and, for a diagram in the trash, when
 it was deleted. A delete only marks the diagram: it leaves the list for the
 trash, where it can be restored for :data:`TRASH_DAYS`; after that the next
-look at the trash purges it. Only the SQLite store keeps cards.
+look at the trash purges it. The SQLite and PostgreSQL stores keep cards; the
+in-memory one does not (no trash, search by id only).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ twice changes nothing), so nothing is lost either way.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -46,11 +46,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pycrdt import Doc
 
 from storage import postgres_schema
+from storage.cards import Card
 from storage.excalidraw import live_count
 from storage.logstore import LogStore, Pending, Row, frames, replayed
 from storage.postgres_relay import PostgresRelayEvents
 from storage.sqlite_schema import decode_blob, encode_blob
 from storage.store import DiagramDump, DiagramSummary, LoggedUpdate, RelayDump, StorageError
+from storage.thumbnail import render_doc
 from storage.updates import merge_many
 from storage.urls import redact, scrub
 
@@ -202,6 +204,7 @@ class PostgresStore(LogStore):
     ) -> None:
         """Store ``state`` as the checkpoint at ``seq``; with its summary if ``doc`` is given."""
         live = None if doc is None else live_count(doc)
+        thumbnail = None if doc is None else render_doc(doc)
         blob = encode_blob(state, True)  # always compressed: large, rare, read once per load
 
         def work(conn: Conn) -> None:
@@ -217,6 +220,13 @@ class PostgresStore(LogStore):
             )
             if live is not None:
                 self._summarize(conn, diagram, seq, live, len(state))
+            if thumbnail is not None:
+                conn.execute(
+                    "INSERT INTO thumbnails (diagram, seq, svg) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (diagram) DO UPDATE SET seq = excluded.seq, svg = excluded.svg"
+                    " WHERE excluded.seq >= thumbnails.seq",
+                    (diagram, seq, thumbnail),
+                )
 
         self._run(work)
 
@@ -349,6 +359,56 @@ class PostgresStore(LogStore):
         return None if row is None or row[0] is None else int(row[0])
 
     # --- the list of diagrams ----------------------------------------------------------
+
+    # --- the landing page's cards (storage.cards) --------------------------------------
+
+    def cards(self, diagrams: Sequence[str]) -> dict[str, Card]:
+        """Title, deleted time, last author and thumbnail seq of each diagram that exists."""
+        rows = self._all(
+            "SELECT d.id, d.title, d.deleted, t.seq,"
+            " (SELECT origin FROM updates u WHERE u.diagram = d.id ORDER BY u.seq DESC LIMIT 1)"
+            " FROM diagrams d LEFT JOIN thumbnails t ON t.diagram = d.id WHERE d.id = ANY(%s)",
+            (list(diagrams),),
+        )
+        return {
+            row[0]: Card(row[1], row[2], None if row[3] is None else int(row[3]), row[4])
+            for row in rows
+        }
+
+    def titles(self) -> dict[str, str]:
+        rows = self._all("SELECT id, title FROM diagrams WHERE title IS NOT NULL", ())
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    def deleted(self) -> dict[str, float]:
+        rows = self._all("SELECT id, deleted FROM diagrams WHERE deleted IS NOT NULL", ())
+        return {str(row[0]): float(row[1]) for row in rows}
+
+    def set_title(self, diagram: str, title: str | None) -> bool:
+        sql = "UPDATE diagrams SET title = %s WHERE id = %s"
+        return bool(self._run(lambda conn: conn.execute(sql, (title, diagram)).rowcount))
+
+    def set_deleted(self, diagram: str, deleted: float | None) -> bool:
+        sql = "UPDATE diagrams SET deleted = %s WHERE id = %s"
+        return bool(self._run(lambda conn: conn.execute(sql, (deleted, diagram)).rowcount))
+
+    def thumbnail(self, diagram: str) -> tuple[int, str] | None:
+        row = self._one("SELECT seq, svg FROM thumbnails WHERE diagram = %s", (diagram,))
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def purge(self, diagram: str) -> None:
+        """Forget the diagram entirely: its log, checkpoints, files, thumbnail and row."""
+
+        def work(conn: Conn) -> None:
+            for table, column in (
+                ("updates", "diagram"),
+                ("checkpoints", "diagram"),
+                ("files", "diagram"),
+                ("thumbnails", "diagram"),
+                ("diagrams", "id"),
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = %s", (diagram,))
+
+        self._run(work)
 
     def summaries(
         self, prefix: str, limit: int, after: tuple[float, str] | None = None

@@ -56,6 +56,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " ADD COLUMN state_bytes bigint, ADD COLUMN summary_seq bigint",
         "CREATE INDEX diagrams_updated ON diagrams (updated DESC, id)",
     ),
+    # 3: the landing page's cards (storage.cards): a title, the trash, a thumbnail
+    (
+        "ALTER TABLE diagrams ADD COLUMN title text, ADD COLUMN deleted double precision",
+        'CREATE TABLE thumbnails (diagram text COLLATE "C" PRIMARY KEY, seq bigint NOT NULL,'
+        " svg text NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK = 0x1_4B_77_1E  # pg_advisory_xact_lock key: one migration at a time per database

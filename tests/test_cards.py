@@ -4,7 +4,6 @@ and their API routes, over real HTTP against an in-process server on a real SQLi
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +14,9 @@ from hypothesis import strategies as st
 from collab.app import CollabApp
 from collab.config import Config
 from storage import cards
-from storage.sqlite import SQLiteStore
+from storage.databases import Database
 from storage.thumbnail import SHAPES, render
+from tests.databases import Backend
 from tests.test_diagram_list import edit
 
 BOX = {"id": "r", "type": "rectangle", "x": 10, "y": 20, "width": 100, "height": 50}
@@ -111,8 +111,9 @@ def test_an_empty_diagram_has_a_blank_thumbnail() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    store = SQLiteStore(tmp_path / "cards.db")
+def store(backend: Backend) -> Database:
+    """A store of each kind (SQLite, PostgreSQL) with two diagrams, edited by Ada and Bo."""
+    store = backend.open()
     edit(store, "plan", lambda elements: elements.__setitem__("r", {**BOX, "index": "a0"}), "Ada")
     edit(store, "notes", lambda elements: elements.__setitem__("n", {**BOX, "id": "n"}), "Bo")
     return store
@@ -120,9 +121,10 @@ def store(tmp_path: Path) -> SQLiteStore:
 
 @pytest.mark.anyio
 async def test_cards_rename_search_delete_and_restore_over_the_api(
-    store: SQLiteStore, make_server: Any
+    store: Database, make_server: Any
 ) -> None:
     assert store.checkpoint("plan") is not None  # a checkpoint renders the thumbnail
+    assert isinstance(store, cards.CardStore)
     app = CollabApp(store=store, config=Config(grace_period=0.5))
     async with make_server(app=app) as server, httpx.AsyncClient(base_url=server.http_url) as http:
 
@@ -168,9 +170,8 @@ async def test_cards_rename_search_delete_and_restore_over_the_api(
 
 
 @pytest.mark.anyio
-async def test_the_trash_forgets_what_it_held_too_long(
-    store: SQLiteStore, make_server: Any
-) -> None:
+async def test_the_trash_forgets_what_it_held_too_long(store: Database, make_server: Any) -> None:
+    assert isinstance(store, cards.CardStore)
     store.set_deleted("notes", time.time() - (cards.TRASH_DAYS + 1) * 86400)
     store.set_deleted("plan", time.time() - 86400)
     app = CollabApp(store=store, config=Config(grace_period=0.5))
