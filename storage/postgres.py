@@ -399,13 +399,7 @@ class PostgresStore(LogStore):
         """Forget the diagram entirely: its log, checkpoints, files, thumbnail and row."""
 
         def work(conn: Conn) -> None:
-            for table, column in (
-                ("updates", "diagram"),
-                ("checkpoints", "diagram"),
-                ("files", "diagram"),
-                ("thumbnails", "diagram"),
-                ("diagrams", "id"),
-            ):
+            for table, column in _DIAGRAM_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE {column} = %s", (diagram,))
 
         self._run(work)
@@ -482,12 +476,19 @@ class PostgresStore(LogStore):
                 " WHERE diagram = %s ORDER BY file_id",
                 (diagram,),
             ).fetchall()
+            card = conn.execute(
+                "SELECT d.title, d.deleted, t.seq, t.svg FROM diagrams d"
+                " LEFT JOIN thumbnails t ON t.diagram = d.id WHERE d.id = %s",
+                (diagram,),
+            ).fetchone()
+            assert card is not None  # the row was there, in this snapshot
             return DiagramDump(
                 diagram,
                 (row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
                 [(s, f, ts, o, bytes(d)) for s, f, ts, o, d in updates],
                 [(s, ts, bytes(d)) for s, ts, d in checkpoints],
                 [(i, m, h, n, c, bytes(d)) for i, m, h, n, c, d in files],
+                (card[0], card[1], None if card[2] is None else int(card[2]), card[3]),
             )
 
         dump: DiagramDump | None = self._run(read)
@@ -521,6 +522,16 @@ class PostgresStore(LogStore):
                         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                         [(dump.id, *file) for file in dump.files],
                     )
+            title, deleted, thumbnail_seq, svg = dump.card
+            conn.execute(
+                "UPDATE diagrams SET title = %s, deleted = %s WHERE id = %s",
+                (title, deleted, dump.id),
+            )
+            if thumbnail_seq is not None and svg is not None:
+                conn.execute(
+                    "INSERT INTO thumbnails (diagram, seq, svg) VALUES (%s, %s, %s)",
+                    (dump.id, thumbnail_seq, svg),
+                )
 
         self._run(write)
         self._last_seq.pop(dump.id, None)
@@ -560,4 +571,4 @@ class PostgresStore(LogStore):
 
 
 _DIAGRAM_TABLES = (("diagrams", "id"), ("updates", "diagram"), ("checkpoints", "diagram"),
-                   ("files", "diagram"))  # fmt: skip
+                   ("files", "diagram"), ("thumbnails", "diagram"))  # fmt: skip

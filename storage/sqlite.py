@@ -371,13 +371,7 @@ class SQLiteStore(LogStore):
     def purge(self, diagram: str) -> None:
         """Forget the diagram entirely: its log, checkpoints, files, thumbnail and row."""
         with self._lock, self._conn:
-            for table, column in (
-                ("updates", "diagram"),
-                ("checkpoints", "diagram"),
-                ("files", "diagram"),
-                ("thumbnails", "diagram"),
-                ("diagrams", "id"),
-            ):
+            for table, column in _DIAGRAM_TABLES:
                 self._conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (diagram,))
 
     # --- image files -------------------------------------------------------------------
@@ -429,12 +423,18 @@ class SQLiteStore(LogStore):
                 " ORDER BY file_id",
                 (diagram,),
             ).fetchall()
+            card = self._conn.execute(
+                "SELECT d.title, d.deleted, t.seq, t.svg FROM diagrams d"
+                " LEFT JOIN thumbnails t ON t.diagram = d.id WHERE d.id = ?",
+                (diagram,),
+            ).fetchone()
         return DiagramDump(
             diagram,
             tuple(row),
             [(s, f or s, ts, o, bytes(d)) for s, f, ts, o, d in updates],
             [(s, ts, bytes(d)) for s, ts, d in checkpoints],
             [(i, m, h, n, c, bytes(d)) for i, m, h, n, c, d in files],
+            tuple(card),
         )
 
     def restore(self, dump: DiagramDump) -> None:
@@ -461,6 +461,15 @@ class SQLiteStore(LogStore):
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(dump.id, *file) for file in dump.files],
             )
+            title, deleted, thumbnail_seq, svg = dump.card
+            self._conn.execute(
+                "UPDATE diagrams SET title = ?, deleted = ? WHERE id = ?", (title, deleted, dump.id)
+            )
+            if thumbnail_seq is not None and svg is not None:
+                self._conn.execute(
+                    "INSERT INTO thumbnails (diagram, seq, svg) VALUES (?, ?, ?)",
+                    (dump.id, thumbnail_seq, svg),
+                )
         self._last_seq.pop(dump.id, None)
 
     def relay_dump(self) -> RelayDump:
@@ -493,4 +502,4 @@ class SQLiteStore(LogStore):
 
 
 _DIAGRAM_TABLES = (("diagrams", "id"), ("updates", "diagram"), ("checkpoints", "diagram"),
-                   ("files", "diagram"))  # fmt: skip
+                   ("files", "diagram"), ("thumbnails", "diagram"))  # fmt: skip

@@ -277,7 +277,8 @@ class DiagramDump(NamedTuple):
     ``row`` is (created, updated, last_seq, checkpoint_seq, live_elements,
     state_bytes, summary_seq); ``updates`` (seq, first_seq, ts, origin,
     blob); ``checkpoints`` (seq, ts, blob); ``files`` (file_id, mime, sha256,
-    size, created, data).
+    size, created, data); ``card`` the landing page's (title, deleted,
+    thumbnail seq, thumbnail svg), see :mod:`storage.cards`.
     """
 
     id: str
@@ -285,6 +286,7 @@ class DiagramDump(NamedTuple):
     updates: list[tuple[int, int, float, str | None, bytes]]
     checkpoints: list[tuple[int, float, bytes]]
     files: list[tuple[str, str, str, int, float, bytes]]
+    card: tuple[str | None, float | None, int | None, str | None] = (None, None, None, None)
 
 
 class RelayDump(NamedTuple):

@@ -45,7 +45,11 @@ def fill(store: Database, diagrams: int = 3, edits: int = 12) -> None:
                 await store.append(name, [doc.get_update(before)], f"user-{i % 3}")
             if d % 2 == 0:
                 store.compact(name, older_than=time.time() + 1, frame_seconds=3600)
-            store.checkpoint(name)
+            store.checkpoint(name)  # with its thumbnail
+            if d == 0:
+                store.set_title(name, "The plan")  # the landing page's cards travel too
+            if d == 1:
+                store.set_deleted(name, 1234.5)
             store.put_file(name, f"img{d}", "image/png", b"\x89PNG" + bytes([d]) * 50,
                            sha256=f"sha{d}", created=1000.0 + d)  # fmt: skip
 
@@ -92,6 +96,9 @@ def test_copy_to_postgresql_and_back_keeps_everything(tmp_path: Path, pg: str) -
     store.close()
     original = everything(source)
     assert original[5] == "ep1" and len(original[0]) == 3
+    cards = [dump.card for dump in original[0]]
+    assert cards[0][0] == "The plan" and cards[1][1] == 1234.5
+    assert all(card[2] is not None and card[3].startswith("<svg") for card in cards)
     assert any(u.first_seq < u.seq for u in original[2][0])  # compacted frames are copied too
 
     there = inkwire("db", "copy", "--from", source, "--to", pg)
