@@ -3,8 +3,9 @@
 The skeleton is :class:`net.connection.FanoutConnection`'s, the writer
 included; this module reads the y-websocket messages into the room, says
 which frames a run of the room's log makes for this client, and throttles
-its awareness. The three tasks share one task group (four when its token
-expires: a task that closes it with 4001 then). Any of them, or the room (a
+its awareness. Its tasks share one task group: the reader and the writer;
+an awareness throttle only while awareness is held back; a task that closes
+it with 4001 when its token expires. Any of them, or the room (a
 slow consumer), or the server (shutdown) may end the connection with
 :meth:`Connection.fail`, which records the close code and cancels the group;
 the handler then closes it with :func:`net.hosting.close_websocket`,
@@ -41,7 +42,8 @@ from collab.rooms import Rooms, ServerFull
 from net.asgi import Receive, Scope, Send
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
-from net.hosting import close_websocket
+from net.hosting import accept_websocket, close_websocket
+from net.keepalive import Keepalives
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -65,8 +67,11 @@ class Connection(FanoutConnection[RoomEntry]):
     stats: Stats
     big_frame = BIG_FRAME
 
-    def __init__(self, room: Room, peer: str, grant: Grant = OPEN) -> None:
+    def __init__(
+        self, room: Room, peer: str, grant: Grant = OPEN, keepalives: Keepalives | None = None
+    ) -> None:
         super().__init__(room.stats, Subscriber(on_overflow=self._overflow))
+        self._keepalives = keepalives
         self.id = next(_ids)
         self.room = room
         self._render = room.frames.frames_for  # per delivery: the shortest path to the frames
@@ -78,7 +83,7 @@ class Connection(FanoutConnection[RoomEntry]):
         self.client_ids: set[int] = set()
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
-        self._awareness_wakeup: anyio.Event | None = None
+        self._throttling = False  # a _throttle_awareness task is running
         self.user_name: str | None = None  # from its awareness state, for the history
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> bool:
@@ -89,15 +94,14 @@ class Connection(FanoutConnection[RoomEntry]):
         return ended
 
     def _start_tasks(self, tg: TaskGroup) -> None:
-        tg.start_soon(self._throttle_awareness)
         if self.grant.expires is not None:
             tg.start_soon(self._expire)
 
     @property
-    def keepalive_interval(self) -> float | None:
-        return self.config.keepalive_interval
+    def keepalives(self) -> Keepalives | None:
+        return self._keepalives
 
-    def _keepalive(self) -> None:
+    def send_keepalive(self) -> None:
         # this server does not echo a client's own awareness back (as the
         # Node server does), so a lone client would otherwise hear nothing
         self.room.send_direct(self, KEEPALIVE)
@@ -181,9 +185,9 @@ class Connection(FanoutConnection[RoomEntry]):
             self.user_name = _user_name(accepted)
         for entry in accepted:
             self._awareness_pending[entry.client_id] = entry
-        if self._awareness_wakeup is not None:
-            self._awareness_wakeup.set()
-            self._awareness_wakeup = None
+        if not self._throttling and self._tasks is not None:
+            self._throttling = True
+            self._tasks.start_soon(self._throttle_awareness)
 
     def flush_awareness(self) -> None:
         """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
@@ -192,16 +196,21 @@ class Connection(FanoutConnection[RoomEntry]):
             self.room.broadcast_awareness(self, list(pending.values()))
 
     async def _throttle_awareness(self) -> None:
+        """Flush held awareness, at most once per interval, while there is any.
+
+        It exists only while awareness is pending (started by
+        :meth:`_receive_awareness`), not for the life of an idle connection.
+        """
         interval = self.config.awareness_interval
-        while True:
-            if not self._awareness_pending:
-                event = self._awareness_wakeup = anyio.Event()
-                await event.wait()
-            delay = self._awareness_next - anyio.current_time()
-            if delay > 0:
-                await anyio.sleep(delay)
-            self.flush_awareness()
-            self._awareness_next = anyio.current_time() + interval
+        try:
+            while self._awareness_pending:
+                delay = self._awareness_next - anyio.current_time()
+                if delay > 0:
+                    await anyio.sleep(delay)
+                self.flush_awareness()
+                self._awareness_next = anyio.current_time() + interval
+        finally:
+            self._throttling = False
 
 
 def _user_name(entries: list[AwarenessEntry]) -> str | None:
@@ -229,7 +238,7 @@ async def serve_yjs(
     client = scope.get("client") or ("?", 0)
     peer = f"{client[0]}:{client[1]}"
     # accepted first so a refusal is a close code the client can read, not an HTTP 403
-    await send({"type": "websocket.accept"})
+    await accept_websocket(send)
     close = partial(close_websocket, receive, send, grace=rooms.config.close_timeout)
     grant = OPEN
     if auth is not None:  # checked before anything else: no room is loaded for a stranger
@@ -260,7 +269,7 @@ async def serve_yjs(
     except Exception:
         await close(1011, "diagram could not be loaded")
         return
-    conn = Connection(room, peer, grant)
+    conn = Connection(room, peer, grant, rooms.keepalives)
     try:
         room.join(conn)
     except RoomFull:

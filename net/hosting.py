@@ -20,7 +20,7 @@ import anyio
 import sniffio
 from hypercorn.config import Config as HypercornConfig
 
-from net.asgi import Receive, Send
+from net.asgi import Message, Receive, Send
 from net.wire import raw_writer
 
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
@@ -38,6 +38,34 @@ class HostedApp(Protocol):
 
     # Any, not net.asgi's aliases: hypercorn types its scopes and messages as TypedDicts
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+
+async def accept_websocket(send: Send, subprotocol: str | None = None) -> None:
+    """Accept a WebSocket handshake, declining permessage-deflate.
+
+    hypercorn accepts permessage-deflate whenever a client offers it (browsers
+    and Node's ``ws`` always do), with no setting to refuse it. Our frames go
+    out uncompressed anyway (see :mod:`net.wire`), so the extension would only
+    serve frames the client compresses, and for that each connection would
+    keep a zlib inflate context with a 32 KiB window: ~40 KiB per connection,
+    the biggest single part of an idle one (docs/capacity.md). Declined, a
+    client simply sends its frames uncompressed (RFC 7692: the server may
+    accept none of the offers). Yjs updates are compact binary; relay requests
+    are small JSON.
+
+    The one hook: hypercorn answers the offer from ``Handshake.extensions``
+    (the offer as parsed from the request) when the app accepts; clearing it
+    before ``websocket.accept`` leaves nothing to agree on. Where the
+    handshake is not hypercorn's (another server), the offer is left alone.
+    """
+    stream = getattr(send, "__self__", None)
+    handshake = getattr(stream, "handshake", None)
+    if handshake is not None and hasattr(handshake, "extensions"):
+        handshake.extensions = None
+    message: Message = {"type": "websocket.accept"}
+    if subprotocol is not None:
+        message["subprotocol"] = subprotocol
+    await send(message)
 
 
 async def close_websocket(

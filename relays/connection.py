@@ -37,6 +37,7 @@ from anyio.abc import TaskGroup
 from net.asgi import Receive
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog
+from net.keepalive import Keepalives
 from net.limits import ALLOWED, DROPPED, RateLimiter
 from net.tokens import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
 from net.wire import Frame
@@ -103,10 +104,10 @@ class RelayConnection(FanoutConnection[Entry]):
             tg.start_soon(self._expire)
 
     @property
-    def keepalive_interval(self) -> float | None:
-        return self.app.settings.keepalive_interval
+    def keepalives(self) -> Keepalives | None:
+        return self.app.keepalives
 
-    def _keepalive(self) -> None:
+    def send_keepalive(self) -> None:
         """A server ``ping`` on a quiet line (existing clients dispatch only events).
 
         Our clients answer with a ``pong``; nobody has to. A client is never
