@@ -1,7 +1,8 @@
 """A WebSocket fed by a fan-out log: the connection skeleton both servers share.
 
 A connection's tasks share one task group: the writer, which drains the
-shared log from the connection's cursor (and its outbox), the server's own
+shared log from the connection's cursor (and its outbox) and exists only
+while there is something to send, the server's own
 tasks (say, closing it when its token expires), and the reader, which the
 server writes. Any of them, the log (a slow consumer) or the server
 (shutdown) may end the connection with
@@ -133,12 +134,17 @@ class FanoutConnection(ABC, Generic[E]):
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve the connection until the client leaves or :meth:`fail` ends it."""
         sender = self._sender = Sender(send, self.stats)
+        subscriber = self.subscriber
+        self.raw_path = sender.raw
+        if sender.raw:
+            subscriber.deliver_now = partial(self._deliver_now, sender)
         keepalives = self.keepalives
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 self._tasks = tg
-                tg.start_soon(self._write, sender)
+                subscriber.on_wake = self._start_writer
+                tg.start_soon(self._write, sender)  # what was queued before, if anything
                 self._start_tasks(tg)
                 if keepalives is not None:
                     keepalives.add(self, tg)
@@ -146,19 +152,26 @@ class FanoutConnection(ABC, Generic[E]):
                 tg.cancel_scope.cancel()
         finally:
             self._tasks = None
+            subscriber.on_wake = None
             if keepalives is not None:
                 keepalives.remove(self)
 
+    def _start_writer(self) -> None:
+        tasks, sender = self._tasks, self._sender
+        if tasks is not None and sender is not None:
+            tasks.start_soon(self._write, sender)
+
     async def _write(self, sender: Sender) -> None:
-        """The one writer: outbox frames and log entries, in order, until the peer is gone."""
+        """The one writer: outbox frames and log entries, in order, until nothing is left.
+
+        It exists only while there is something to send (see
+        :class:`~net.fanout.Subscriber`): an idle connection holds no task
+        for it, and a run the publisher wrote itself never starts one.
+        """
         log = self.log
         subscriber = self.subscriber
-        self.raw_path = sender.raw
-        if sender.raw:
-            subscriber.deliver_now = partial(self._deliver_now, sender)
         big_frame = self.big_frame
-        while True:
-            batch = await log.next_batch(subscriber)
+        while (batch := log.take(subscriber)) is not None:
             frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
             for frame in frames:
                 try:
