@@ -44,6 +44,7 @@ from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
 from net.hosting import accept_websocket, close_websocket
 from net.keepalive import Keepalives
+from net.limits import Pacer
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -59,6 +60,7 @@ from storage.names import DIAGRAM_NAME, DIAGRAM_NAME_RULE
 log = logging.getLogger("inkwire.connection")
 
 _ids = itertools.count(1)
+RATE_LIMITED = 4008  # a client that kept sending past its rate limit (as on the relays)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
 
@@ -85,6 +87,8 @@ class Connection(FanoutConnection[RoomEntry]):
         self._awareness_next = 0.0
         self._throttling = False  # a _throttle_awareness task is running
         self.user_name: str | None = None  # from its awareness state, for the history
+        rate = self.config.rate_limit
+        self._pacer = Pacer(rate, self.config.rate_burst) if rate else None
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> bool:
         """End this connection with a close code, counting ``counter`` as the rejection."""
@@ -116,11 +120,20 @@ class Connection(FanoutConnection[RoomEntry]):
     async def _read(self, receive: Receive) -> None:
         room = self.room
         limit = self.config.max_message_size
+        pacer = self._pacer
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return
+            if pacer is not None:  # before any work on the message
+                wait = pacer.take(anyio.current_time())
+                if wait is None:
+                    self.fail(RATE_LIMITED, "rate limit exceeded: slow down", "rate_limited")
+                    return
+                if wait:
+                    self.stats.rate_limited_waits += 1
+                    await anyio.sleep(wait)  # reading paused: TCP slows the client down
             data = message.get("bytes")
             if data is None:
                 self.fail(1003, "text frames are not part of the y-websocket protocol", "text")

@@ -35,3 +35,44 @@ class RateLimiter:
             return ALLOWED
         self._refused += 1
         return CLOSE if self._refused > self.burst else DROPPED
+
+
+class Pacer:
+    """A token bucket that slows a reader down instead of refusing its messages.
+
+    :meth:`take` says how long to wait before handling a message: nothing
+    while the client stays within ``burst`` messages at once and ``rate`` per
+    second sustained; past that, until its next token is due, so a reader
+    that waits before each message is held to ``rate`` (its unread messages
+    wait in TCP, which slows the client itself). A client that keeps the
+    bucket empty for ``patience`` messages in a row, without ever letting it
+    refill to half, is flooding on purpose: :meth:`take` then returns None
+    (close it). Nothing here ever touches a client under the rate.
+    """
+
+    __slots__ = ("_last", "_tokens", "_waited", "burst", "patience", "rate")
+
+    def __init__(self, rate: float, burst: int, patience: int | None = None) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.patience = burst if patience is None else patience
+        self._tokens = float(burst)
+        self._last: float | None = None
+        self._waited = 0  # messages in a row that had to wait
+
+    def take(self, now: float) -> float | None:
+        """Seconds to wait before handling this message (0.0: at once); None: close."""
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= 1
+        if self._tokens >= 0:
+            if self._tokens >= self.burst / 2:
+                self._waited = 0  # it calmed down: past waits are forgiven
+            return 0.0
+        self._waited += 1
+        if self._waited > self.patience:
+            return None
+        return -self._tokens / self.rate

@@ -1,18 +1,23 @@
-"""Capacity: what an idle connection holds (no compression context, no keepalive task)."""
+"""Capacity and fairness: what an idle connection holds; a flooder is slowed, then closed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import anyio
 import pytest
 from pycrdt import Doc
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from collab.config import Config
 from collab.protocol import sync_step1
 from net.keepalive import Keepalives
+from net.limits import Pacer
 from relays.catalogs import BY_NAME
 from tests.relayclient import relay
+from tests.yclient import Peer, peer, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +96,102 @@ async def test_one_timer_moves_to_the_next_connection_when_its_host_ends() -> No
         assert len(timer) == 1
         second_done.set()
     assert len(timer) == 0 and timer._host is None
+
+
+def test_pacer_never_touches_a_client_under_the_rate() -> None:
+    pacer = Pacer(rate=100, burst=200)
+    for i in range(10_000):  # 90 messages a second for 111 s
+        assert pacer.take(i / 90) == 0.0
+
+
+def test_pacer_slows_a_flood_then_gives_up_on_it() -> None:
+    pacer = Pacer(rate=100, burst=200, patience=50)
+    now = 0.0
+    assert all(pacer.take(now) == 0.0 for _ in range(200))  # the burst passes at once
+    waits = []
+    while (wait := pacer.take(now)) is not None:
+        assert wait > 0
+        waits.append(wait)
+        now += wait / 2  # a reader that waits only half: still flooding
+    assert len(waits) == 50  # patience messages slowed, then close
+
+
+def test_pacer_forgives_a_client_that_calmed_down() -> None:
+    pacer = Pacer(rate=100, burst=200, patience=10)
+    for _ in range(208):  # 8 of them wait
+        assert pacer.take(0.0) is not None
+    for _ in range(208):  # 8 more: together past the patience, but it refilled in between
+        assert pacer.take(3.0) is not None
+
+
+QUERY_AWARENESS = b"\x03"  # the cheapest valid y-websocket message
+
+
+async def flood(target: Peer, stop: anyio.Event) -> int:
+    """Send element updates as fast as the socket takes them, until closed or told to stop."""
+    sent = 0
+    with contextlib.suppress(ConnectionClosed):
+        while not stop.is_set() and not target.closed.is_set():
+            await target.send_set(f"f{sent % 50}", {"id": f"f{sent % 50}", "x": sent})
+            sent += 1
+    return sent
+
+
+async def test_a_flooding_yjs_client_is_slowed_then_closed_with_4008(make_server) -> None:
+    config = Config(grace_period=1.0, rate_limit=100, rate_burst=50)
+    async with make_server(config) as server:
+        async with peer(server.yjs_url + "/flooded", 1) as flooder:
+            with anyio.fail_after(20):
+                sent = await flood(flooder, anyio.Event())
+                await flooder.closed.wait()
+        stats = server.app.stats
+        assert flooder.close_code == 4008
+        assert flooder.close_reason == "rate limit exceeded: slow down"
+        assert stats.rate_limited_waits >= 50  # slowed first: patience (the burst) messages
+        assert stats.rejected["rate_limited"] == 1
+        assert sent > 100
+
+
+async def test_a_client_under_the_rate_is_never_slowed(make_server) -> None:
+    config = Config(grace_period=1.0, rate_limit=200, rate_burst=100)
+    async with make_server(config) as server:
+        url = server.yjs_url + "/dragging"
+        async with peer(url, 1) as drawer, peer(url, 2) as watcher:
+            for i in range(150):  # a drag: one element moved 150 times, ~50 updates a second
+                await drawer.send_set("r", {"id": "r", "x": i})
+                await drawer.set_awareness({"pointer": {"x": i, "y": 0}})
+                await anyio.sleep(0.02)
+            await wait_until(lambda: watcher.snapshot().get("r", {}).get("x") == 149)
+            assert not drawer.closed.is_set()
+        assert server.app.stats.rate_limited_waits == 0
+        assert server.app.stats.rejected["rate_limited"] == 0
+
+
+async def test_a_quiet_diagram_keeps_its_updates_while_a_neighbour_floods(make_server) -> None:
+    config = Config(grace_period=1.0, rate_limit=200, rate_burst=100)
+    async with make_server(config) as server:
+        quiet_url = server.yjs_url + "/quiet"
+        stop = anyio.Event()
+        closed_flooders = 0
+
+        async def keep_flooding() -> None:  # closed with 4008, it comes straight back
+            nonlocal closed_flooders
+            while not stop.is_set():
+                async with peer(server.yjs_url + "/noisy", 9) as flooder:
+                    await flood(flooder, stop)
+                    closed_flooders += flooder.close_code == 4008
+
+        async with (
+            peer(quiet_url, 1) as alice,
+            peer(quiet_url, 2) as bob,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(keep_flooding)
+            await wait_until(lambda: server.app.stats.rate_limited_waits > 0, timeout=20)
+            for i in range(20):
+                await alice.send_set(f"k{i}", {"id": f"k{i}"})
+                await wait_until(lambda i=i: f"k{i}" in bob.snapshot(), timeout=10)
+            await wait_until(lambda: closed_flooders >= 1, timeout=20)
+            stop.set()
+            assert not (alice.closed.is_set() or bob.closed.is_set())
+        assert server.app.stats.rejected["rate_limited"] >= 1
