@@ -1,8 +1,11 @@
 """Per-connection rate limiting: a token bucket, sans I/O.
 
 A client over its rate is told so (RATE_LIMITED, the message dropped) rather
-than cut off at once, since bursts happen; one that keeps sending through a
-whole burst's worth of refusals is closed with 4008.
+than cut off at once, since bursts happen, and its reading paused until its
+next token is due (:meth:`RateLimiter.due`), so a flood costs the server at
+most ``rate`` refusals a second; one that keeps sending through a whole
+burst's worth of refusals is closed with 4008. :class:`Pacer` is the /yjs
+variant: no refusals (a Yjs client has no way to hear them), only the pause.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class RateLimiter:
             return ALLOWED
         self._refused += 1
         return CLOSE if self._refused > self.burst else DROPPED
+
+    def due(self) -> float:
+        """Seconds until the next token (0.0: one is there): how long a refused client waits."""
+        return max(0.0, (1 - self._tokens) / self.rate)
 
 
 class Pacer:

@@ -161,6 +161,8 @@ class RelayConnection(FanoutConnection[Entry]):
             if verdict != ALLOWED:
                 if verdict == DROPPED:
                     self._error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
+                    # reading paused until a token is due: a flood costs at most the rate
+                    await anyio.sleep(self._limiter.due())
                     continue
                 self.fail(4008, "rate limit exceeded")
                 return
