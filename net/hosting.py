@@ -24,6 +24,8 @@ from net.asgi import Message, Receive, Send
 from net.wire import raw_writer
 
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
+UPGRADE_SECONDS = 5.0  # from accepting a TCP connection to its complete request
+TLS_HANDSHAKE_SECONDS = 10.0
 
 
 class HostedApp(Protocol):
@@ -156,6 +158,16 @@ def hypercorn_config(
     # then holds shutdown; the apps keep connections alive themselves
     config.websocket_ping_interval = None
     config.graceful_timeout = 1.0
+    # Slow and half-open clients (see docs/capacity.md). hypercorn drops a connection
+    # whose request (a WebSocket upgrade included) is not complete this many seconds
+    # after it was accepted, however it trickles in, and one idle between HTTP requests
+    # as long; its headers may not pass h11_max_incomplete_size (16 KiB). A TLS
+    # handshake gets ssl_handshake_timeout. read_timeout stays None: it would also cut
+    # an open WebSocket that is merely quiet. A client that never answers our close
+    # frame is cut by close_websocket after its grace.
+    config.keep_alive_timeout = UPGRADE_SECONDS
+    config.h11_max_incomplete_size = 16 * 1024
+    config.ssl_handshake_timeout = TLS_HANDSHAKE_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

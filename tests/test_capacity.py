@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import resource
 
 import anyio
+import anyio.abc
 import pytest
 from pycrdt import Doc
 from websockets.asyncio.client import connect
@@ -13,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
 from collab.protocol import sync_step1
+from net.hosting import UPGRADE_SECONDS
 from net.keepalive import Keepalives
 from net.limits import Pacer
 from relays.catalogs import BY_NAME
@@ -195,3 +199,89 @@ async def test_a_quiet_diagram_keeps_its_updates_while_a_neighbour_floods(make_s
             stop.set()
             assert not (alice.closed.is_set() or bob.closed.is_set())
         assert server.app.stats.rejected["rate_limited"] >= 1
+
+
+def enough_files(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"needs {needed} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+async def dropped(stream: anyio.abc.SocketStream) -> bytes:
+    """What the server sent until it closed the connection (waits for the close)."""
+    received = b""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        while True:
+            received += await stream.receive()
+    return received
+
+
+async def test_a_thousand_trickling_upgrades_are_dropped_and_block_nobody(make_server) -> None:
+    enough_files(4096)
+    async with make_server() as server:
+        tricklers = []
+        for _ in range(1000):  # each opens TCP and starts an upgrade it never finishes
+            stream = await anyio.connect_tcp("127.0.0.1", server.port)
+            await stream.send(b"GET /yjs/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            tricklers.append(stream)
+
+        async def trickle() -> None:  # a byte a second each: it must not extend the deadline
+            while True:
+                for stream in tricklers:
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        await stream.send(b"X")
+                await anyio.sleep(1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(trickle)
+            # meanwhile someone else connects and syncs as usual
+            async with peer(server.yjs_url + "/fine", 1) as fine:
+                await fine.send_set("k", {"id": "k"})
+                assert fine.synced.is_set() and not fine.closed.is_set()
+            with anyio.fail_after(UPGRADE_SECONDS * 4 + 10):  # dropped, not held forever
+                for stream in tricklers:
+                    assert await dropped(stream) == b""  # no response: cut off
+            tg.cancel_scope.cancel()
+        for stream in tricklers:
+            await stream.aclose()
+        assert server.app.rooms.connections == set()
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+
+
+async def test_clients_that_never_answer_the_close_are_cut_off(make_server) -> None:
+    enough_files(4096)
+    config = Config(grace_period=1.0, close_timeout=1.0)
+    async with make_server(config) as server:
+        stuck = []
+        key = base64.b64encode(b"0123456789abcdef")
+        for i in range(200):  # 20 per diagram (a room takes 50)
+            stream = await anyio.connect_tcp("127.0.0.1", server.port)
+            await stream.send(
+                b"GET /yjs/stuck%d HTTP/1.1"
+                % (i // 20)
+                + b"\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            stuck.append(stream)
+        for stream in stuck:
+            response = b""
+            while b"\r\n\r\n" not in response:
+                response += await stream.receive()
+            assert response.startswith(b"HTTP/1.1 101")
+            await stream.send(client_frame(0x1, b"text"))  # closed 1003 (the protocol is binary)
+        async with peer(server.yjs_url + "/fine", 1) as fine:  # unaffected meanwhile
+            assert fine.synced.is_set()
+        with anyio.fail_after(20):
+            for stream in stuck:
+                received = await dropped(stream)  # we never answer the close frame
+                assert b"\x88" in received  # the close frame came, then the TCP close
+        for stream in stuck:
+            await stream.aclose()
