@@ -20,8 +20,10 @@ import json
 import logging
 from collections.abc import Sequence
 from functools import partial
+from time import perf_counter
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from collab.auth import FORBIDDEN, diagram_channel
@@ -44,7 +46,7 @@ from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
 from net.hosting import accept_websocket, close_websocket
 from net.keepalive import Keepalives
-from net.limits import Pacer
+from net.limits import Pacer, TimeSlice
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -121,6 +123,7 @@ class Connection(FanoutConnection[RoomEntry]):
         room = self.room
         limit = self.config.max_message_size
         pacer = self._pacer
+        slice_ = TimeSlice()
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -145,6 +148,7 @@ class Connection(FanoutConnection[RoomEntry]):
                 # nothing is handled after expiry, even before _expire wakes (a clock jump)
                 self.fail(UNAUTHORIZED, "token expired", "unauthorized")
                 return
+            started = perf_counter()
             try:
                 parsed = parse_message(data)
                 if isinstance(parsed, SyncMessage):
@@ -169,6 +173,8 @@ class Connection(FanoutConnection[RoomEntry]):
                 )
                 self.fail(1007, f"malformed message: {exc}", "malformed")
                 return
+            if slice_.spent(perf_counter() - started):
+                await anyio.lowlevel.checkpoint()  # a burst must not hold every other room
 
     # --- writing: net.connection's writer drains the room's log from this client's cursor
 

@@ -83,3 +83,30 @@ class Pacer:
         if self._waited > self.patience:
             return None
         return -self._tokens / self.rate
+
+
+class TimeSlice:
+    """How long a reader may handle messages back to back before it lets others run.
+
+    A client's queued messages are handed to its reader without a suspension
+    in between (hypercorn's queue has them ready), so a burst of them would
+    hold the event loop for as long as they take: a flooder's burst of
+    hundreds of updates stalled every other diagram for tens of
+    milliseconds. The reader adds up its handling time here and yields to the
+    loop (one checkpoint) whenever it passes ``budget``, which bounds the stall
+    without yielding per message, so a burst still coalesces.
+    """
+
+    __slots__ = ("_used", "budget")
+
+    def __init__(self, budget: float = 0.005) -> None:
+        self.budget = budget
+        self._used = 0.0
+
+    def spent(self, seconds: float) -> bool:
+        """Count ``seconds`` of handling; True: yield to the loop now."""
+        self._used += seconds
+        if self._used < self.budget:
+            return False
+        self._used = 0.0
+        return True

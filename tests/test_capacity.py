@@ -18,7 +18,7 @@ from collab.config import Config
 from collab.protocol import sync_step1
 from net.hosting import UPGRADE_SECONDS
 from net.keepalive import Keepalives
-from net.limits import Pacer
+from net.limits import Pacer, TimeSlice
 from relays.catalogs import BY_NAME
 from tests.relayclient import relay
 from tests.yclient import Peer, peer, wait_until
@@ -285,3 +285,9 @@ async def test_clients_that_never_answer_the_close_are_cut_off(make_server) -> N
                 assert b"\x88" in received  # the close frame came, then the TCP close
         for stream in stuck:
             await stream.aclose()
+
+
+def test_a_reader_yields_once_its_handling_passes_the_budget() -> None:
+    slice_ = TimeSlice(budget=0.005)
+    assert [slice_.spent(0.002) for _ in range(5)] == [False, False, True, False, False]
+    assert slice_.spent(0.010)  # one long message: yield right after it
