@@ -81,7 +81,9 @@ class RelayConnection(FanoutConnection[Entry]):
         self.batch = batch
         self.member = member
         self._limiter = RateLimiter(app.settings.rate_limit, app.settings.rate_burst)
-        self._regranted = anyio.Event()  # set when an ``auth`` request replaces the grant
+        # set when an ``auth`` request replaces the grant (only with auth on: an Event is
+        # ~0.5 KiB of every idle connection, see docs/capacity.md)
+        self._regranted: anyio.Event | None = anyio.Event() if app.auth is not None else None
 
     def queue(self, text: str, *, after: int = 0) -> None:
         """Send ``text`` through the writer, after log position ``after``."""
@@ -127,6 +129,7 @@ class RelayConnection(FanoutConnection[Entry]):
         while True:
             grant = self.grant
             regranted = self._regranted
+            assert regranted is not None  # this task runs only with auth on
             if grant is None:
                 await regranted.wait()
                 continue
@@ -220,7 +223,8 @@ class RelayConnection(FanoutConnection[Entry]):
             self.stats.error("UNAUTHORIZED")
             self.fail(UNAUTHORIZED, "bad token")
             return
-        self._regranted.set()
+        if self._regranted is not None:
+            self._regranted.set()
         self._regranted = anyio.Event()
         grant = self.grant
         dropped = sorted(c for c in self.member.channels if not grant.allows(c))
