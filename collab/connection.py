@@ -322,4 +322,4 @@ async def serve_yjs(
             conn.close_reason,
         )
     if not conn.peer_closed:
-        await close(conn.close_code, conn.close_reason)
+        await close(conn.close_code, conn.close_reason, flooding=conn.close_code == RATE_LIMITED)

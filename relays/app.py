@@ -314,7 +314,7 @@ class RelayApp:
                 self._closed.set()
             stats.connections -= 1
         if not conn.peer_closed:
-            await close(conn.close_code, conn.close_reason)
+            await close(conn.close_code, conn.close_reason, flooding=conn.close_code == 4008)
 
     # --- HTTP ----------------------------------------------------------------------
 
