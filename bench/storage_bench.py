@@ -1,5 +1,11 @@
 """Storage benchmarks: autosave overhead, load time with/without checkpoints, export-at-time.
 
+Every part runs against each database store (``--stores sqlite,postgres``, the
+default): a SQLite file, and a PostgreSQL database created for the part on the
+server at ``$INKWIRE_BENCH_PG`` (default postgresql://postgres@127.0.0.1:5432/postgres,
+the machine's; dropped at the end). Where the text below says SQLite, read
+"each store"; PostgreSQL's autosave target is >= 0.8x the memory store.
+
 What it measures
 ----------------
 1. Autosave overhead. The Yjs fan-out scenario of bench/yjs_fanout.py (one writer, N=100
@@ -53,7 +59,7 @@ Run
     .venv/bin/python bench/storage_bench.py [--rounds 7] [--n 100] [--history 100000]
                                             [--samples 50] [--quick] [--only 1,2,3,4]
                                             [--list-diagrams 1000] [--list-history 300]
-                                            [--tmpdir DIR]
+                                            [--tmpdir DIR] [--stores sqlite,postgres]
 
 `--quick` is a smoke run (1 round, 10 000 updates of history, fewer samples). Database
 files live in a temporary directory (default: the system's, ext4 here; `--tmpdir` to
@@ -105,17 +111,79 @@ from yjs_fanout import (
 )
 
 from storage import replay
+from storage.databases import Database, open_store
 from storage.excalidraw import live, load_doc, scene_of
-from storage.sqlite import SQLiteStore
 
 BENCH_DIR = Path(__file__).resolve().parent
+PG_ADMIN = os.environ.get("INKWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+STORE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "memory": "memory"}
+AUTOSAVE_TARGETS = {"sqlite": 0.9, "postgres": 0.8}  # burst deliveries/s, x the memory store
 DIAGRAM = "bench-history"
 BATCH = 64  # updates per append() while building the history
 POOL = 1_000  # distinct elements in the history
 NO_CHECKPOINTS = 10**9
-AUTOSAVE_TARGET = 0.9
 EXPORT_TARGET_MS = 300.0
 EXPORT_NAMES = ("export_excalidraw", "export")  # in storage.replay: fn(store, diagram, seq)
+
+
+# ---------------------------------------------------------------------------------------
+# The databases: SQLite files, PostgreSQL databases
+# ---------------------------------------------------------------------------------------
+
+
+def pg_admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(statement.encode())
+
+
+class Databases:
+    """Where the bench's databases live: files in the temporary directory, and databases
+    created on the PostgreSQL server (all dropped by :meth:`drop_all`)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.created: list[str] = []
+
+    def target(self, kind: str, name: str) -> str:
+        """A new, empty database of ``kind``: its --db."""
+        if kind == "sqlite":
+            return str(self.tmp / f"{name}.db")
+        database = f"inkwire_bench_{name.replace('-', '_')}_{os.getpid()}"
+        pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        pg_admin(f'CREATE DATABASE "{database}"')
+        self.created.append(database)
+        return f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}"
+
+    def drop_all(self) -> None:
+        for database in self.created:
+            with contextlib.suppress(Exception):
+                pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def kind_of(target: str) -> str:
+    return "postgres" if target.startswith("postgresql://") else "sqlite"
+
+
+def rows(target: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """A query on a database directly (``?`` placeholders), as the bench reads its numbers."""
+    if kind_of(target) == "sqlite":
+        with contextlib.closing(sqlite3.connect(target)) as conn, conn:
+            return list(conn.execute(sql, params).fetchall())
+    import psycopg
+
+    with psycopg.connect(target, connect_timeout=5) as conn:
+        cursor = conn.execute(sql.replace("?", "%s").encode(), params)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+
+def size_of(target: str) -> int:
+    """Bytes on disk: the file and its WAL, or the PostgreSQL database."""
+    if kind_of(target) == "sqlite":
+        path = Path(target)
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    return int(rows(target, "SELECT pg_database_size(current_database())")[0][0])
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,7 +193,7 @@ EXPORT_NAMES = ("export_excalidraw", "export")  # in storage.replay: fn(store, d
 
 @dataclass
 class AutosaveRun:
-    store: str  # "sqlite" or "memory"
+    store: str  # "sqlite", "postgres" or "memory"
     round: int
     fanout: FanoutResult
     saved_updates: int | None = None  # rows in `updates` after the run (SQLite only)
@@ -153,22 +221,22 @@ async def inkwire_server(store: str, db: str) -> AsyncIterator[ServerProcess]:
         yield server
 
 
-def db_stats(path: Path) -> tuple[int, int, int]:
-    """(updates saved, checkpoints, bytes of the file and its WAL) of a closed database."""
-    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        updates = conn.execute("SELECT count(*) FROM updates").fetchone()[0]
-        checkpoints = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
-    return int(updates), int(checkpoints), size
+def db_stats(target: str) -> tuple[int, int, int]:
+    """(updates saved, checkpoints, bytes on disk) of a database no server uses any more."""
+    updates = rows(target, "SELECT count(*) FROM updates")[0][0]
+    checkpoints = rows(target, "SELECT count(*) FROM checkpoints")[0][0]
+    return int(updates), int(checkpoints), size_of(target)
 
 
-async def autosave_runs(n: int, rounds: int, plan: Plan, tmp: Path) -> list[AutosaveRun]:
+async def autosave_runs(
+    n: int, rounds: int, plan: Plan, dbs: Databases, stores: list[str]
+) -> list[AutosaveRun]:
     runs = []
+    kinds = ["memory", *stores]
     for r in range(1, rounds + 1):
-        order = ("memory", "sqlite") if r % 2 else ("sqlite", "memory")
-        for store in order:
-            path = tmp / f"autosave-{r}.db"
-            db = str(path) if store == "sqlite" else ":memory:"
+        shift = (r - 1) % len(kinds)  # each store goes first in turn: drift hits them all
+        for store in kinds[shift:] + kinds[:shift]:
+            db = ":memory:" if store == "memory" else dbs.target(store, f"autosave-{r}")
             say(f"  autosave round {r}/{rounds}: {store}, N={n} ...")
             try:
                 async with asyncio.timeout(240), inkwire_server(store, db) as server:
@@ -176,8 +244,8 @@ async def autosave_runs(n: int, rounds: int, plan: Plan, tmp: Path) -> list[Auto
             except (RuntimeError, TimeoutError) as exc:
                 fanout = FanoutResult(n, error=f"{type(exc).__name__}: {exc}")
             run = AutosaveRun(store, r, fanout)
-            if store == "sqlite" and path.exists():
-                run.saved_updates, run.checkpoints, run.db_bytes = db_stats(path)
+            if store == "postgres" or (store == "sqlite" and os.path.exists(db)):  # noqa: ASYNC240
+                run.saved_updates, run.checkpoints, run.db_bytes = db_stats(db)
             runs.append(run)
     return runs
 
@@ -214,10 +282,11 @@ def ms_pair(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{a:.1f} / {b:.1f}"
 
 
-def report_autosave(runs: list[AutosaveRun], n: int, plan: Plan) -> str:
+def report_autosave(runs: list[AutosaveRun], n: int, plan: Plan, stores: list[str]) -> str:
+    names = " and ".join(STORE_NAMES[s] for s in stores)
     out = [
         f"\n== 1. autosave overhead: fan-out N={n}, burst M={plan.burst(n)}, "
-        f"paced {plan.paced} at {plan.paced_rate:.0f}/s; SQLite file vs :memory: ==",
+        f"paced {plan.paced} at {plan.paced_rate:.0f}/s; {names} vs :memory: ==",
     ]
     header = [
         "store",
@@ -259,11 +328,11 @@ def report_autosave(runs: list[AutosaveRun], n: int, plan: Plan) -> str:
     out += errors
     sent = 1 + plan.burst(n) + plan.paced
     out.append(
-        f"(saved = rows in the SQLite `updates` table after the run; the writer sent {sent}"
+        f"(saved = rows in the database's `updates` table after the run; the writer sent {sent}"
         " updates; the room may merge several into one row)"
     )
 
-    by = {s: [r for r in runs if r.store == s] for s in ("sqlite", "memory")}
+    by = {s: [r for r in runs if r.store == s] for s in ("memory", *stores)}
     metrics: list[tuple[str, Callable[[FanoutResult], float | None], bool]] = [
         ("burst deliveries/s", burst_rate, True),
         ("burst p50 ms", burst_p(0), False),
@@ -272,33 +341,34 @@ def report_autosave(runs: list[AutosaveRun], n: int, plan: Plan) -> str:
         ("paced p50 ms", paced_p(0), False),
         ("paced p99 ms", paced_p(1), False),
     ]
-    rows = []
+    lines = []
     for label, get, higher_better in metrics:
-        on, off = median_of(by["sqlite"], get), median_of(by["memory"], get)
-        target, status = "", ""
-        if get is burst_rate:
-            target = f">= {AUTOSAVE_TARGET}x"
-            if on is not None and off:
-                status = "met" if on / off >= AUTOSAVE_TARGET else "MISSED"
-        rows.append(
-            [
-                label + ("" if higher_better else " (lower=better)"),
-                fmt_num(on, label),
-                fmt_num(off, label),
-                f"{on / off:.3g}x" if on is not None and off else "n/a",
-                target,
-                status,
-            ]
-        )
-    out.append(f"\nmedians over {len(by['sqlite'])} rounds; ratio = SQLite / memory")
-    out.append(table(["metric", "SQLite", "memory", "ratio", "target", "status"], rows))
-    pairs = [
-        f"{a / b:.3g}x"
-        for ra, rb in zip(by["sqlite"], by["memory"], strict=False)
-        if (a := burst_rate(ra.fanout)) and (b := burst_rate(rb.fanout))
-    ]
-    if pairs:
-        out.append(f"burst deliveries/s ratio per round: {', '.join(pairs)}")
+        off = median_of(by["memory"], get)
+        cells = [label + ("" if higher_better else " (lower=better)")]
+        ratios = []
+        for store in stores:
+            on = median_of(by[store], get)
+            cells.append(fmt_num(on, label))
+            ratio = f"{on / off:.3g}x" if on is not None and off else "n/a"
+            if get is burst_rate and on is not None and off:
+                target = AUTOSAVE_TARGETS[store]
+                ratio += f" (>= {target}x: {'met' if on / off >= target else 'MISSED'})"
+            ratios.append(ratio)
+        lines.append([*cells, fmt_num(off, label), *ratios])
+    out.append(f"\nmedians over {len(by['memory'])} rounds; ratio = store / memory")
+    header = ["metric", *(STORE_NAMES[s] for s in stores), "memory"]
+    header += [f"{STORE_NAMES[s]} ratio" for s in stores]
+    out.append(table(header, lines))
+    for store in stores:
+        pairs = [
+            f"{a / b:.3g}x"
+            for ra, rb in zip(by[store], by["memory"], strict=False)
+            if (a := burst_rate(ra.fanout)) and (b := burst_rate(rb.fanout))
+        ]
+        if pairs:
+            out.append(
+                f"{STORE_NAMES[store]} burst deliveries/s ratio per round: {', '.join(pairs)}"
+            )
     return "\n".join(out)
 
 
@@ -375,7 +445,7 @@ def rectangle(key: str, i: int) -> dict[str, Any]:
 class HistoryDb:
     label: str
     checkpoint_every: int
-    path: Path
+    target: str  # the --db
     build_s: float = 0.0
     append_ms: list[float] = field(default_factory=list)  # each append() of BATCH updates
     db_bytes: int = 0
@@ -390,7 +460,7 @@ class HistoryDb:
 
 
 async def build(db: HistoryDb, updates: list[bytes]) -> None:
-    store = SQLiteStore(db.path, checkpoint_every=db.checkpoint_every)
+    store = open_store(db.target, checkpoint_every=db.checkpoint_every)
     live: Doc[Any] = Doc()  # the room's document: checkpoints are written from it
     try:
         t0 = time.perf_counter()
@@ -405,18 +475,18 @@ async def build(db: HistoryDb, updates: list[bytes]) -> None:
         db.build_s = time.perf_counter() - t0
     finally:
         store.close()
-    db.db_bytes = sum(p.stat().st_size for p in db.path.parent.glob(db.path.name + "*"))
-    with contextlib.closing(sqlite3.connect(db.path)) as conn:
-        count, last = conn.execute(
-            "SELECT count(*), coalesce(max(seq), 0) FROM checkpoints WHERE diagram = ?",
-            (DIAGRAM,),
-        ).fetchone()
+    db.db_bytes = size_of(db.target)
+    count, last = rows(
+        db.target,
+        "SELECT count(*), coalesce(max(seq), 0) FROM checkpoints WHERE diagram = ?",
+        (DIAGRAM,),
+    )[0]
     db.checkpoints, db.last_checkpoint = int(count), int(last)
 
 
 async def time_load(db: HistoryDb, repeat: int, expected: dict[str, Any]) -> None:
     for _ in range(repeat):
-        store = SQLiteStore(db.path, checkpoint_every=db.checkpoint_every)
+        store = open_store(db.target, checkpoint_every=db.checkpoint_every)
         try:
             t0 = time.perf_counter()
             state = await store.load(DIAGRAM)
@@ -430,7 +500,7 @@ async def time_load(db: HistoryDb, repeat: int, expected: dict[str, Any]) -> Non
     db.content_ok = doc.get("elements", type=Map).to_py() == expected
 
 
-def find_export() -> tuple[str, Callable[[SQLiteStore, int], Any]] | None:
+def find_export() -> tuple[str, Callable[[Database, int], Any]] | None:
     """The export path to time, if one exists yet (other engineers' work):
     `storage.replay.<EXPORT_NAMES>(store, diagram, seq)`, else
     `json.dumps(storage.excalidraw.to_excalidraw(store.state_at(diagram, seq)))`."""
@@ -446,7 +516,7 @@ def find_export() -> tuple[str, Callable[[SQLiteStore, int], Any]] | None:
         to_excalidraw = getattr(excalidraw, "to_excalidraw", None)
         if callable(to_excalidraw):
 
-            def export(store: SQLiteStore, seq: int) -> str:
+            def export(store: Database, seq: int) -> str:
                 return json.dumps(to_excalidraw(store.state_at(DIAGRAM, seq)))
 
             label = f"to_excalidraw + json.dumps{uncommitted('storage/excalidraw.py')}"
@@ -454,7 +524,7 @@ def find_export() -> tuple[str, Callable[[SQLiteStore, int], Any]] | None:
     return None
 
 
-def call_replay(fn: Callable[..., Any], store: SQLiteStore, seq: int) -> str:
+def call_replay(fn: Callable[..., Any], store: Database, seq: int) -> str:
     """Export at `seq` (awaited if need be) and serialise it: the `.excalidraw` file's text."""
     result = fn(store, DIAGRAM, seq)
     if inspect.isawaitable(result):
@@ -470,9 +540,9 @@ def time_state_at(
     db: HistoryDb,
     seqs: list[int],
     budget_s: float,
-    export: Callable[[SQLiteStore, int], Any] | None,
+    export: Callable[[Database, int], Any] | None,
 ) -> None:
-    store = SQLiteStore(db.path, checkpoint_every=db.checkpoint_every)
+    store = open_store(db.target, checkpoint_every=db.checkpoint_every)
     deadline = time.monotonic() + budget_s
     try:
         for seq in seqs:
@@ -513,7 +583,7 @@ def stats_cells(values: list[float]) -> list[str]:
 def report_history(
     dbs: list[HistoryDb], history: int, gen_s: float, export_name: str | None
 ) -> str:
-    ck, none = dbs
+    ck = dbs[0]
     out = [
         f"\n== 2. load a diagram with {history} updates of history "
         f"({POOL} elements, appended in batches of {BATCH}; generated in {gen_s:.1f} s) =="
@@ -542,22 +612,24 @@ def report_history(
         )
     out.append(table(header, rows))
     out.append(
-        "(load = `await SQLiteStore.load()` on a freshly opened store: latest checkpoint +"
+        "(load = `await store.load()` on a freshly opened store: latest checkpoint +"
         " updates after it, applied in a worker thread; appends/s = updates per second of"
         f" wall time while building, checkpoints included; append ms = one append() of {BATCH}"
         " updates, which also waits for a checkpoint it makes due; content = `elements` equals"
         " the generating Doc's)"
     )
-    if ck.load_ms and none.load_ms:
-        speedup = statistics.median(none.load_ms) / statistics.median(ck.load_ms)
-        out.append(f"load time ratio no checkpoints / checkpoints: {speedup:.3g}x")
+    for ck, none in zip(dbs[::2], dbs[1::2], strict=True):
+        if ck.load_ms and none.load_ms:
+            speedup = statistics.median(none.load_ms) / statistics.median(ck.load_ms)
+            out.append(f"{ck.label}: load time ratio no checkpoints / checkpoints: {speedup:.3g}x")
 
     out.append(f"\n== 3. state at a random seq in 1..{history} (`state_at(diagram, seq)`) ==")
     header = ["db", "what", "median ms", "p95 ms", "max ms", "samples", "target", "status"]
     rows = []
+    checkpointed = dbs[::2]
     for db in dbs:
         target, status = "", ""
-        if db is ck:
+        if db in checkpointed:
             target = f"< {EXPORT_TARGET_MS:.0f} ms (p95)"
             status = "met" if db.at_ms and pct(db.at_ms, 0.95) < EXPORT_TARGET_MS else "MISSED"
         rows.append([db.label, "state_at", *stats_cells(db.at_ms), target, status])
@@ -566,12 +638,14 @@ def report_history(
             name = export_name or "export"
             rows.append([db.label, name, *stats_cells(db.export_ms), target, status])
     out.append(table(header, rows))
-    if ck.at_ms and none.at_ms:
-        k = len(none.at_ms)
-        ratio = statistics.median(none.at_ms) / statistics.median(ck.at_ms[:k])
-        out.append(
-            f"state_at ratio no checkpoints / checkpoints, same {k} seqs (medians): {ratio:.3g}x"
-        )
+    for ck, none in zip(dbs[::2], dbs[1::2], strict=True):
+        if ck.at_ms and none.at_ms:
+            k = len(none.at_ms)
+            ratio = statistics.median(none.at_ms) / statistics.median(ck.at_ms[:k])
+            out.append(
+                f"{ck.label}: state_at ratio no checkpoints / checkpoints, same {k} seqs"
+                f" (medians): {ratio:.3g}x"
+            )
     if ck.export_error:
         out.append(f"full export path ({export_name}) failed: {ck.export_error}")
     if export_name is None:
@@ -580,31 +654,37 @@ def report_history(
 
 
 async def history_bench(
-    history: int, samples: int, contrast: int, tmp: Path, seed: int
+    history: int, samples: int, contrast: int, places: Databases, stores: list[str], seed: int
 ) -> tuple[list[HistoryDb], float, str | None]:
     say(f"  generating {history} element edits ...")
     t0 = time.perf_counter()
     updates, expected = make_history(history, seed)
     gen_s = time.perf_counter() - t0
-    dbs = [
-        HistoryDb("checkpoint_every=500", 500, tmp / "history-ckpt.db"),
-        HistoryDb("no checkpoints", NO_CHECKPOINTS, tmp / "history-none.db"),
-    ]
+    dbs = []  # per store: checkpointed, then without checkpoints
+    for kind in stores:
+        name = STORE_NAMES[kind]
+        dbs += [
+            HistoryDb(f"{name}, checkpoint_every=500", 500, places.target(kind, "history-ckpt")),
+            HistoryDb(
+                f"{name}, no checkpoints", NO_CHECKPOINTS, places.target(kind, "history-none")
+            ),
+        ]
     for db in dbs:
         say(f"  building {db.label} ...")
         await build(db, updates)
     del updates
-    for db, repeat in zip(dbs, (9, 3), strict=True):
+    for db, repeat in zip(dbs, (9, 3) * len(stores), strict=True):
         say(f"  loading {db.label} x{repeat} ...")
         await time_load(db, repeat, expected)
     rng = random.Random(seed + 1)
     seqs = [rng.randint(1, history) for _ in range(samples)]
     found = find_export()
     export_name, export = found if found else (None, None)
-    say(f"  state_at at {samples} random seqs ...")
-    await anyio.to_thread.run_sync(time_state_at, dbs[0], seqs, 120.0, export)
-    say(f"  state_at at {contrast} of them without checkpoints ...")
-    await anyio.to_thread.run_sync(time_state_at, dbs[1], seqs[:contrast], 90.0, None)
+    for ck, none in zip(dbs[::2], dbs[1::2], strict=True):
+        say(f"  {ck.label}: state_at at {samples} random seqs ...")
+        await anyio.to_thread.run_sync(time_state_at, ck, seqs, 120.0, export)
+        say(f"  {none.label}: state_at at {contrast} of them ...")
+        await anyio.to_thread.run_sync(time_state_at, none, seqs[:contrast], 90.0, None)
     return dbs, gen_s, export_name
 
 
@@ -617,7 +697,7 @@ LIST_TAIL = 20  # edits after the last checkpoint, in one diagram of LIST_TAIL_E
 LIST_TAIL_EVERY = 10
 
 
-def replay_list(store: SQLiteStore) -> list[dict[str, Any]]:
+def replay_list(store: Database) -> list[dict[str, Any]]:
     """`storage.replay.list_diagrams` as it was before schema 2: every diagram replayed."""
     rows = sorted(store.summaries("", 2**31 - 1))  # every diagram, by id
     result = []
@@ -638,6 +718,7 @@ def replay_list(store: SQLiteStore) -> list[dict[str, Any]]:
 
 @dataclass
 class ListBench:
+    kind: str
     diagrams: int
     history: int
     build_s: float = 0.0
@@ -648,8 +729,8 @@ class ListBench:
     mismatches: int = 0
 
 
-async def build_list_db(bench: ListBench, path: Path, updates: list[bytes]) -> None:
-    store = SQLiteStore(path, checkpoint_every=NO_CHECKPOINTS)
+async def build_list_db(bench: ListBench, target: str, updates: list[bytes]) -> None:
+    store = open_store(target, checkpoint_every=NO_CHECKPOINTS)
     try:
         t0 = time.perf_counter()
         for i in range(bench.diagrams):
@@ -662,13 +743,13 @@ async def build_list_db(bench: ListBench, path: Path, updates: list[bytes]) -> N
         bench.build_s = time.perf_counter() - t0
     finally:
         store.close()
-    bench.db_bytes = sum(q.stat().st_size for q in path.parent.glob(path.name + "*"))
+    bench.db_bytes = size_of(target)
 
 
-def timed(bench: ListBench, label: str, path: Path, repeat: int, fn: Callable[..., Any]) -> Any:
+def timed(bench: ListBench, label: str, target: str, repeat: int, fn: Callable[..., Any]) -> Any:
     result = None
     for _ in range(repeat):
-        store = SQLiteStore(path)
+        store = open_store(target)
         try:
             t0 = time.perf_counter()
             result = fn(store)
@@ -678,12 +759,12 @@ def timed(bench: ListBench, label: str, path: Path, repeat: int, fn: Callable[..
     return result
 
 
-def list_bench(diagrams: int, history: int, tmp: Path, seed: int) -> ListBench:
-    bench = ListBench(diagrams, history)
+def list_bench(kind: str, diagrams: int, history: int, places: Databases, seed: int) -> ListBench:
+    bench = ListBench(kind, diagrams, history)
     say(f"  generating {history} + {LIST_TAIL} edits over {LIST_ELEMENTS} elements ...")
     updates, _ = make_history(history + LIST_TAIL, seed, pool=LIST_ELEMENTS)
-    path = tmp / "list.db"
-    say(f"  building {diagrams} diagrams ...")
+    path = places.target(kind, "list")
+    say(f"  building {diagrams} diagrams in {STORE_NAMES[kind]} ...")
     anyio.run(build_list_db, bench, path, updates)
     everything = functools.partial(replay.list_diagrams, limit=replay.LIST_MAX_PAGE)
     say("  listing: replayed (before) ...")
@@ -700,10 +781,7 @@ def list_bench(diagrams: int, history: int, tmp: Path, seed: int) -> ListBench:
             bench.mismatches += (d["elements"], d["size"]) != (old["elements"], old["size"])
     bench.mismatches += len(after) != len(before)
     say("  listing a file with no counts yet (upgraded from schema 1) ...")
-    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
-            "UPDATE diagrams SET live_elements = NULL, state_bytes = NULL, summary_seq = NULL"
-        )
+    rows(path, "UPDATE diagrams SET live_elements = NULL, state_bytes = NULL, summary_seq = NULL")
     timed(bench, "no counts yet: first list, limit=1000", path, 1, everything)
     timed(bench, "no counts yet: second list, limit=1000", path, 1, everything)
     return bench
@@ -712,7 +790,8 @@ def list_bench(diagrams: int, history: int, tmp: Path, seed: int) -> ListBench:
 def report_list(bench: ListBench) -> str:
     tails = len(range(0, bench.diagrams, LIST_TAIL_EVERY))
     out = [
-        f"\n== 4. list {bench.diagrams} diagrams ({bench.history} edits over {LIST_ELEMENTS}"
+        f"\n== 4. {STORE_NAMES[bench.kind]}: list {bench.diagrams} diagrams"
+        f" ({bench.history} edits over {LIST_ELEMENTS}"
         f" elements each, checkpointed; {tails} with {LIST_TAIL} edits after it;"
         f" state {bench.state_bytes / 1024:.0f} KB each, file"
         f" {bench.db_bytes / 2**20:.0f} MB, built in {bench.build_s:.0f} s) =="
@@ -811,6 +890,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: smaller everything")
     parser.add_argument("--tmpdir", type=Path, help="where the database files go")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--stores", default="sqlite,postgres", help="database stores to measure (and memory)"
+    )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 7)
     args.history = args.history or (10_000 if args.quick else 100_000)
@@ -818,6 +900,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.list_diagrams = args.list_diagrams or (200 if args.quick else 1_000)
     args.list_history = args.list_history or (LIST_ELEMENTS if args.quick else 300)
     args.parts = {x.strip() for x in args.only.split(",")}
+    args.stores = [x.strip() for x in args.stores.split(",") if x.strip()]
+    unknown = set(args.stores) - set(AUTOSAVE_TARGETS)
+    if unknown:
+        parser.error(f"--stores: unknown {sorted(unknown)} (sqlite, postgres)")
     return args
 
 
@@ -833,21 +919,27 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="inkwire-bench-", dir=args.tmpdir) as name:
-        tmp = Path(name)
-        if "1" in args.parts:
-            say("autosave overhead:")
-            runs = asyncio.run(autosave_runs(args.n, args.rounds, plan, tmp))
-            print(report_autosave(runs, args.n, plan), flush=True)
-        if args.parts & {"2", "3"}:
-            say("history:")
-            dbs, gen_s, export_name = anyio.run(
-                history_bench, args.history, args.samples, 5, tmp, args.seed
-            )
-            print(report_history(dbs, args.history, gen_s, export_name))
-        if "4" in args.parts:
-            say("list:")
-            bench = list_bench(args.list_diagrams, args.list_history, tmp, args.seed)
-            print(report_list(bench), flush=True)
+        places = Databases(Path(name))
+        try:
+            if "1" in args.parts:
+                say("autosave overhead:")
+                runs = asyncio.run(autosave_runs(args.n, args.rounds, plan, places, args.stores))
+                print(report_autosave(runs, args.n, plan, args.stores), flush=True)
+            if args.parts & {"2", "3"}:
+                say("history:")
+                dbs, gen_s, export_name = anyio.run(
+                    history_bench, args.history, args.samples, 5, places, args.stores, args.seed
+                )
+                print(report_history(dbs, args.history, gen_s, export_name), flush=True)
+            if "4" in args.parts:
+                say("list:")
+                for kind in args.stores:
+                    bench = list_bench(
+                        kind, args.list_diagrams, args.list_history, places, args.seed
+                    )
+                    print(report_list(bench), flush=True)
+        finally:
+            places.drop_all()
     print(f"\n{others.note()}")
 
 

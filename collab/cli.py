@@ -10,12 +10,12 @@ from functools import partial
 import anyio
 
 from cluster import add_redis_option
-from collab import auth, cli_replay
+from collab import auth, cli_db, cli_replay
 from relays import cli as relay_cli
 from relays import cli_clients
 from service import build, logs, run, units, up
 from service import cli as service_cli
-from storage.sqlite import StorageError
+from storage.store import StorageError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument("--grace", type=float, help="seconds an empty room stays (30)")
     serve_cmd.add_argument("--max-users", type=int, help="connections per diagram (50)")
     serve_cmd.add_argument(
-        "--db", help="SQLite file to autosave to (inkwire.db; ':memory:' keeps nothing)"
+        "--db",
+        help="SQLite file (inkwire.db), or postgresql://USER@HOST:PORT/DBNAME (the password from "
+        "$PGPASSWORD or ~/.pgpass), to autosave to (':memory:' keeps nothing)",
     )
     serve_cmd.add_argument("--checkpoint-every", type=int, help="updates between checkpoints (500)")
     serve_cmd.add_argument(
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     add_redis_option(serve_cmd, "rooms, presence and /events (and the --db file)")
     service_cli.add_settings_options(serve_cmd)
     cli_replay.add_commands(commands)
+    cli_db.add_commands(commands)
     relay_cli.add_commands(commands)
     service_cli.add_settings_options(commands.choices["relay"])
     cli_clients.add_commands(commands)
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in cli_replay.COMMANDS:
         logging.basicConfig(level="WARNING", stream=sys.stderr)
         sys.exit(cli_replay.run(args))
+    if args.command == "db":
+        logging.basicConfig(level="WARNING", stream=sys.stderr)
+        sys.exit(cli_db.run(args))
     if args.command == "config":
         sys.exit(service_cli.run(args))
     if args.command == "deploy":
@@ -91,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "up":
         sys.exit(up.run(resolved, only=args.only))
     if args.command == "relay":
-        anyio.run(run.serve_relays, settings, service_cli.relay_names(args, resolved))
+        try:
+            anyio.run(run.serve_relays, settings, service_cli.relay_names(args, resolved))
+        except StorageError as exc:
+            parser.exit(2, f"inkwire: {exc}\n")
         sys.exit(0)
     if args.command == "serve":
         try:

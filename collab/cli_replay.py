@@ -1,7 +1,8 @@
 """``inkwire list|history|export|import|restore|replay``: saved diagrams from the terminal.
 
-Each command works on the database file directly (``--db``, when no server
-runs on it) or through a running server's REST API (``--server URL``); both
+Each command works on the database directly (``--db``: a SQLite file, or a
+``postgresql://`` URL; a file only when no server runs on it) or through a
+running server's REST API (``--server URL``); both
 paths end in the same :mod:`storage.replay` functions, so their answers are
 the same. Edits made on the file directly are appended to its update log,
 exactly as a room would have saved them; do not edit a file a server is
@@ -24,9 +25,10 @@ import anyio.to_thread
 import httpx
 
 from storage import StorageError, replay
+from storage.databases import exists, open_store, shown
 from storage.excalidraw import InvalidDiagram
-from storage.sqlite import SQLiteStore
 from storage.store import DiagramArchive
+from storage.urls import warn_if_password_in_argv
 
 COMMANDS = ("list", "history", "export", "import", "restore", "replay")
 
@@ -40,7 +42,11 @@ def add_commands(commands: Any) -> None:
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
-        parser.add_argument("--db", default="inkwire.db", help="SQLite file (default inkwire.db)")
+        parser.add_argument(
+            "--db",
+            default="inkwire.db",
+            help="SQLite file (default inkwire.db) or postgresql://USER@HOST:PORT/DBNAME",
+        )
         if name != "replay":
             parser.add_argument("--server", help="use this server's API, e.g. http://host:3042")
         parser.add_argument(
@@ -100,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _direct(args: argparse.Namespace) -> None:
-    path = Path(args.db)
-    if args.command != "import" and not path.exists():
-        raise CommandError(f"no database at {path} (use --db PATH, or --server URL)")
-    store = SQLiteStore(path)
+    warn_if_password_in_argv(args.db)
+    if args.command != "import" and not exists(args.db):
+        raise CommandError(f"no database at {shown(args.db)} (use --db PATH, or --server URL)")
+    store = open_store(args.db)
     try:
         if args.command == "list":
             listed = replay.list_diagrams(store, limit=args.limit, prefix=args.prefix)

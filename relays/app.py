@@ -11,7 +11,7 @@ own hypercorn app as well as served by :func:`relays.serve`.
 Auth is off by default (the welcome says ``authenticated: false``); with
 ``auth_secret`` set, a token (``Authorization: Bearer``, ``?token=`` or a first
 ``auth`` request) is required, see :mod:`relays.auth`. With ``history_db``
-(or a store passed in) history is kept in SQLite, see :mod:`relays.history`;
+(or a store passed in) history is kept in SQLite or PostgreSQL, see :mod:`relays.history`;
 whoever hosts the app must then run :meth:`RelayApp.background`, as
 :func:`relays.serve` and ``inkwire relay`` do.
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from cluster.relays import RelayCluster
     from net.wire import Frame
     from relays.hub import Member
-    from storage.sqlite import SQLiteStore
+    from storage.databases import Database
 
 log = logging.getLogger("inkwire.relay")
 
@@ -75,7 +75,7 @@ class RelaySettings:
     close_timeout: float = 1.0  # for the closing handshake a stuck client may never finish
     auth_secret: str | None = None  # HS256 secret of client tokens; None: auth off
     auth_timeout: float = 10.0  # seconds to send an ``auth`` request when no token came
-    history_db: str | None = None  # SQLite file for history (recovery across restarts)
+    history_db: str | None = None  # SQLite file or PostgreSQL URL for history (restarts)
     max_connections: int = 10_000  # more are refused with 1013 (server full)
     rate_limit: float = 200.0  # messages per second a connection may send, sustained
     rate_burst: int = 400  # ... and at once; past that RATE_LIMITED, then close 4008
@@ -91,7 +91,7 @@ class RelayApp:
         catalog: Catalog,
         settings: RelaySettings | None = None,
         *,
-        store: SQLiteStore | None = None,
+        store: Database | None = None,
         link: RedisLink | None = None,
         websocket_metrics: WebSocketMetrics | None = None,
     ) -> None:
@@ -104,9 +104,9 @@ class RelayApp:
         self.auth = Authenticator(secret) if secret else None
         self._own_store = store is None and self.settings.history_db is not None
         if store is None and self.settings.history_db is not None:
-            from storage.sqlite import SQLiteStore  # only relays with --db need pycrdt & co
+            from storage.databases import open_store  # only relays with --db need pycrdt & co
 
-            store = SQLiteStore(self.settings.history_db)
+            store = open_store(self.settings.history_db)
         self.store = store
         self.history = (
             RelayHistory(store.relay_events, catalog.service) if store is not None else None
@@ -346,16 +346,22 @@ class RelayApp:
             self.stats.subscriptions = self.hub.subscriptions
             await respond(send, 200, generate_latest(self.registry), CONTENT_TYPE)
         elif path == "/stats":
-            grant = OPEN
-            if self.auth is not None:
-                try:
-                    grant = self.auth.check(token_from_scope(scope))
-                except AuthError:
-                    await respond_json(send, 401, {"error": "a valid bearer token is required"})
-                    return
-            await respond_json(send, 200, snapshot(self, grant))
+            grant = await self._http_grant(scope, send)
+            if grant is not None:
+                await respond_json(send, 200, snapshot(self, grant))
         else:
             await respond_json(send, 404, {"error": "not found"})
+
+    async def _http_grant(self, scope: Scope, send: Send) -> Grant | None:
+        """What an HTTP request's bearer token grants (everything with auth off); None
+        once it has been answered 401."""
+        if self.auth is None:
+            return OPEN
+        try:
+            return self.auth.check(token_from_scope(scope))
+        except AuthError:
+            await respond_json(send, 401, {"error": "a valid bearer token is required"})
+            return None
 
     async def _publish(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /publish``: ``{"event", "data"}`` or a list; all validated before any is sent.
@@ -363,16 +369,12 @@ class RelayApp:
         With auth on: 401 without a valid token, 403 without publish rights or
         for an event landing on a channel the token does not cover.
         """
-        grant = OPEN
-        if self.auth is not None:
-            try:
-                grant = self.auth.check(token_from_scope(scope))
-            except AuthError:
-                await respond_json(send, 401, {"error": "a valid bearer token is required"})
-                return
-            if not grant.publish:
-                await respond_json(send, 403, {"error": "this token may not publish"})
-                return
+        grant = await self._http_grant(scope, send)
+        if grant is None:
+            return
+        if self.auth is not None and not grant.publish:
+            await respond_json(send, 403, {"error": "this token may not publish"})
+            return
         body = await read_body(receive, self.settings.max_publish_body)
         if body is None:
             await respond_json(send, 413, {"error": "body too large"})

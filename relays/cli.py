@@ -34,8 +34,8 @@ def add_commands(commands: Any) -> None:
     )
     relay.add_argument(
         "--db",
-        help="keep history in this SQLite file, so recovery survives a restart"
-        " (one file may serve all six relays)",
+        help="keep history in this SQLite file or postgresql:// database, so recovery"
+        " survives a restart (one database may serve all six relays)",
     )
     add_redis_option(relay, "channels, offsets and history")
     relay.add_argument("--history-size", type=int, help="events kept per channel (1000)")

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -22,6 +22,9 @@ from net.hosting import PLAIN, Listen, run_app
 from relays.app import Handler, RelayApp, RelaySettings
 from relays.catalog import Catalog
 from relays.hub import Hub, Published
+
+if TYPE_CHECKING:
+    from storage.databases import Database
 
 log = logging.getLogger("inkwire.relay")
 
@@ -99,18 +102,21 @@ async def serve(
     redis: str | None = None,
     certfile: str | None = None,
     keyfile: str | None = None,
+    store: Database | None = None,
 ) -> AsyncIterator[Relay]:
     """Run a relay for ``catalog`` (default port: the catalog's) for the block's duration.
 
     ``redis``: the URL of a cluster's Redis (``settings.redis_url`` otherwise).
     ``certfile`` and ``keyfile`` (PEM): serve TLS only, ``wss://`` and ``https://``.
+    ``store``: where history is kept (:func:`storage.databases.open_store`;
+    the caller closes it), instead of ``settings.history_db``.
     """
     if (certfile is None) != (keyfile is None):
         raise ValueError("TLS needs both certfile and keyfile")
     listen = Listen(certfile=certfile, keyfile=keyfile)
     if redis is not None:
         settings = dataclasses.replace(settings or RelaySettings(), redis_url=redis)
-    app = app if app is not None else RelayApp(catalog, settings)
+    app = app if app is not None else RelayApp(catalog, settings, store=store)
     port = catalog.port if port is None else port
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:

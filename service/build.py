@@ -17,7 +17,8 @@ from relays.catalogs import BY_NAME
 from relays.hub import HubSettings
 from service.settings import CollabServer, RelayServer, Settings
 from storage import MemoryStore, Store
-from storage.sqlite import SQLiteStore
+from storage.databases import Database, open_store
+from storage.urls import warn_if_password_in_argv
 
 if TYPE_CHECKING:
     from cluster.link import RedisLink
@@ -70,13 +71,24 @@ def events_relay_settings(collab: CollabServer) -> RelaySettings:
 
 
 def collab_store(settings: Settings) -> Store:
-    """The diagrams' store (raises storage.sqlite.StorageError when the file is unusable)."""
+    """The diagrams' store: a SQLite file or a PostgreSQL URL (:func:`open_store`; raises
+    StorageError when it is unusable)."""
     c = settings.collab
     if c.db == ":memory:":
         return MemoryStore()
-    return SQLiteStore(
+    warn_if_password_in_argv(c.db)
+    return open_store(
         c.db, compress=c.compress, checkpoint_every=c.checkpoint_every, retention=c.retention
     )
+
+
+def relay_store(settings: Settings) -> Database | None:
+    """The relays' history database, if any (raises StorageError when it is unusable)."""
+    db = settings.relays.db
+    if db is None:
+        return None
+    warn_if_password_in_argv(db)
+    return open_store(db)
 
 
 def collab_app(settings: Settings) -> CollabApp:
@@ -108,7 +120,7 @@ def relay_settings(settings: Settings, relay: RelayServer) -> RelaySettings:
 
 
 def relay_apps(
-    settings: Settings, names: list[str], store: SQLiteStore | None, link: RedisLink | None
+    settings: Settings, names: list[str], store: Database | None, link: RedisLink | None
 ) -> list[RelayApp]:
     """One app per named relay, sharing one history store or one Redis link."""
     sections = settings.relays.servers()

@@ -25,6 +25,7 @@ from service.sources import (
     port_clashes,
     resolve,
 )
+from storage.urls import redact
 
 # argparse dest -> settings key, for `inkwire serve`
 SERVE_FLAGS = {
@@ -119,7 +120,10 @@ def resolve_args(args: argparse.Namespace, command: str) -> Resolved:
         if dest == "tombstone_retention" and value == "forever":
             value = None
         option = "--" + dest.replace("_", "-")
-        written = f"{option} {'********' if dest in SECRET_DESTS else value}"
+        shown_value = (
+            "********" if dest in SECRET_DESTS else redact(str(value)) if dest == "db" else value
+        )
+        written = f"{option} {shown_value}"
         for key_name in [dotted.replace("*", t) for t in targets] if "*" in dotted else [dotted]:
             flags[BY_DOTTED[key_name].path] = Flag(value, written)
     resolved = resolve(args.config, flags)
@@ -191,4 +195,6 @@ def _json_value(resolved: Resolved, dotted: str) -> Any:
     value = value_at(resolved.settings, leaf.path)
     if leaf.secret:
         return None if value is None else "********"
+    if leaf.path[-1] == "db" and isinstance(value, str):
+        return redact(value)
     return value

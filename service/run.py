@@ -18,10 +18,10 @@ from collab.server import serve
 from relays.serve import host_relay
 from service import build
 from service.settings import Settings
+from storage.databases import shown
 
 if TYPE_CHECKING:
     from cluster.link import RedisLink
-    from storage.sqlite import SQLiteStore
 
 log = logging.getLogger("inkwire.service")
 
@@ -48,6 +48,7 @@ async def serve_collab(
 ) -> None:
     c = settings.collab
     app = app if app is not None else build.collab_app(settings)
+    log.info("saving to %s", shown(c.db))
     log.info(
         "serving on %s://%s:%d%s",
         scheme(settings, websocket=False),
@@ -66,11 +67,7 @@ async def serve_relays(
 ) -> None:
     """Serve the named relays until ``stop`` returns (one history file, or one Redis
     link, for all)."""
-    store: SQLiteStore | None = None
-    if settings.relays.db is not None:
-        from storage.sqlite import SQLiteStore
-
-        store = SQLiteStore(settings.relays.db)
+    store = build.relay_store(settings)
     link: RedisLink | None = None
     if settings.redis is not None:
         from cluster.link import RedisLink

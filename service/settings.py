@@ -172,7 +172,8 @@ class CollabServer(Server):
     collaboration: Collaboration = Field(default_factory=Collaboration)
     db: str = key(
         "inkwire.db",
-        "SQLite file diagrams autosave to (`:memory:` keeps nothing)",
+        "SQLite file, or `postgresql://USER@HOST:PORT/DBNAME` (password from `$PGPASSWORD` or "
+        "`~/.pgpass`), diagrams autosave to (`:memory:` keeps nothing)",
     )
     compress: bool = key(
         False,
@@ -240,8 +241,8 @@ class Relays(Section):
     )
     db: str | None = key(
         None,
-        "SQLite file the relays keep their history in, so recovery survives a restart "
-        "(null: memory; not with `redis`)",
+        "SQLite file or PostgreSQL URL the relays keep their history in, so recovery "
+        "survives a restart (null: memory; not with `redis`)",
     )
     history_size: Positive = key(
         1000,

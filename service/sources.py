@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from relays.catalogs import BY_NAME
 from service.settings import Leaf, Settings, leaves, value_at
+from storage.urls import redact
 
 CONFIG_ENV = "INKWIRE_CONFIG"
 LEAVES: dict[tuple[str, ...], Leaf] = {leaf.path: leaf for leaf in leaves()}
@@ -385,6 +386,9 @@ def effective(resolved: Resolved) -> list[tuple[str, str, str]]:
         value = value_at(resolved.settings, leaf_path)
         if leaf.secret:
             text = "null" if value is None else "'********'"
+        elif leaf.path[-1] == "db" and isinstance(value, str):
+            text = yaml.safe_dump(redact(value), default_flow_style=True).strip()
+            text = text.removesuffix("\n...").strip()
         else:
             text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
             text = text.removesuffix("\n...").strip()

@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
 from pycrdt import Doc
 
 from storage.excalidraw import live_count
-from storage.sqlite_relay import SQLiteRelayEvents
+from storage.logstore import LogStore, Pending, frames, replayed
+from storage.sqlite_relay import SEP, SQLiteRelayEvents
 from storage.sqlite_schema import connect, decode_blob, encode_blob
-from storage.store import DiagramSummary, LoggedUpdate, StorageError
+from storage.store import DiagramDump, DiagramSummary, LoggedUpdate, RelayDump, StorageError
 from storage.updates import merge_many
 
 __all__ = ["SQLiteStore", "StorageError"]
@@ -48,17 +46,7 @@ __all__ = ["SQLiteStore", "StorageError"]
 _SUMMARY = "SELECT id, updated, last_seq, live_elements, state_bytes, summary_seq FROM diagrams"
 
 
-@dataclass
-class _Pending:
-    diagram: str
-    updates: list[bytes]
-    origins: list[str | None]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
-    last_seq: int = 0  # the diagram's, once committed
-
-
-class SQLiteStore:
+class SQLiteStore(LogStore):
     """The durable store behind rooms, the REST API and the CLI.
 
     A :class:`storage.store.DiagramArchive` (so also a ``Store`` and a
@@ -75,111 +63,23 @@ class SQLiteStore:
         retention: float = 7 * 86400.0,
         frame_seconds: float = 60.0,
     ) -> None:
+        super().__init__(
+            compress=compress,
+            checkpoint_every=checkpoint_every,
+            retention=retention,
+            frame_seconds=frame_seconds,
+        )
         self.path = Path(path)
-        self.compress = compress
-        self.checkpoint_every = checkpoint_every
-        self.retention = retention  # full-resolution history kept this long, then merged
-        self.frame_seconds = frame_seconds
+        self.name = str(self.path)
         self._lock = threading.Lock()  # one connection, used from one thread at a time
         self._conn = connect(self.path)
         self.relay_events = SQLiteRelayEvents(self._conn, self._lock)
-        self._queue: list[_Pending] = []
-        self._due: set[str] = set()  # diagrams owed a checkpoint (see maintain)
-        self._last_seq: dict[str, int] = {}  # as of the last commit
-        self._committing = False
-        self._round: anyio.Event | None = None  # set when a commit round ends
-        self.healthy = True  # False while saving fails
-        self.last_error: str | None = None
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
-    # --- the Store interface -------------------------------------------------
-
-    async def load(self, diagram: str) -> bytes | None:
-        return await anyio.to_thread.run_sync(self.state_at, diagram, None)
-
-    async def append(
-        self,
-        diagram: str,
-        updates: Sequence[bytes],
-        origins: str | Sequence[str | None] | None = None,
-    ) -> int:
-        """Return once committed, with the diagram's seq; appends in flight commit together.
-
-        ``origins`` names who made the updates: one name for all, or one each.
-        """
-        if origins is None or isinstance(origins, str):
-            origins = [origins] * len(updates)
-        pending = _Pending(diagram, list(updates), list(origins))
-        self._queue.append(pending)
-        while not pending.done.is_set():
-            if self._committing:
-                if self._round is None:
-                    self._round = anyio.Event()
-                await self._round.wait()  # a commit is running; ours may be in the next
-                continue
-            self._committing = True
-            batch, self._queue = self._queue, []
-            try:
-                await anyio.to_thread.run_sync(self._commit, batch)
-            except Exception as exc:
-                for item in batch:
-                    item.error = exc
-                self.healthy = False
-                self.last_error = str(exc)
-            finally:
-                self._committing = False
-                for item in batch:
-                    item.done.set()
-                finished, self._round = self._round, None
-                if finished is not None:
-                    finished.set()
-        if pending.error is not None:
-            raise StorageError(f"could not save to {self.path}: {pending.error}") from (
-                pending.error
-            )
-        return pending.last_seq
-
-    async def maintain(
-        self, diagram: str, saved_state: Callable[[], bytes | None] | None = None
-    ) -> None:
-        """Write a checkpoint the log made due, apart from commits so they never wait.
-
-        ``saved_state``, from a room, returns its live document's state when
-        that is exactly what has been saved (nothing pending), sparing the
-        replay of the log since the last checkpoint; else None, and the
-        checkpoint waits for a moment when it is (the room calls again after
-        its next save, when it goes quiet, and when it unloads). It records
-        no summary: :meth:`checkpoint`, when the room goes quiet, does.
-        """
-        if diagram not in self._due:
-            return
-        self._due.discard(diagram)
-        seq = self._last_seq.get(diagram)
-        state = saved_state() if saved_state is not None else None
-        if state is None or seq is None:
-            # mid-burst: replaying the log here would compete with the burst;
-            # the next quiet moment (or unload) writes it from the live document
-            self._due.add(diagram)
-            return
-        await anyio.to_thread.run_sync(self._write_checkpoint, diagram, seq, state)
-
-    async def release(self, diagram: str) -> None:
-        """On unload: checkpoint (loading is then one read) and compact old history."""
-
-        def work() -> None:
-            self.checkpoint(diagram)
-            self.compact(
-                diagram,
-                older_than=time.time() - self.retention,
-                frame_seconds=self.frame_seconds,
-            )
-
-        await anyio.to_thread.run_sync(work)
-
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[Pending]) -> None:
         now = time.time()
         with self._lock, self._conn:
             # the write lock before reading last_seq: nodes sharing the file number one log
@@ -219,19 +119,10 @@ class SQLiteStore:
                     "UPDATE diagrams SET updated = ?, last_seq = ? WHERE id = ?",
                     (now, last, item.diagram),
                 )
-                if last - checkpoint >= self.checkpoint_every:
-                    self._due.add(item.diagram)
-                self._last_seq[item.diagram] = last
+                self._committed(item.diagram, last, checkpoint)
                 item.last_seq = last
-        self.healthy = True
-        self.last_error = None
 
     # --- reading and replay (synchronous; call from a thread) --------------
-
-    def state_at(self, diagram: str, seq: int | None = None) -> bytes | None:
-        """The full state after update ``seq`` (default: the latest), or None."""
-        doc = self._doc_at(diagram, seq)
-        return None if doc is None else doc.get_update()
 
     def _doc_at(self, diagram: str, seq: int | None = None) -> Doc[Any] | None:
         with self._lock:
@@ -255,12 +146,7 @@ class SQLiteStore:
         if checkpoint is None and not rows:
             return None
         # the CRDT work happens outside the lock: commits need not wait for it
-        doc: Doc[Any] = Doc()
-        if checkpoint is not None:
-            doc.apply_update(decode_blob(checkpoint[1]))
-        for (blob,) in rows:
-            doc.apply_update(decode_blob(blob))
-        return doc
+        return replayed(None if checkpoint is None else checkpoint[1], (row[0] for row in rows))
 
     def checkpoint(self, diagram: str) -> int | None:
         """Write the full state at the latest seq (and its summary); return that seq."""
@@ -331,20 +217,9 @@ class SQLiteStore:
                 " WHERE diagram = ? AND ts < ? ORDER BY seq",
                 (diagram, older_than),
             ).fetchall()
-        groups: list[list[tuple[int, int, float, str | None, bytes]]] = []
-        last_slot: float | None = None
-        for row in rows:
-            slot = row[2] // frame_seconds if frame_seconds > 0 else row[0]
-            if groups and slot == last_slot:
-                groups[-1].append(row)
-            else:
-                groups.append([row])
-            last_slot = slot
         removed = 0
         with self._lock, self._conn:
-            for group in groups:
-                if len(group) < 2:
-                    continue
+            for group in frames(rows, frame_seconds):
                 merged = merge_many([decode_blob(row[4]) for row in group])
                 origins = {row[3] for row in group}
                 last = group[-1]
@@ -453,3 +328,99 @@ class SQLiteStore:
                 "SELECT mime, data FROM files WHERE diagram = ? AND file_id = ?", (diagram, file_id)
             ).fetchone()
         return None if row is None else (str(row[0]), bytes(row[1]))
+
+    # --- copying a whole database (inkwire db copy; see storage.copy) ------------------
+
+    def diagram_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id FROM diagrams ORDER BY id").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def dump(self, diagram: str) -> DiagramDump | None:
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN")  # one snapshot of all four tables
+            row = self._conn.execute(
+                "SELECT created, updated, last_seq, checkpoint_seq, live_elements, state_bytes,"
+                " summary_seq FROM diagrams WHERE id = ?",
+                (diagram,),
+            ).fetchone()
+            if row is None:
+                return None
+            updates = self._conn.execute(
+                "SELECT seq, first_seq, ts, origin, data FROM updates WHERE diagram = ?"
+                " ORDER BY seq",
+                (diagram,),
+            ).fetchall()
+            checkpoints = self._conn.execute(
+                "SELECT seq, ts, state FROM checkpoints WHERE diagram = ? ORDER BY seq", (diagram,)
+            ).fetchall()
+            files = self._conn.execute(
+                "SELECT file_id, mime, sha256, size, created, data FROM files WHERE diagram = ?"
+                " ORDER BY file_id",
+                (diagram,),
+            ).fetchall()
+        return DiagramDump(
+            diagram,
+            tuple(row),
+            [(s, f or s, ts, o, bytes(d)) for s, f, ts, o, d in updates],
+            [(s, ts, bytes(d)) for s, ts, d in checkpoints],
+            [(i, m, h, n, c, bytes(d)) for i, m, h, n, c, d in files],
+        )
+
+    def restore(self, dump: DiagramDump) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for table, key in _DIAGRAM_TABLES:
+                self._conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (dump.id,))
+            self._conn.execute(
+                "INSERT INTO diagrams (id, created, updated, last_seq, checkpoint_seq,"
+                " live_elements, state_bytes, summary_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (dump.id, *dump.row),
+            )
+            self._conn.executemany(
+                "INSERT INTO updates (diagram, seq, first_seq, ts, origin, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(dump.id, *update) for update in dump.updates],
+            )
+            self._conn.executemany(
+                "INSERT INTO checkpoints (diagram, seq, ts, state) VALUES (?, ?, ?, ?)",
+                [(dump.id, *checkpoint) for checkpoint in dump.checkpoints],
+            )
+            self._conn.executemany(
+                "INSERT INTO files (diagram, file_id, mime, sha256, size, created, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(dump.id, *file) for file in dump.files],
+            )
+        self._last_seq.pop(dump.id, None)
+
+    def relay_dump(self) -> RelayDump:
+        with self._lock:
+            events = self._conn.execute(
+                "SELECT channel, offset, epoch, ts, event, data FROM relay_events"
+                " ORDER BY channel, offset"
+            ).fetchall()
+            meta = self._conn.execute(
+                "SELECT key, value FROM inkwire_meta WHERE key LIKE 'relay\\_%' ESCAPE '\\'"
+                " ORDER BY key"
+            ).fetchall()
+        rows = []
+        for key, offset, epoch, ts, event, data in events:
+            service, _, channel = str(key).partition(SEP)
+            rows.append((service, channel, int(offset), epoch, float(ts), event, data))
+        return RelayDump(rows, [(str(k), str(v)) for k, v in meta])
+
+    def relay_restore(self, dump: RelayDump) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM relay_events")
+            self._conn.execute("DELETE FROM inkwire_meta WHERE key LIKE 'relay\\_%' ESCAPE '\\'")
+            self._conn.executemany(
+                "INSERT INTO relay_events (channel, offset, epoch, ts, event, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(f"{s}{SEP}{c}", o, e, t, ev, d) for s, c, o, e, t, ev, d in dump.events],
+            )
+            self._conn.executemany("INSERT INTO inkwire_meta (key, value) VALUES (?, ?)", dump.meta)
+
+
+_DIAGRAM_TABLES = (("diagrams", "id"), ("updates", "diagram"), ("checkpoints", "diagram"),
+                   ("files", "diagram"))  # fmt: skip

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Collection, Mapping, Sequence
 
+from storage.relay_meta import RelayMeta
 from storage.store import RelayEventRow, StoredRelayEvent
 
 SEP = "|"
@@ -22,7 +23,7 @@ _INSERT = (
 )
 
 
-class SQLiteRelayEvents:
+class SQLiteRelayEvents(RelayMeta):
     """A :class:`storage.store.RelayEventLog` on the store's connection, under its lock."""
 
     def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
@@ -69,18 +70,6 @@ class SQLiteRelayEvents:
                     "DELETE FROM relay_events WHERE channel >= ? AND channel < ? AND ts < ?",
                     (low, high, older_than),
                 )
-
-    def epoch(self, service: str) -> str | None:
-        return self._meta(f"relay_epoch:{service}")
-
-    def set_epoch(self, service: str, epoch: str) -> None:
-        self._set_meta(f"relay_epoch:{service}", epoch)
-
-    def ended_cleanly(self, service: str) -> bool:
-        return self._meta(f"relay_clean:{service}") == "1"
-
-    def set_ended_cleanly(self, service: str, clean: bool) -> None:
-        self._set_meta(f"relay_clean:{service}", "1" if clean else "0")
 
     def _meta(self, key: str) -> str | None:
         with self._lock:

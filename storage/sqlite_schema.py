@@ -49,6 +49,20 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def peek_version(path: str | Path) -> int:
+    """The file's schema version without changing it (0: no file, or empty)."""
+    if not Path(path).exists():
+        return 0
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            return _schema_version(sqlite_utils.Database(conn), Path(path))
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: not a usable SQLite database ({exc})") from exc
+
+
 def _migrate(db: sqlite_utils.Database, path: Path) -> None:
     """Create or upgrade the schema in place; refuse a database we do not understand.
 

@@ -7,10 +7,12 @@
   the list, export, history, restore and import read them (:mod:`storage.replay`).
 - :class:`RelayEventLog`: a relay's events kept across restarts (:mod:`relays.history`).
 
-Implementations: :class:`storage.MemoryStore` (a :class:`Store`, in process)
-and :class:`storage.sqlite.SQLiteStore` (all four; the relay events through
-its ``relay_events``). Consumers type against these protocols, so another
-database is a matter of implementing them.
+Implementations: :class:`storage.MemoryStore` (a :class:`Store`, in process),
+:class:`storage.sqlite.SQLiteStore` and :class:`storage.postgres.PostgresStore`
+(all four, a :class:`Database`; the relay events through its
+``relay_events``). Consumers type against these protocols, so another
+database is a matter of implementing them (and naming it in
+:func:`storage.databases.open_store`).
 """
 
 from __future__ import annotations
@@ -230,3 +232,64 @@ class RelayEventLog(Protocol):
         ...
 
     def set_ended_cleanly(self, service: str, clean: bool) -> None: ...
+
+
+class Database(DiagramArchive, Protocol):
+    """A database store: all four interfaces, as :func:`storage.databases.open_store` opens.
+
+    :class:`storage.sqlite.SQLiteStore` and :class:`storage.postgres.PostgresStore`.
+    """
+
+    #: How messages name the database: a path, or a URL without its password.
+    name: str
+
+    @property
+    def relay_events(self) -> RelayEventLog:
+        """The relays' events, in the same database."""
+        ...
+
+    def close(self) -> None: ...
+
+    # --- copying a whole database (inkwire db copy) ---
+
+    def diagram_ids(self) -> list[str]:
+        """Every diagram's id, sorted."""
+        ...
+
+    def dump(self, diagram: str) -> DiagramDump | None:
+        """The diagram's rows as stored (one consistent read), or None."""
+        ...
+
+    def restore(self, dump: DiagramDump) -> None:
+        """Make the diagram exactly ``dump``, replacing what is there, in one transaction."""
+        ...
+
+    def relay_dump(self) -> RelayDump: ...
+
+    def relay_restore(self, dump: RelayDump) -> None:
+        """Replace every relay's stored events and keys with ``dump``'s, in one transaction."""
+        ...
+
+
+class DiagramDump(NamedTuple):
+    """A diagram exactly as a database holds it, for ``inkwire db copy`` (blobs as stored).
+
+    ``row`` is (created, updated, last_seq, checkpoint_seq, live_elements,
+    state_bytes, summary_seq); ``updates`` (seq, first_seq, ts, origin,
+    blob); ``checkpoints`` (seq, ts, blob); ``files`` (file_id, mime, sha256,
+    size, created, data).
+    """
+
+    id: str
+    row: tuple[float, float, int, int, int | None, int | None, int | None]
+    updates: list[tuple[int, int, float, str | None, bytes]]
+    checkpoints: list[tuple[int, float, bytes]]
+    files: list[tuple[str, str, str, int, float, bytes]]
+
+
+class RelayDump(NamedTuple):
+    """Every relay's stored events (service, channel, offset, epoch, ts, event, message)
+    and keys (``relay_epoch:{service}``, ``relay_clean:{service}``)."""
+
+    events: list[tuple[str, str, int, str, float, str, str]]
+    meta: list[tuple[str, str]]

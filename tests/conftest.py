@@ -19,6 +19,9 @@ import pytest
 from collab.app import CollabApp
 from collab.config import Config
 from collab.server import serve
+from tests.databases import KINDS, Backend, backend_for
+from tests.node import in_ci
+from tests.postgres_server import PostgresServer, postgres_binaries_missing
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,19 +110,26 @@ def server_process(tmp_path: Path) -> Iterator[object]:
     """Start ``inkwire serve`` as a real subprocess; every one is killed at teardown."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, port: int | None = None, ready: bool = True) -> ServerProcess:
+    def start(
+        *args: str, port: int | None = None, ready: bool = True, cwd: Path | None = None
+    ) -> ServerProcess:
         """Return once it answers ``/health/ready`` with 200 (with ``ready=False``, at all:
-        a cluster node whose Redis is down serves, and answers 503)."""
+        a cluster node whose Redis is down serves, and answers 503). ``cwd``: a working
+        directory of its own (default: the checkout)."""
         port = port or free_port()
         if "--db" not in args:
             args = (*args, "--db", str(tmp_path / f"inkwire-{port}.db"))
         log = open(tmp_path / f"server-{port}.log", "ab")  # noqa: SIM115 (a restart appends)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if cwd is not None:
+            cwd.mkdir(parents=True, exist_ok=True)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         process = subprocess.Popen(
             [sys.executable, "-m", "collab.cli", "serve", "--port", str(port), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd or ROOT,
+            env=env,
         )
         server = ServerProcess(port, process)
         started.append(server)
@@ -154,3 +164,29 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A database of each kind (tests/databases.py): one test, both stores."""
+    with backend_for(request.param, tmp_path) as database:
+        yield database
+
+
+@pytest.fixture
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A private PostgreSQL (initdb in a temp dir, a free port), started; removed after.
+    ``indirect`` parameter: a password TCP clients must give.
+
+    Without PostgreSQL's server binaries the test is skipped, saying so (under CI: fails)."""
+    missing = postgres_binaries_missing()
+    if missing:
+        if in_ci():
+            pytest.fail(f"CI is set, so this test must run: {missing}")
+        pytest.skip(f"private PostgreSQL NOT RUN: {missing}")
+    server = PostgresServer(password=getattr(request, "param", None))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()

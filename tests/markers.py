@@ -23,6 +23,7 @@ MARK_BY_FIXTURE = {
     "browser": "browser",  # Chromium via Playwright (tests/browser.py)
     "server_process": "processes",  # `inkwire serve` subprocesses (tests/conftest.py)
     "redis_server": "processes",  # a private redis-server (tests/redis_server.py)
+    "postgres_server": "processes",  # a private PostgreSQL (tests/postgres_server.py)
     "_require_node": "node",  # the autouse fixture of the modules that drive Node scripts
 }
 PROCESS_MARKS = frozenset(MARK_BY_FIXTURE.values())

@@ -1,7 +1,9 @@
 """Rooms across nodes when things break: real `inkwire serve --redis` processes, a real Redis.
 
-Every test runs node processes sharing one SQLite file and a private
-redis-server, and real clients: :class:`clients.DiagramClient` (it
+Every test runs node processes sharing one SQLite file (or, where the
+``cluster`` fixture is given "postgres", one PostgreSQL database, each node
+in a working directory of its own: they share nothing but TCP connections)
+and a private redis-server, and real clients: :class:`clients.DiagramClient` (it
 reconnects by itself and keeps its edits while offline, as a browser tab
 does) and, where a client must die with its node or misbehave, bare
 y-websocket peers (tests/yclient.py). Clients that may land on any node
@@ -21,7 +23,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,10 +43,11 @@ from cluster.link import COMMAND_TIMEOUT, MAX_BACKOFF, NODE_TTL_SECONDS
 from cluster.rooms import SWEEP_SECONDS
 from collab.app import CollabApp
 from collab.config import Config
+from storage.databases import Database, open_store
 from storage.excalidraw import load_doc, plain
-from storage.sqlite import SQLiteStore
 from tests.balancer import balancing
-from tests.conftest import ROOT, ServerProcess, running
+from tests.conftest import ROOT, ServerProcess, free_port, running
+from tests.databases import Backend, backend_for
 from tests.redis_server import RedisServer
 from tests.yclient import Peer, peer, wait_until
 
@@ -65,22 +68,27 @@ Elements = dict[str, Any]
 
 @dataclass
 class Cluster:
-    """Node processes on one Redis and one SQLite file."""
+    """Node processes on one Redis and one database (a SQLite file, or PostgreSQL)."""
 
     redis: RedisServer
-    db: Path
+    db: str  # the --db: a file, or a postgresql:// URL
     start_process: Callable[..., ServerProcess]
     nodes: list[ServerProcess] = field(default_factory=list)
+    homes: Path | None = None  # set: each node runs in a working directory of its own
 
     def args(self, grace: float) -> tuple[str, ...]:
-        return ("--redis", self.redis.url, "--db", str(self.db), "--grace", str(grace))
+        return ("--redis", self.redis.url, "--db", self.db, "--grace", str(grace))
+
+    def home(self, port: int | None) -> dict[str, Any]:
+        return {} if self.homes is None or port is None else {"cwd": self.homes / f"node-{port}"}
 
     async def start(self, count: int, *, grace: float = 2.0) -> list[ServerProcess]:
         """Start ``count`` nodes at once (each in a thread: starting one blocks)."""
         started: list[ServerProcess | None] = [None] * count
 
         async def one(i: int) -> None:
-            start = partial(self.start_process, *self.args(grace))
+            port = free_port()
+            start = partial(self.start_process, *self.args(grace), port=port, **self.home(port))
             started[i] = await anyio.to_thread.run_sync(start)
 
         async with anyio.create_task_group() as tg:
@@ -96,14 +104,20 @@ class Cluster:
     async def restart(self, node: ServerProcess, *, grace: float = 2.0) -> ServerProcess:
         """SIGKILL a node and start it again on its port; return once it answers."""
         self.kill(node)
-        start = partial(self.start_process, *self.args(grace), port=node.port, ready=False)
+        start = partial(
+            self.start_process,
+            *self.args(grace),
+            port=node.port,
+            ready=False,
+            **self.home(node.port),
+        )
         new: ServerProcess = await anyio.to_thread.run_sync(start)
         self.nodes[self.nodes.index(node)] = new
         return new
 
     def stored(self, diagram: str = DIAGRAM) -> Elements:
         """The diagram's live elements as the shared store has them now."""
-        store = SQLiteStore(self.db)
+        store = open_store(self.db)
         try:
             state = store.state_at(diagram)
         finally:
@@ -115,7 +129,7 @@ class Cluster:
         """The diagram as `inkwire export --db` writes it, by element id."""
         with anyio.fail_after(30):
             result = await anyio.run_process(
-                [sys.executable, "-m", "collab.cli", "export", diagram, "--db", str(self.db)],
+                [sys.executable, "-m", "collab.cli", "export", diagram, "--db", self.db],
                 cwd=ROOT,
             )
         elements = json.loads(result.stdout)["elements"]
@@ -125,8 +139,14 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(redis_server: RedisServer, server_process: Any, tmp_path: Path) -> Cluster:
-    return Cluster(redis_server, tmp_path / "shared.db", server_process)
+def cluster(
+    request: pytest.FixtureRequest, redis_server: RedisServer, server_process: Any, tmp_path: Path
+) -> Iterator[Cluster]:
+    """The nodes' cluster: on SQLite, or (``indirect`` parameter "postgres") PostgreSQL."""
+    kind = getattr(request, "param", "sqlite")
+    with backend_for(kind, tmp_path) as database:
+        homes = tmp_path / "homes" if kind == "postgres" else None
+        yield Cluster(redis_server, database.target, server_process, homes=homes)
 
 
 async def health(node: ServerProcess) -> tuple[int, dict[str, Any]]:
@@ -270,6 +290,7 @@ async def converged(
 # --- a node dies --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cluster", ["sqlite", "postgres"], indirect=True)
 async def test_a_node_killed_while_its_clients_edit_loses_nothing_anyone_was_sent(
     cluster: Cluster,
 ) -> None:
@@ -575,12 +596,25 @@ class Releases:
     most_at_once: int = 0
 
 
-class CountingStore(SQLiteStore):
-    """The shared SQLite file, counting checkpoint/compaction runs across nodes."""
+class CountingStore:
+    """A node's store on the shared database, counting checkpoint/compaction runs across nodes."""
 
-    def __init__(self, path: Path, releases: Releases) -> None:
-        super().__init__(path)
+    def __init__(self, store: Database, releases: Releases) -> None:
+        self.store = store
         self.releases = releases
+
+    @property
+    def healthy(self) -> bool:
+        return self.store.healthy
+
+    async def load(self, diagram: str) -> bytes | None:
+        return await self.store.load(diagram)
+
+    async def append(self, diagram: str, updates: Any, origins: Any = None) -> int:
+        return await self.store.append(diagram, updates, origins)
+
+    async def maintain(self, diagram: str, saved_state: Any = None) -> None:
+        await self.store.maintain(diagram, saved_state)
 
     async def release(self, diagram: str) -> None:
         counts = self.releases
@@ -589,21 +623,20 @@ class CountingStore(SQLiteStore):
         counts.most_at_once = max(counts.most_at_once, counts.running)
         try:
             await anyio.sleep(1.0)  # a long checkpoint: the other node's turn comes meanwhile
-            await super().release(diagram)
+            await self.store.release(diagram)
         finally:
             counts.running -= 1
 
 
 async def test_one_node_at_a_time_checkpoints_a_diagram(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, backend: Backend
 ) -> None:
     releases = Releases()
-    db = tmp_path / "shared.db"
     async with AsyncExitStack() as stack:
         nodes = []
         for _ in range(2):
             app = CollabApp(
-                store=CountingStore(db, releases),
+                store=CountingStore(backend.open(), releases),
                 config=Config(redis_url=redis_server.url, grace_period=0.3),
             )
             nodes.append(await stack.enter_async_context(running(app)))
@@ -621,11 +654,8 @@ async def test_one_node_at_a_time_checkpoints_a_diagram(
             await wait_until(lambda: len(alice.snapshot()) == len(bob.snapshot()) == 40)
         await wait_until(lambda: all("race" not in n.app.rooms.rooms for n in nodes), timeout=10)
         assert (releases.calls, releases.most_at_once) == (1, 1)
-        saved = SQLiteStore(db)
-        try:  # and did it: the checkpoint recorded the diagram's summary
-            summary = saved.summary("race")
-        finally:
-            saved.close()
+        # and did it: the checkpoint recorded the diagram's summary
+        summary = backend.open().summary("race")
         assert summary is not None
         assert (summary.summary_seq, summary.live_elements) == (summary.last_seq, 40)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ from pycrdt import Doc, Map
 from collab.app import CollabApp
 from collab.config import Config
 from storage import StorageError, replay
+from storage.databases import Database
 from storage.sqlite import SQLiteStore
 from storage.sqlite_schema import SCHEMA_VERSION, encode_blob
 from tests import sqlite_file
+from tests.databases import Backend
 from tests.test_replay_cli import inkwire
 from tests.yclient import peer, wait_until
 
@@ -36,12 +39,12 @@ def element(eid: str, version: int = 1, **extra: Any) -> dict[str, Any]:
     return {"id": eid, "type": "rectangle", "index": "a0", "version": version, **extra}
 
 
-def true_count(store: SQLiteStore, diagram: str, seq: int) -> int:
+def true_count(store: Database, diagram: str, seq: int) -> int:
     """Live elements of the saved state at ``seq``, the slow way (replay + export)."""
     return len(replay.export(store, diagram, seq)["elements"])
 
 
-def edit(store: SQLiteStore, diagram: str, change: Any, origin: str = "test") -> None:
+def edit(store: Database, diagram: str, change: Any, origin: str = "test") -> None:
     """One client edit against the saved state, appended as a room would."""
     doc: Doc[Any] = Doc()
     state = store.state_at(diagram)
@@ -52,11 +55,11 @@ def edit(store: SQLiteStore, diagram: str, change: Any, origin: str = "test") ->
     anyio.run(store.append, diagram, [doc.get_update(before)], origin)
 
 
-def listed(store: SQLiteStore, **kwargs: Any) -> dict[str, dict[str, Any]]:
+def listed(store: Database, **kwargs: Any) -> dict[str, dict[str, Any]]:
     return {d["id"]: d for d in replay.list_diagrams(store, **kwargs)}
 
 
-def check_summary(store: SQLiteStore, diagram: str) -> dict[str, Any]:
+def check_summary(store: Database, diagram: str) -> dict[str, Any]:
     entry = listed(store, prefix=diagram)[diagram]
     seq, counted = entry["seq"], entry["elements_seq"]
     assert counted <= seq
@@ -85,11 +88,10 @@ step = st.one_of(
 )
 @given(steps=st.lists(step, min_size=1, max_size=25))
 def test_listed_count_is_the_live_count_at_its_seq(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, int]]
+    backend: Backend, steps: list[tuple[str, str, int]]
 ) -> None:
-    path = tmp_path_factory.mktemp("list") / "list.db"
-    store = SQLiteStore(path, checkpoint_every=2, compress=True)
-    d = "d"
+    store = backend.open(checkpoint_every=2, compress=True)
+    d = f"d-{uuid.uuid4().hex}"  # one database per test: a diagram per example
     try:
         for kind, key, n in steps:
             if kind == "set":
@@ -125,8 +127,8 @@ def test_listed_count_is_the_live_count_at_its_seq(
         store.close()
 
 
-def test_counts_follow_edits_deletes_restores_imports_and_compaction(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db", checkpoint_every=10**9)
+def test_counts_follow_edits_deletes_restores_imports_and_compaction(backend: Backend) -> None:
+    store = backend.open(checkpoint_every=10**9)
     edit(store, "d", lambda e: [e.__setitem__(k, element(k)) for k in "abc"])
     store.checkpoint("d")
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (3, 1)
@@ -145,34 +147,34 @@ def test_counts_follow_edits_deletes_restores_imports_and_compaction(tmp_path: P
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (1, 4)
 
     store.compact("d", older_than=time.time() + 1, frame_seconds=3600)
-    assert sqlite_file.rows(store.path, "SELECT count(*) FROM updates")[0][0] == 1
+    assert backend.rows("SELECT count(*) FROM updates")[0][0] == 1
     assert check_summary(store, "d")["elements"] == 1
 
     # mid-session checkpoints (maintain) record no count; the quiet one (release) does
     store.checkpoint_every = 1
     edit(store, "d", lambda e: e.__setitem__("y", element("y")))
     anyio.run(store.maintain, "d", lambda: store.state_at("d"))
-    assert sqlite_file.rows(store.path, "SELECT max(seq) FROM checkpoints") == [(5,)]
+    assert backend.rows("SELECT max(seq) FROM checkpoints") == [(5,)]
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (1, 4)
     anyio.run(store.release, "d")
     assert (listed(store)["d"]["elements"], listed(store)["d"]["elements_seq"]) == (2, 5)
     store.close()
-    reopened = SQLiteStore(tmp_path / "c.db")
+    reopened = backend.open()
     assert listed(reopened)["d"]["elements"] == 2
 
 
 def test_a_diagram_never_checkpointed_is_counted_once_and_remembered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SQLiteStore(tmp_path / "n.db", checkpoint_every=10**9)
+    store = backend.open(checkpoint_every=10**9)
     edit(store, "d", lambda e: [e.__setitem__(k, element(k)) for k in "ab"])
     edit(store, "d", lambda e: e.__setitem__("c", element("c")))
-    assert sqlite_file.rows(store.path, "SELECT count(*) FROM checkpoints")[0][0] == 0
+    assert backend.rows("SELECT count(*) FROM checkpoints")[0][0] == 0
     entry = listed(store)["d"]
     assert (entry["elements"], entry["elements_seq"], entry["seq"]) == (3, 2, 2)
     # the count was computed by checkpointing: remembered, and the next load is one read
-    assert sqlite_file.rows(store.path, "SELECT seq FROM checkpoints") == [(2,)]
-    summary = sqlite_file.rows(store.path, "SELECT live_elements, summary_seq FROM diagrams")
+    assert backend.rows("SELECT seq FROM checkpoints") == [(2,)]
+    summary = backend.rows("SELECT live_elements, summary_seq FROM diagrams")
     assert summary == [(3, 2)]
     calls: list[str] = []
     monkeypatch.setattr(store, "checkpoint", calls.append)
@@ -182,15 +184,13 @@ def test_a_diagram_never_checkpointed_is_counted_once_and_remembered(
 # --- order, limit, prefix -----------------------------------------------------------
 
 
-def test_newest_edit_first_with_limit_and_prefix(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "o.db")
+def test_newest_edit_first_with_limit_and_prefix(backend: Backend) -> None:
+    store = backend.open()
     names = ["plan-a", "plan-b", "notes", "plan-c", "pla"]
     for name in names:
         edit(store, name, lambda e, name=name: e.__setitem__(name, element(name)))
     for i, name in enumerate(names):  # edit times: plan-a oldest ... pla newest; one tie
-        sqlite_file.execute(
-            store.path, "UPDATE diagrams SET updated = ? WHERE id = ?", (1000.0 + min(i, 3), name)
-        )
+        backend.execute("UPDATE diagrams SET updated = ? WHERE id = ?", (1000.0 + min(i, 3), name))
     ids = [d["id"] for d in replay.list_diagrams(store)]
     assert ids == ["pla", "plan-c", "notes", "plan-b", "plan-a"]  # the tie by name
     assert [d["id"] for d in replay.list_diagrams(store, limit=2)] == ["pla", "plan-c"]
@@ -321,9 +321,9 @@ def test_a_failed_upgrade_leaves_the_file_as_it_was(tmp_path: Path) -> None:
 
 
 @pytest.mark.processes
-def test_the_cli_lists_with_limit_and_prefix(tmp_path: Path) -> None:
-    db = tmp_path / "cli.db"
-    store = SQLiteStore(db, checkpoint_every=10**9)
+def test_the_cli_lists_with_limit_and_prefix(backend: Backend) -> None:
+    db = backend.target
+    store = backend.open(checkpoint_every=10**9)
     for name in ("plan-a", "plan-b", "notes"):
         edit(store, name, lambda e, name=name: e.__setitem__(name, element(name)))
     store.checkpoint("plan-a")
@@ -343,9 +343,9 @@ def test_the_cli_lists_with_limit_and_prefix(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_api_lists_newest_first_and_counts_catch_up_with_checkpoints(
-    make_server: Any, tmp_path: Path
+    make_server: Any, backend: Backend
 ) -> None:
-    store = SQLiteStore(tmp_path / "api.db", checkpoint_every=10**9)
+    store = backend.open(checkpoint_every=10**9)
     app = CollabApp(store=store, config=Config(checkpoint_quiet=0.3, grace_period=5))
     async with make_server(app=app) as server, httpx.AsyncClient(base_url=server.http_url) as http:
 

@@ -1,4 +1,4 @@
-"""Nothing anyone has seen is lost when the server is killed with SIGKILL."""
+"""Nothing anyone has seen is lost when the server is SIGKILLed (with SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import anyio
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.databases import Backend
 from tests.yclient import Peer, peer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -28,8 +29,8 @@ async def write_until_killed(p: Peer, prefix: str) -> None:
         pass
 
 
-async def test_sigkill_loses_nothing_anyone_received(server_process, tmp_path) -> None:
-    db = str(tmp_path / "durable.db")
+async def test_sigkill_loses_nothing_anyone_received(server_process, backend: Backend) -> None:
+    db = backend.target
     rng = random.Random(1234)
     kept: set[str] = set()
     server = server_process("--db", db)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,9 +20,10 @@ from pycrdt import Map
 from clients import DiagramClient
 from collab.app import CollabApp
 from collab.config import Config
+from storage.databases import Database
 from storage.excalidraw import load_doc
-from storage.sqlite import SQLiteStore
 from tests.conftest import RunningServer, running
+from tests.databases import Backend
 from tests.relayclient import client
 from tests.yclient import peer, wait_until
 
@@ -31,8 +31,9 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def server(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, SQLiteStore]]:
-    store = SQLiteStore(tmp_path / "lock.db")
+async def server(backend: Backend) -> AsyncIterator[tuple[RunningServer, Database]]:
+    """A server saving to the test's database (each test runs on SQLite and PostgreSQL)."""
+    store = backend.open()
     try:
         async with running(CollabApp(store=store, config=Config(grace_period=0.5))) as s:
             yield s, store
@@ -51,10 +52,10 @@ def rect(eid: str) -> dict[str, Any]:
 
 
 async def test_a_locked_diagram_refuses_edits_but_syncs_and_shares_presence(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     async with (
-        server(tmp_path) as (s, store),
+        server(backend) as (s, store),
         httpx.AsyncClient(base_url=s.http_url) as http,
         DiagramClient(s.yjs_url, "plan", user={"name": "Alice"}) as alice,
         DiagramClient(s.yjs_url, "plan", user={"name": "Bob"}) as bob,
@@ -94,10 +95,10 @@ async def test_a_locked_diagram_refuses_edits_but_syncs_and_shares_presence(
 
 
 async def test_a_raw_y_websocket_peer_gets_the_permission_denied_message(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     async with (
-        server(tmp_path) as (s, _),
+        server(backend) as (s, _),
         httpx.AsyncClient(base_url=s.http_url) as http,
         peer(f"{s.yjs_url}/raw", 7) as writer,
         peer(f"{s.yjs_url}/raw", 8) as reader,
@@ -109,9 +110,9 @@ async def test_a_raw_y_websocket_peer_gets_the_permission_denied_message(
         assert "e1" not in reader.snapshot()
 
 
-async def test_the_lock_is_saved_and_rest_edits_get_423(tmp_path: Path) -> None:
+async def test_the_lock_is_saved_and_rest_edits_get_423(backend: Backend) -> None:
     png = bytes.fromhex("89504e470d0a1a0a")
-    async with server(tmp_path) as (s, store), httpx.AsyncClient(base_url=s.http_url) as http:
+    async with server(backend) as (s, store), httpx.AsyncClient(base_url=s.http_url) as http:
         await lock(http, "kept", True)
         state = store.state_at("kept", None)
         assert state is not None and load_doc(state).get("meta", type=Map)["locked"] is True
@@ -131,9 +132,9 @@ async def test_the_lock_is_saved_and_rest_edits_get_423(tmp_path: Path) -> None:
         assert (await http.get("/api/diagrams/kept/lock")).status_code == 405
 
 
-async def test_locking_publishes_diagram_locked_on_events(tmp_path: Path) -> None:
+async def test_locking_publishes_diagram_locked_on_events(backend: Backend) -> None:
     async with (
-        server(tmp_path) as (s, _),
+        server(backend) as (s, _),
         httpx.AsyncClient(base_url=s.http_url) as http,
         client(f"ws://127.0.0.1:{s.port}/events") as watcher,
     ):

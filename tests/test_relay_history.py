@@ -1,4 +1,6 @@
-"""Relay history in SQLite (``--db``): recovery across a restart, bounds, unclean ends.
+"""Relay history in a database (``--db``): recovery across a restart, bounds, unclean ends.
+
+Each test runs against SQLite and PostgreSQL (the ``backend`` fixture).
 
 Relays run on free ports (``relays.serve`` in-process, and ``inkwire relay``
 subprocesses for the restart by signal); clients are plain ``websockets``
@@ -22,9 +24,8 @@ import relays
 from relays.catalogs import BY_NAME
 from relays.history import RelayHistory
 from relays.hub import Hub, HubSettings
-from storage.sqlite import SQLiteStore
-from tests import sqlite_file
 from tests.conftest import ROOT, free_port
+from tests.databases import Backend
 from tests.relayclient import TIMEOUT, client
 
 pytestmark = pytest.mark.anyio
@@ -38,8 +39,8 @@ async def publish(running: relays.Relay, start: int, count: int) -> None:
         await running.broadcast.adapter_activated("a1", "org/repo", {"version": str(i)})
 
 
-async def test_recovery_across_a_restart_with_db(tmp_path: Path) -> None:
-    db = str(tmp_path / "relay.db")
+async def test_recovery_across_a_restart_with_db(backend: Backend) -> None:
+    db = backend.target
     port = free_port()
     settings = relays.RelaySettings(history_db=db)
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
@@ -75,16 +76,18 @@ async def test_recovery_across_a_restart_with_db(tmp_path: Path) -> None:
             assert len(c.events) == 101  # nothing twice
 
 
-async def test_history_exceeded_after_restart_is_not_recovered(tmp_path: Path) -> None:
-    db = str(tmp_path / "relay.db")
+async def test_history_exceeded_after_restart_is_not_recovered(backend: Backend) -> None:
+    db = backend.target
     port = free_port()
     settings = relays.RelaySettings(history_db=db, hub=HubSettings(history_size=10))
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         epoch = running.hub.epoch
         await publish(running, 0, 30)
-    rows = sqlite_file.rows(
-        db, "SELECT count(*) FROM relay_events WHERE channel = ?", [f"dhruva|{CHANNEL}"]
-    )
+    if backend.kind == "sqlite":
+        where = ("channel = ?", [f"dhruva|{CHANNEL}"])
+    else:
+        where = ("service = ? AND channel = ?", ["dhruva", CHANNEL])
+    rows = backend.rows(f"SELECT count(*) FROM relay_events WHERE {where[0]}", where[1])
     assert rows[0][0] == 10  # pruned to history_size in the database too
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         async with client(running.url) as c:
@@ -106,14 +109,14 @@ async def test_history_exceeded_after_restart_is_not_recovered(tmp_path: Path) -
             assert [e["offset"] for e in c.events] == list(range(21, 31))
 
 
-async def test_history_age_bounds_recovery_after_restart(tmp_path: Path) -> None:
-    db = str(tmp_path / "relay.db")
+async def test_history_age_bounds_recovery_after_restart(backend: Backend) -> None:
+    db = backend.target
     port = free_port()
     settings = relays.RelaySettings(history_db=db)
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         epoch = running.hub.epoch
         await publish(running, 0, 3)
-    sqlite_file.execute(db, "UPDATE relay_events SET ts = ts - 7200")  # two hours ago
+    backend.execute("UPDATE relay_events SET ts = ts - 7200")  # two hours ago
     async with relays.serve(dhruva, "127.0.0.1", port, settings=settings) as running:
         async with client(running.url) as c:
             reply = await c.reply(await c.subscribe(CHANNEL, since={"offset": 1, "epoch": epoch}))
@@ -143,9 +146,9 @@ async def test_without_db_a_restart_loses_history(tmp_path: Path) -> None:
 
 
 async def test_a_channel_renumbered_after_eviction_replaces_its_stored_rows(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    store = SQLiteStore(tmp_path / "relay.db")
+    store = backend.open()
     hub = Hub(dhruva, HubSettings(max_channels=2))
     history = RelayHistory(store.relay_events, "dhruva")
     history.attach(hub)
@@ -158,10 +161,30 @@ async def test_a_channel_renumbered_after_eviction_replaces_its_stored_rows(
     store.close()
 
 
+async def test_an_embedded_relay_keeps_history_in_the_store_it_is_given(
+    backend: Backend,
+) -> None:
+    """``relays.serve(store=...)``: the embedding service opens the database (open_store)."""
+    store = backend.open()
+    port = free_port()
+    async with relays.serve(dhruva, "127.0.0.1", port, store=store) as running:
+        epoch = running.hub.epoch
+        await publish(running, 0, 3)
+    stored = [e.offset for e in store.relay_events.events("dhruva") if e.channel == CHANNEL]
+    assert stored == [1, 2, 3]
+    assert store.relay_events.epoch("dhruva") == epoch
+    assert store.relay_events.ended_cleanly("dhruva")
+    async with relays.serve(dhruva, "127.0.0.1", port, store=store) as running:
+        async with client(running.url) as c:
+            reply = await c.reply(await c.subscribe(CHANNEL, since={"offset": 1, "epoch": epoch}))
+            assert reply["data"]["recovered"] is True
+            await c.events_count(2)
+
+
 # --- inkwire relay --db as a process ---------------------------------------------------
 
 
-def start_relay(db: Path, port: int) -> subprocess.Popen[bytes]:
+def start_relay(db: Path | str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("INKWIRE_RELAY_SECRET", None)
     command = [sys.executable, "-m", "collab.cli", "relay", "dhruva", "--port", str(port)]
@@ -212,9 +235,9 @@ def stop(process: subprocess.Popen[bytes], sig: int) -> None:
 
 @pytest.mark.processes
 async def test_inkwire_relay_db_recovers_after_sigterm_and_not_after_sigkill(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    db, port = tmp_path / "relays.db", free_port()
+    db, port = backend.target, free_port()
     url = f"ws://127.0.0.1:{port}/"
     process = start_relay(db, port)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,7 +18,7 @@ from pycrdt import Map
 
 from collab.app import CollabApp
 from collab.config import Config
-from storage.sqlite import SQLiteStore
+from tests.databases import Backend
 from tests.yclient import peer, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -38,8 +37,8 @@ def live_ids(p: Any) -> set[str]:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> CollabApp:
-    return CollabApp(store=SQLiteStore(tmp_path / "api.db"), config=Config(grace_period=0.5))
+def app(backend: Backend) -> CollabApp:
+    return CollabApp(store=backend.open(), config=Config(grace_period=0.5))
 
 
 async def draw(url: str, name: str) -> None:
@@ -155,10 +154,8 @@ async def test_import_valid_and_invalid(make_server: Any, app: CollabApp) -> Non
         assert doc["files"]["f1"]["dataURL"] == dataurl
 
 
-async def test_files_roundtrip_limits_and_metadata(make_server: Any, tmp_path: Path) -> None:
-    app = CollabApp(
-        store=SQLiteStore(tmp_path / "f.db"), config=Config(grace_period=0.5, max_file_bytes=1000)
-    )
+async def test_files_roundtrip_limits_and_metadata(make_server: Any, backend: Backend) -> None:
+    app = CollabApp(store=backend.open(), config=Config(grace_period=0.5, max_file_bytes=1000))
     async with make_server(app=app) as server, httpx.AsyncClient(base_url=server.http_url) as http:
         async with peer(f"{server.yjs_url}/pics", 44) as watcher:
             put = await http.put(

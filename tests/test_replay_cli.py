@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.databases import Backend
 from tests.yclient import peer, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -56,8 +57,10 @@ def ids(doc: dict[str, Any]) -> list[str]:
     return [e["id"] for e in doc["elements"]]
 
 
-async def test_cli_via_server_and_on_the_file(server_process: Any, tmp_path: Path) -> None:
-    db = tmp_path / "cli.db"
+async def test_cli_via_server_and_on_the_file(
+    server_process: Any, tmp_path: Path, backend: Backend
+) -> None:
+    db = backend.target
     server = server_process("--db", str(db), "--grace", "0.2")
     await draw(server.yjs_url, "plan")
     via = ("--server", server.http_url)
@@ -117,8 +120,10 @@ async def test_cli_via_server_and_on_the_file(server_process: Any, tmp_path: Pat
         assert {k for k, v in p.snapshot().items() if not v.get("isDeleted")} == {"n"}
 
 
-async def test_replay_redraws_history_into_a_live_room(server_process: Any, tmp_path: Path) -> None:
-    db = tmp_path / "saved.db"
+async def test_replay_redraws_history_into_a_live_room(
+    server_process: Any, tmp_path: Path, backend: Backend
+) -> None:
+    db = backend.target
     source = server_process("--db", str(db), "--grace", "0.2")
     await draw(source.yjs_url, "plan")
     source.process.terminate()

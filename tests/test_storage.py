@@ -1,4 +1,9 @@
-"""SQLite storage: lossless compaction, clear errors for bad files, surviving outages."""
+"""The database stores: lossless compaction, clear errors for bad files, surviving outages.
+
+Each test that takes ``backend`` runs against SQLite and PostgreSQL alike
+(tests/databases.py); the file errors are SQLite's own (PostgreSQL's
+schema and connection errors: tests/test_postgres.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +28,8 @@ from collab.config import Config
 from storage import StorageError
 from storage.sqlite import SQLiteStore
 from storage.sqlite_schema import SCHEMA_VERSION
-from tests import sqlite_file
 from tests.conftest import ROOT
+from tests.databases import Backend
 from tests.yclient import peer, wait_until
 
 EXAMPLES = int(os.environ.get("INKWIRE_COMPACTION_EXAMPLES", "200"))
@@ -57,14 +63,14 @@ def elements_of(state: bytes | None) -> dict[str, Any]:
     steps=st.lists(st.one_of(edit, maintenance), min_size=1, max_size=40), compress=st.booleans()
 )
 def test_reload_after_checkpoints_and_compaction_equals_the_live_document(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]], compress: bool
+    backend: Backend, steps: list[tuple[Any, ...]], compress: bool
 ) -> None:
-    path = tmp_path_factory.mktemp("compaction") / "history.db"
+    diagram = f"d-{uuid.uuid4().hex}"  # one database per test: a diagram per example
     clients: list[Doc[Any]] = [Doc() for _ in range(3)]
     reference: Doc[Any] = Doc()  # the document that received every update
 
     async def run() -> None:
-        store = SQLiteStore(path, compress=compress, checkpoint_every=7)
+        store = backend.open(compress=compress, checkpoint_every=7)
         for kind, a, b, c in steps:
             if kind == "edit":
                 client = clients[a]
@@ -81,27 +87,27 @@ def test_reload_after_checkpoints_and_compaction_equals_the_live_document(
                     reference.apply_update(update)
                     for other in clients:
                         other.apply_update(update)  # clients stay in sync, like a room
-                await store.append("d", updates, f"client-{a}")
+                await store.append(diagram, updates, f"client-{a}")
                 # checkpoints every 7 updates, from the live state as a room would
-                await store.maintain("d", reference.get_update)
+                await store.maintain(diagram, reference.get_update)
             elif kind == "checkpoint":
-                store.checkpoint("d")
+                store.checkpoint(diagram)
             else:  # compact everything older than now, in slots of `a` seconds
-                store.compact("d", older_than=time.time() + 1, frame_seconds=a)
-        reloaded = await store.load("d")
+                store.compact(diagram, older_than=time.time() + 1, frame_seconds=a)
+        reloaded = await store.load(diagram)
         expected = dict(reference.get("elements", type=Map).items())
         assert elements_of(reloaded) == expected
         store.close()
-        reopened = SQLiteStore(path, compress=compress)
-        assert elements_of(reopened.state_at("d")) == expected
+        reopened = backend.open(compress=compress)
+        assert elements_of(reopened.state_at(diagram)) == expected
         reopened.close()
 
     anyio.run(run)
 
 
-def test_compaction_keeps_the_timeline_at_frame_granularity(tmp_path: Path) -> None:
+def test_compaction_keeps_the_timeline_at_frame_granularity(backend: Backend) -> None:
     async def run() -> None:
-        store = SQLiteStore(tmp_path / "t.db", checkpoint_every=10**9)
+        store = backend.open(checkpoint_every=10**9)
         doc: Doc[Any] = Doc()
         elements = doc.get("elements", type=Map)
         states = {}
@@ -184,35 +190,35 @@ def test_foreign_database_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_unwritable_database_keeps_live_editing_and_catches_up(
-    make_server, tmp_path: Path
+    make_server, backend: Backend
 ) -> None:
-    path = tmp_path / "outage.db"
-    store = SQLiteStore(path)
+    store = backend.open(timeout=1.0)
     app = CollabApp(store=store, config=Config(grace_period=0.2))
     async with make_server(app=app) as server, httpx.AsyncClient() as http:
         url = server.yjs_url + "/outage"
         async with peer(url, 1) as alice, peer(url, 2) as bob:
             await alice.send_set("before", {"id": "before"})
             await wait_until(lambda: "before" in bob.snapshot())
-            store._conn.execute("PRAGMA query_only = 1")  # SQLite now refuses every write
-            await alice.send_set("during", {"id": "during"})
-            await wait_until(lambda: "during" in bob.snapshot())  # live editing goes on
-            ready = await http.get(server.http_url + "/health/ready")
-            assert ready.status_code == 503
-            assert ready.json()["storage"] == "failing"
-            store._conn.execute("PRAGMA query_only = 0")  # the disk is back
-            with anyio.fail_after(5):
+            with backend.refusing_writes(store):  # every write fails (the server is gone)
+                await alice.send_set("during", {"id": "during"})
+                await wait_until(lambda: "during" in bob.snapshot())  # live editing goes on
+                with anyio.fail_after(5):
+                    while (ready := await http.get(server.http_url + "/health/ready")).is_success:
+                        await anyio.sleep(0.05)
+                assert ready.status_code == 503
+                assert ready.json()["storage"] == "failing"
+            with anyio.fail_after(15):  # the disk (server) is back
                 while (await http.get(server.http_url + "/health/ready")).status_code != 200:
                     await anyio.sleep(0.05)
             await alice.send_set("after", {"id": "after"})
             await wait_until(lambda: "after" in bob.snapshot())
-    reopened = SQLiteStore(path)
+    reopened = backend.open()
     assert set(elements_of(reopened.state_at("outage"))) == {"before", "during", "after"}
 
 
 @pytest.mark.anyio
-async def test_quiet_room_checkpoints_and_saves_are_reported(make_server, tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "quiet.db", checkpoint_every=10**9)
+async def test_quiet_room_checkpoints_and_saves_are_reported(make_server, backend: Backend) -> None:
+    store = backend.open(checkpoint_every=10**9)
     app = CollabApp(store=store, config=Config(checkpoint_quiet=0.2, grace_period=5))
     saved = app.events.last_saved  # fed by the rooms' published hook, with the durable seq
     async with make_server(app=app) as server, peer(server.yjs_url + "/quiet", 1) as alice:
@@ -222,16 +228,14 @@ async def test_quiet_room_checkpoints_and_saves_are_reported(make_server, tmp_pa
         assert set(saved) == {"quiet"}
 
         def checkpoints() -> list[int]:
-            with store._lock:
-                rows = store._conn.execute("SELECT seq FROM checkpoints").fetchall()
-            return [row[0] for row in rows]
+            return [row[0] for row in backend.rows("SELECT seq FROM checkpoints")]
 
         await wait_until(lambda: checkpoints() == [3], timeout=3)
 
 
 @pytest.mark.anyio
-async def test_live_room_checkpoints_every_k_updates(make_server, tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "k.db", checkpoint_every=5)
+async def test_live_room_checkpoints_every_k_updates(make_server, backend: Backend) -> None:
+    store = backend.open(checkpoint_every=5)
     app = CollabApp(store=store, config=Config(checkpoint_quiet=60, grace_period=5))
     async with make_server(app=app) as server, peer(server.yjs_url + "/k", 1) as alice:
         for i in range(12):
@@ -239,10 +243,10 @@ async def test_live_room_checkpoints_every_k_updates(make_server, tmp_path: Path
             await anyio.sleep(0.01)
 
         def checkpoints() -> list[int]:
-            rows = sqlite_file.rows(store.path, "SELECT seq FROM checkpoints ORDER BY seq")
+            rows = backend.rows("SELECT seq FROM checkpoints ORDER BY seq")
             return [row[0] for row in rows]
 
         await wait_until(lambda: len(checkpoints()) >= 2, timeout=3)
         assert all(seq >= 5 for seq in checkpoints())
-        reloaded = SQLiteStore(tmp_path / "k.db")
+        reloaded = backend.open()
         assert len(elements_of(reloaded.state_at("k"))) == 12

@@ -17,17 +17,16 @@ import pytest
 from pycrdt import Doc, Map
 
 from storage import MemoryStore, Store
-from storage.sqlite import SQLiteStore
+from tests.databases import KINDS, Backend, backend_for
 
 pytestmark = pytest.mark.anyio
 
 Opener = Callable[[], Store]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", *KINDS])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens the store under test; opened again, it is the same data (reopened, for SQLite)."""
-    opened: list[SQLiteStore] = []
+    """Opens the store under test; opened again, it is the same data (reopened, for databases)."""
     if request.param == "memory":
         memory = MemoryStore()
 
@@ -35,15 +34,9 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opene
             return memory
 
         yield open_memory
-    else:
-
-        def open_sqlite() -> Store:
-            opened.append(SQLiteStore(tmp_path / "store.db"))
-            return opened[-1]
-
-        yield open_sqlite
-    for store in opened:
-        store.close()
+        return
+    with backend_for(request.param, tmp_path) as backend:
+        yield backend.open
 
 
 def edits(doc: Doc[Any], *keys: str) -> list[bytes]:
@@ -100,3 +93,25 @@ async def test_appends_in_flight_together_get_distinct_increasing_seqs(
     assert ends == [sum(sizes[: i + 1]) for i in range(len(batches))]
     keys = {f"k{i}-{j}" for i in range(12) for j in range(i % 3 + 1)}
     assert saved_keys(await store.load("d")) == keys
+
+
+async def test_nodes_sharing_a_database_number_one_log(backend: Backend) -> None:
+    """Two stores on one database (two nodes) appending to one diagram at once:
+    every update saved, each seq taken once, each store's batches in its order."""
+    nodes = [backend.open(), backend.open()]
+    docs: list[Doc[Any]] = [Doc(), Doc()]
+    returned: dict[tuple[int, int], int] = {}
+
+    async def node(n: int) -> None:
+        for i in range(30):
+            returned[(n, i)] = await nodes[n].append("d", edits(docs[n], f"n{n}-{i}"), f"n{n}")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(2):
+            tg.start_soon(node, n)
+    assert sorted(returned.values()) == list(range(1, 61))
+    for n in range(2):
+        assert [returned[(n, i)] for i in range(30)] == sorted(returned[(n, i)] for i in range(30))
+    keys = {f"n{n}-{i}" for n in range(2) for i in range(30)}
+    assert saved_keys(await nodes[0].load("d")) == keys
+    assert saved_keys(await nodes[1].load("d")) == keys
