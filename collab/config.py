@@ -15,6 +15,12 @@ class Config:
     awareness_interval: float = 0.05  # at most one awareness broadcast per client per interval
     max_lag: int = 10_000  # entries a client may fall behind before it is cut off
     max_lag_bytes: int = 64 << 20  # bytes a client may fall behind
+    # messages a connection may send per second, sustained, and at once (a token bucket
+    # checked before any work on a message): past it reading pauses (the client is
+    # slowed); a client that keeps the bucket empty for rate_burst messages is closed 4008.
+    # A person dragging fast sends ~60-120 a second (see docs/capacity.md). None: no limit
+    rate_limit: float | None = 300.0
+    rate_burst: int = 600
     max_outbox: int = 256  # direct frames (sync replies...) waiting for one client
     checkpoint_quiet: float = 10.0  # seconds without edits before a room checkpoints
     load_timeout: float = 30.0  # seconds to load a room from the store

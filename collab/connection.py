@@ -3,8 +3,9 @@
 The skeleton is :class:`net.connection.FanoutConnection`'s, the writer
 included; this module reads the y-websocket messages into the room, says
 which frames a run of the room's log makes for this client, and throttles
-its awareness. The three tasks share one task group (four when its token
-expires: a task that closes it with 4001 then). Any of them, or the room (a
+its awareness. Its tasks share one task group: the reader and the writer;
+an awareness throttle only while awareness is held back; a task that closes
+it with 4001 when its token expires. Any of them, or the room (a
 slow consumer), or the server (shutdown) may end the connection with
 :meth:`Connection.fail`, which records the close code and cancels the group;
 the handler then closes it with :func:`net.hosting.close_websocket`,
@@ -19,8 +20,10 @@ import json
 import logging
 from collections.abc import Sequence
 from functools import partial
+from time import perf_counter
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from collab.auth import FORBIDDEN, diagram_channel
@@ -41,7 +44,9 @@ from collab.rooms import Rooms, ServerFull
 from net.asgi import Receive, Scope, Send
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
-from net.hosting import close_websocket
+from net.hosting import accept_websocket, close_websocket
+from net.keepalive import Keepalives
+from net.limits import Pacer, TimeSlice
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -57,6 +62,7 @@ from storage.names import DIAGRAM_NAME, DIAGRAM_NAME_RULE
 log = logging.getLogger("inkwire.connection")
 
 _ids = itertools.count(1)
+RATE_LIMITED = 4008  # a client that kept sending past its rate limit (as on the relays)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
 
@@ -65,8 +71,11 @@ class Connection(FanoutConnection[RoomEntry]):
     stats: Stats
     big_frame = BIG_FRAME
 
-    def __init__(self, room: Room, peer: str, grant: Grant = OPEN) -> None:
+    def __init__(
+        self, room: Room, peer: str, grant: Grant = OPEN, keepalives: Keepalives | None = None
+    ) -> None:
         super().__init__(room.stats, Subscriber(on_overflow=self._overflow))
+        self._keepalives = keepalives
         self.id = next(_ids)
         self.room = room
         self._render = room.frames.frames_for  # per delivery: the shortest path to the frames
@@ -78,8 +87,10 @@ class Connection(FanoutConnection[RoomEntry]):
         self.client_ids: set[int] = set()
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
-        self._awareness_wakeup: anyio.Event | None = None
+        self._throttling = False  # a _throttle_awareness task is running
         self.user_name: str | None = None  # from its awareness state, for the history
+        rate = self.config.rate_limit
+        self._pacer = Pacer(rate, self.config.rate_burst) if rate else None
 
     def fail(self, code: int, reason: str, counter: str | None = None) -> bool:
         """End this connection with a close code, counting ``counter`` as the rejection."""
@@ -89,15 +100,14 @@ class Connection(FanoutConnection[RoomEntry]):
         return ended
 
     def _start_tasks(self, tg: TaskGroup) -> None:
-        tg.start_soon(self._throttle_awareness)
         if self.grant.expires is not None:
             tg.start_soon(self._expire)
 
     @property
-    def keepalive_interval(self) -> float | None:
-        return self.config.keepalive_interval
+    def keepalives(self) -> Keepalives | None:
+        return self._keepalives
 
-    def _keepalive(self) -> None:
+    def send_keepalive(self) -> None:
         # this server does not echo a client's own awareness back (as the
         # Node server does), so a lone client would otherwise hear nothing
         self.room.send_direct(self, KEEPALIVE)
@@ -112,11 +122,21 @@ class Connection(FanoutConnection[RoomEntry]):
     async def _read(self, receive: Receive) -> None:
         room = self.room
         limit = self.config.max_message_size
+        pacer = self._pacer
+        slice_ = TimeSlice()
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return
+            if pacer is not None:  # before any work on the message
+                wait = pacer.take(anyio.current_time())
+                if wait is None:
+                    self.fail(RATE_LIMITED, "rate limit exceeded: slow down", "rate_limited")
+                    return
+                if wait:
+                    self.stats.rate_limited_waits += 1
+                    await anyio.sleep(wait)  # reading paused: TCP slows the client down
             data = message.get("bytes")
             if data is None:
                 self.fail(1003, "text frames are not part of the y-websocket protocol", "text")
@@ -128,6 +148,7 @@ class Connection(FanoutConnection[RoomEntry]):
                 # nothing is handled after expiry, even before _expire wakes (a clock jump)
                 self.fail(UNAUTHORIZED, "token expired", "unauthorized")
                 return
+            started = perf_counter()
             try:
                 parsed = parse_message(data)
                 if isinstance(parsed, SyncMessage):
@@ -152,6 +173,8 @@ class Connection(FanoutConnection[RoomEntry]):
                 )
                 self.fail(1007, f"malformed message: {exc}", "malformed")
                 return
+            if slice_.spent(perf_counter() - started):
+                await anyio.lowlevel.checkpoint()  # a burst must not hold every other room
 
     # --- writing: net.connection's writer drains the room's log from this client's cursor
 
@@ -181,9 +204,9 @@ class Connection(FanoutConnection[RoomEntry]):
             self.user_name = _user_name(accepted)
         for entry in accepted:
             self._awareness_pending[entry.client_id] = entry
-        if self._awareness_wakeup is not None:
-            self._awareness_wakeup.set()
-            self._awareness_wakeup = None
+        if not self._throttling and self._tasks is not None:
+            self._throttling = True
+            self._tasks.start_soon(self._throttle_awareness)
 
     def flush_awareness(self) -> None:
         """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
@@ -192,16 +215,21 @@ class Connection(FanoutConnection[RoomEntry]):
             self.room.broadcast_awareness(self, list(pending.values()))
 
     async def _throttle_awareness(self) -> None:
+        """Flush held awareness, at most once per interval, while there is any.
+
+        It exists only while awareness is pending (started by
+        :meth:`_receive_awareness`), not for the life of an idle connection.
+        """
         interval = self.config.awareness_interval
-        while True:
-            if not self._awareness_pending:
-                event = self._awareness_wakeup = anyio.Event()
-                await event.wait()
-            delay = self._awareness_next - anyio.current_time()
-            if delay > 0:
-                await anyio.sleep(delay)
-            self.flush_awareness()
-            self._awareness_next = anyio.current_time() + interval
+        try:
+            while self._awareness_pending:
+                delay = self._awareness_next - anyio.current_time()
+                if delay > 0:
+                    await anyio.sleep(delay)
+                self.flush_awareness()
+                self._awareness_next = anyio.current_time() + interval
+        finally:
+            self._throttling = False
 
 
 def _user_name(entries: list[AwarenessEntry]) -> str | None:
@@ -229,7 +257,7 @@ async def serve_yjs(
     client = scope.get("client") or ("?", 0)
     peer = f"{client[0]}:{client[1]}"
     # accepted first so a refusal is a close code the client can read, not an HTTP 403
-    await send({"type": "websocket.accept"})
+    await accept_websocket(send)
     close = partial(close_websocket, receive, send, grace=rooms.config.close_timeout)
     grant = OPEN
     if auth is not None:  # checked before anything else: no room is loaded for a stranger
@@ -260,7 +288,7 @@ async def serve_yjs(
     except Exception:
         await close(1011, "diagram could not be loaded")
         return
-    conn = Connection(room, peer, grant)
+    conn = Connection(room, peer, grant, rooms.keepalives)
     try:
         room.join(conn)
     except RoomFull:
@@ -294,4 +322,4 @@ async def serve_yjs(
             conn.close_reason,
         )
     if not conn.peer_closed:
-        await close(conn.close_code, conn.close_reason)
+        await close(conn.close_code, conn.close_reason, flooding=conn.close_code == RATE_LIMITED)

@@ -24,6 +24,9 @@ class Stats:
     frames_out: int = counter("WebSocket frames sent")
     bytes_out: int = counter("Payload bytes sent")
     slow_consumer_closes: int = counter("Clients closed for not keeping up")
+    rate_limited_waits: int = counter(
+        "Client messages whose reading was paused by the rate limit", name="rate_limited_waits"
+    )
     sync_encodes: int = counter("Document diffs encoded for joiners")
     fanout_renders: int = counter("Coalesced frames encoded for fan-out")
     rejected: Counter[str] = labelled(

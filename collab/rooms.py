@@ -14,6 +14,7 @@ from collab.hooks import RoomHooks
 from collab.metrics import Stats
 from collab.persistence import PersistenceFactory, StorePersistence
 from collab.room import Room
+from net.keepalive import Keepalives
 from storage import Store
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ class Rooms:
         self.persistence = persistence
         self.rooms: dict[str, Room] = {}
         self.connections: set[Connection] = set()
+        interval = config.keepalive_interval
+        # one timer for every connection's quiet line (see net.keepalive)
+        self.keepalives = Keepalives(interval) if interval else None
         self._tg: TaskGroup | None = None
         self._emptied: anyio.Event | None = None
 

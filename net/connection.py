@@ -1,14 +1,17 @@
 """A WebSocket fed by a fan-out log: the connection skeleton both servers share.
 
 A connection's tasks share one task group: the writer, which drains the
-shared log from the connection's cursor (and its outbox), the server's own
-tasks (say, closing it when its token expires), a keepalive on a quiet line,
-and the reader, which the server writes. Any of them, the log (a slow
-consumer) or the server (shutdown) may end the connection with
+shared log from the connection's cursor (and its outbox) and exists only
+while there is something to send, the server's own
+tasks (say, closing it when its token expires), and the reader, which the
+server writes. Any of them, the log (a slow consumer) or the server
+(shutdown) may end the connection with
 :meth:`FanoutConnection.fail`, which records the close code and cancels the
 group; whoever serves the connection then closes the socket with
 :func:`net.hosting.close_websocket`, unless the client closed it first
-(:attr:`FanoutConnection.peer_closed`).
+(:attr:`FanoutConnection.peer_closed`). A quiet line's keepalive comes from
+one timer for all of a server's connections (:mod:`net.keepalive`), not from
+a task of each.
 
 The writer is the fan-out's hot path: per frame it does one ``send`` and
 nothing else, and a run of log entries becomes frames through one call of
@@ -31,7 +34,8 @@ from anyio.abc import TaskGroup
 
 from net.asgi import Message, Receive, Send
 from net.fanout import FanoutLog, Subscriber
-from net.wire import Frame, Sender, SendStats, keep_alive
+from net.keepalive import Keepalives
+from net.wire import Frame, Sender, SendStats
 
 E = TypeVar("E")  # the log's entries
 
@@ -62,6 +66,8 @@ class FanoutConnection(ABC, Generic[E]):
         self.peer_closed = False
         self.raw_path = False  # frames written straight to the socket (see net.wire)
         self._scope: anyio.CancelScope | None = None
+        self._sender: Sender | None = None
+        self._tasks: TaskGroup | None = None  # the connection's task group, while it runs
 
     # --- what each server provides ------------------------------------------
 
@@ -72,12 +78,12 @@ class FanoutConnection(ABC, Generic[E]):
 
     @property
     @abstractmethod
-    def keepalive_interval(self) -> float | None:
-        """Quiet seconds before :meth:`_keepalive` is called; None or 0: never."""
+    def keepalives(self) -> Keepalives | None:
+        """The server's keepalive timer (it calls :meth:`send_keepalive`); None: none."""
 
     @abstractmethod
-    def _keepalive(self) -> None:
-        """Queue a message the client ignores (see :func:`net.wire.keep_alive`)."""
+    def send_keepalive(self) -> None:
+        """Queue a message the client ignores (see :mod:`net.keepalive`)."""
 
     @abstractmethod
     async def _read(self, receive: Receive) -> None:
@@ -114,6 +120,11 @@ class FanoutConnection(ABC, Generic[E]):
         self.stats.slow_consumer_closes += 1
         self.fail(SLOW_CONSUMER, "slow consumer")
 
+    @property
+    def last_sent(self) -> float:
+        """When the client was last written to (for :mod:`net.keepalive`)."""
+        return self._sender.last_sent if self._sender is not None else 0.0
+
     def _closed_by_peer(self, message: Message) -> None:
         """Note a ``websocket.disconnect``: the client closed, so no close frame is due."""
         self.peer_closed = True
@@ -122,27 +133,45 @@ class FanoutConnection(ABC, Generic[E]):
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve the connection until the client leaves or :meth:`fail` ends it."""
-        sender = Sender(send, self.stats)
-        async with anyio.create_task_group() as tg:
-            self._scope = tg.cancel_scope
-            tg.start_soon(self._write, sender)
-            self._start_tasks(tg)
-            interval = self.keepalive_interval
-            if interval:
-                tg.start_soon(keep_alive, sender, interval, self._keepalive)
-            await self._read(receive)
-            tg.cancel_scope.cancel()
-
-    async def _write(self, sender: Sender) -> None:
-        """The one writer: outbox frames and log entries, in order, until the peer is gone."""
-        log = self.log
+        sender = self._sender = Sender(send, self.stats)
         subscriber = self.subscriber
         self.raw_path = sender.raw
         if sender.raw:
             subscriber.deliver_now = partial(self._deliver_now, sender)
+        keepalives = self.keepalives
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                self._tasks = tg
+                subscriber.on_wake = self._start_writer
+                tg.start_soon(self._write, sender)  # what was queued before, if anything
+                self._start_tasks(tg)
+                if keepalives is not None:
+                    keepalives.add(self, tg)
+                await self._read(receive)
+                tg.cancel_scope.cancel()
+        finally:
+            self._tasks = None
+            subscriber.on_wake = None
+            if keepalives is not None:
+                keepalives.remove(self)
+
+    def _start_writer(self) -> None:
+        tasks, sender = self._tasks, self._sender
+        if tasks is not None and sender is not None:
+            tasks.start_soon(self._write, sender)
+
+    async def _write(self, sender: Sender) -> None:
+        """The one writer: outbox frames and log entries, in order, until nothing is left.
+
+        It exists only while there is something to send (see
+        :class:`~net.fanout.Subscriber`): an idle connection holds no task
+        for it, and a run the publisher wrote itself never starts one.
+        """
+        log = self.log
+        subscriber = self.subscriber
         big_frame = self.big_frame
-        while True:
-            batch = await log.next_batch(subscriber)
+        while (batch := log.take(subscriber)) is not None:
             frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
             for frame in frames:
                 try:

@@ -1,7 +1,7 @@
 """Fan-out: one shared log, one cursor and one writer per subscriber.
 
 Both the Yjs rooms and the JSON relays deliver through this module. A
-publisher appends an entry once; every subscriber's writer task reads the
+publisher appends an entry once; every subscriber's writer reads the
 entries past its own cursor and turns them into frames (coalescing them as it
 likes), so nothing is copied or spawned per recipient. Entries appended but
 not yet *published* (e.g. awaiting a durable commit) are invisible to writers.
@@ -18,8 +18,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-
-import anyio
 
 from net.wire import Frame
 
@@ -38,22 +36,28 @@ class Subscriber:
     before that position is published.
 
     ``deliver_now``, if set, lets the publisher hand an idle subscriber its
-    entries synchronously (a write that cannot block), sparing the wake-up
-    of its writer task; it returns False when it cannot, and the writer is
-    woken as usual.
+    entries synchronously (a write that cannot block), sparing its writer;
+    it returns False when it cannot, and the subscriber is woken as usual.
+
+    ``on_wake`` starts the subscriber's writer: a writer exists only while
+    there is something to send. It drains with :meth:`FanoutLog.take` until
+    that returns None (the subscriber is then *waiting*), and ends; the next
+    entry published or frame queued for it calls ``on_wake`` again, once.
     """
 
     on_overflow: Callable[[], None]
     deliver_now: Callable[[int, Sequence[Any]], bool] | None = None
+    on_wake: Callable[[], None] | None = None
     cursor: int | None = None
     outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
-    wakeup: anyio.Event | None = None
+    waiting: bool = False
     overflowed: bool = False
 
     def wake(self) -> None:
-        if self.wakeup is not None:
-            self.wakeup.set()
-            self.wakeup = None
+        if self.waiting:
+            self.waiting = False
+            if self.on_wake is not None:
+                self.on_wake()
 
 
 class FanoutLog(Generic[T]):
@@ -128,29 +132,29 @@ class FanoutLog(Generic[T]):
         self._idle.discard(subscriber)
         subscriber.wake()
 
-    async def next_batch(self, subscriber: Subscriber) -> tuple[int, Sequence[T]] | Frame:
-        """Wait for the subscriber's next outbox frame or run of entries.
+    def take(self, subscriber: Subscriber) -> tuple[int, Sequence[T]] | Frame | None:
+        """The subscriber's next outbox frame or run of entries; None: nothing to send now.
 
         Returns either one direct frame, or ``(start, entries)``: the
         published entries from the subscriber's cursor on, after which its
-        cursor has moved past them.
+        cursor has moved past them. None marks the subscriber waiting: its
+        writer ends, and :meth:`Subscriber.wake` starts one when there is more.
         """
-        while True:
-            outbox = subscriber.outbox
-            cursor = subscriber.cursor
-            published = self.published
-            if outbox:
-                after = outbox[0][0]
-                limit = min(after, published)
-                if cursor is not None and cursor < limit:
-                    return self._take(subscriber, cursor, limit)
-                if after <= published:
-                    return outbox.popleft()[1]
-            elif cursor is not None and cursor < published:
-                return self._take(subscriber, cursor, published)
-            event = subscriber.wakeup = anyio.Event()
-            self._idle.add(subscriber)
-            await event.wait()
+        outbox = subscriber.outbox
+        cursor = subscriber.cursor
+        published = self.published
+        if outbox:
+            after = outbox[0][0]
+            limit = min(after, published)
+            if cursor is not None and cursor < limit:
+                return self._take(subscriber, cursor, limit)
+            if after <= published:
+                return outbox.popleft()[1]
+        elif cursor is not None and cursor < published:
+            return self._take(subscriber, cursor, published)
+        subscriber.waiting = True
+        self._idle.add(subscriber)
+        return None
 
     def _take(self, subscriber: Subscriber, cursor: int, end: int) -> tuple[int, Sequence[T]]:
         subscriber.cursor = end

@@ -20,10 +20,12 @@ import anyio
 import sniffio
 from hypercorn.config import Config as HypercornConfig
 
-from net.asgi import Receive, Send
+from net.asgi import Message, Receive, Send
 from net.wire import raw_writer
 
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
+UPGRADE_SECONDS = 5.0  # from accepting a TCP connection to its complete request
+TLS_HANDSHAKE_SECONDS = 10.0
 
 
 class HostedApp(Protocol):
@@ -40,12 +42,42 @@ class HostedApp(Protocol):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
 
 
+async def accept_websocket(send: Send, subprotocol: str | None = None) -> None:
+    """Accept a WebSocket handshake, declining permessage-deflate.
+
+    hypercorn accepts permessage-deflate whenever a client offers it (browsers
+    and Node's ``ws`` always do), with no setting to refuse it. Our frames go
+    out uncompressed anyway (see :mod:`net.wire`), so the extension would only
+    serve frames the client compresses, and for that each connection would
+    keep a zlib inflate context with a 32 KiB window: ~40 KiB per connection,
+    the biggest single part of an idle one (docs/capacity.md). Declined, a
+    client simply sends its frames uncompressed (RFC 7692: the server may
+    accept none of the offers). Yjs updates are compact binary; relay requests
+    are small JSON.
+
+    The one hook: hypercorn answers the offer from ``Handshake.extensions``
+    (the offer as parsed from the request) when the app accepts; clearing it
+    before ``websocket.accept`` leaves nothing to agree on. Where the
+    handshake is not hypercorn's (another server), the offer is left alone.
+    """
+    stream = getattr(send, "__self__", None)
+    handshake = getattr(stream, "handshake", None)
+    if handshake is not None and hasattr(handshake, "extensions"):
+        handshake.extensions = None
+    message: Message = {"type": "websocket.accept"}
+    if subprotocol is not None:
+        message["subprotocol"] = subprotocol
+    await send(message)
+
+
 async def close_websocket(
     receive: Receive,
     send: Send,
     code: int,
     reason: str,
     grace: float,
+    *,
+    flooding: bool = False,
 ) -> None:
     """Close a connection the server ends: send the close frame, then read to the end.
 
@@ -67,7 +99,22 @@ async def close_websocket(
     out as the client reads on, so a slow consumer finds its 4009 at the end.
     What the client had sent by then is drained for one more ``grace``, so
     hypercorn's last put finds room and nothing stays blocked.
+
+    ``flooding``: the client is closed for sending too much (4008). Its
+    socket then holds a backlog of frames that draining would have hypercorn
+    parse one by one, hundreds of milliseconds of CPU taken from everyone
+    else, for messages that are dropped anyway. So the socket is closed right
+    after the close frame, as after a lapsed grace: the backlog is discarded
+    unread, and only what hypercorn had queued is drained.
     """
+    writer = raw_writer(send) if flooding else None
+    if writer is not None:
+        with anyio.move_on_after(grace):
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+        writer.transport.close()
+        with anyio.move_on_after(grace):
+            await _drain(receive)
+        return
     with anyio.move_on_after(grace):
         await send({"type": "websocket.close", "code": code, "reason": reason})
         await _drain(receive)
@@ -128,6 +175,16 @@ def hypercorn_config(
     # then holds shutdown; the apps keep connections alive themselves
     config.websocket_ping_interval = None
     config.graceful_timeout = 1.0
+    # Slow and half-open clients (see docs/capacity.md). hypercorn drops a connection
+    # whose request (a WebSocket upgrade included) is not complete this many seconds
+    # after it was accepted, however it trickles in, and one idle between HTTP requests
+    # as long; its headers may not pass h11_max_incomplete_size (16 KiB). A TLS
+    # handshake gets ssl_handshake_timeout. read_timeout stays None: it would also cut
+    # an open WebSocket that is merely quiet. A client that never answers our close
+    # frame is cut by close_websocket after its grace.
+    config.keep_alive_timeout = UPGRADE_SECONDS
+    config.h11_max_incomplete_size = 16 * 1024
+    config.ssl_handshake_timeout = TLS_HANDSHAKE_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

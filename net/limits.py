@@ -1,8 +1,11 @@
 """Per-connection rate limiting: a token bucket, sans I/O.
 
 A client over its rate is told so (RATE_LIMITED, the message dropped) rather
-than cut off at once, since bursts happen; one that keeps sending through a
-whole burst's worth of refusals is closed with 4008.
+than cut off at once, since bursts happen, and its reading paused until its
+next token is due (:meth:`RateLimiter.due`), so a flood costs the server at
+most ``rate`` refusals a second; one that keeps sending through a whole
+burst's worth of refusals is closed with 4008. :class:`Pacer` is the /yjs
+variant: no refusals (a Yjs client has no way to hear them), only the pause.
 """
 
 from __future__ import annotations
@@ -35,3 +38,75 @@ class RateLimiter:
             return ALLOWED
         self._refused += 1
         return CLOSE if self._refused > self.burst else DROPPED
+
+    def due(self) -> float:
+        """Seconds until the next token (0.0: one is there): how long a refused client waits."""
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+
+class Pacer:
+    """A token bucket that slows a reader down instead of refusing its messages.
+
+    :meth:`take` says how long to wait before handling a message: nothing
+    while the client stays within ``burst`` messages at once and ``rate`` per
+    second sustained; past that, until its next token is due, so a reader
+    that waits before each message is held to ``rate`` (its unread messages
+    wait in TCP, which slows the client itself). A client that keeps the
+    bucket empty for ``patience`` messages in a row, without ever letting it
+    refill to half, is flooding on purpose: :meth:`take` then returns None
+    (close it). Nothing here ever touches a client under the rate.
+    """
+
+    __slots__ = ("_last", "_tokens", "_waited", "burst", "patience", "rate")
+
+    def __init__(self, rate: float, burst: int, patience: int | None = None) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.patience = burst if patience is None else patience
+        self._tokens = float(burst)
+        self._last: float | None = None
+        self._waited = 0  # messages in a row that had to wait
+
+    def take(self, now: float) -> float | None:
+        """Seconds to wait before handling this message (0.0: at once); None: close."""
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= 1
+        if self._tokens >= 0:
+            if self._tokens >= self.burst / 2:
+                self._waited = 0  # it calmed down: past waits are forgiven
+            return 0.0
+        self._waited += 1
+        if self._waited > self.patience:
+            return None
+        return -self._tokens / self.rate
+
+
+class TimeSlice:
+    """How long a reader may handle messages back to back before it lets others run.
+
+    A client's queued messages are handed to its reader without a suspension
+    in between (hypercorn's queue has them ready), so a burst of them would
+    hold the event loop for as long as they take: a flooder's burst of
+    hundreds of updates stalled every other diagram for tens of
+    milliseconds. The reader adds up its handling time here and yields to the
+    loop (one checkpoint) whenever it passes ``budget``, which bounds the stall
+    without yielding per message, so a burst still coalesces.
+    """
+
+    __slots__ = ("_used", "budget")
+
+    def __init__(self, budget: float = 0.005) -> None:
+        self.budget = budget
+        self._used = 0.0
+
+    def spent(self, seconds: float) -> bool:
+        """Count ``seconds`` of handling; True: yield to the loop now."""
+        self._used += seconds
+        if self._used < self.budget:
+            return False
+        self._used = 0.0
+        return True

@@ -18,21 +18,21 @@ goes through the ASGI ``send``. Whole frames are written with one ``write``
 call, so they never interleave with the frames hypercorn writes itself (pongs,
 the close frame).
 
-A :class:`Sender` also notes when it last sent anything, and
-:func:`keep_alive` sends a keepalive message through the connection's own
+A :class:`Sender` also notes when it last sent anything, so that
+:mod:`net.keepalive` can send a keepalive message through the connection's own
 writer when the line has been quiet: each protocol picks a message its clients
 ignore (collab an empty awareness update, the relays a JSON ``ping``), since
-the ASGI interface has no WebSocket ping frame to send.
+the ASGI interface has no WebSocket ping frame to send. Besides telling a
+client the server is there (the stock y-websocket client reconnects after 30 s
+without a message), it makes a dead peer show up as a failed or stalled send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
-
-import anyio
 
 from net.asgi import Send
 
@@ -144,25 +144,6 @@ class Sender:
         self.stats.frames_out += 1
         self.stats.bytes_out += len(message.payload)
         self.last_sent = time.monotonic()
-
-
-async def keep_alive(sender: Sender, interval: float, send_keepalive: Callable[[], None]) -> None:
-    """Call ``send_keepalive`` whenever ``sender`` has sent nothing for ``interval`` seconds.
-
-    ``send_keepalive`` queues a message for the connection's writer (it must
-    not write itself: one writer per connection). The line is never quiet for
-    much more than ``interval``; a busy one gets no keepalive at all. Besides
-    telling a client the server is there (the stock y-websocket client
-    reconnects after 30 s without a message), it makes a dead peer show up as
-    a failed or stalled send.
-    """
-    while True:
-        quiet = time.monotonic() - sender.last_sent
-        if quiet >= interval:
-            send_keepalive()
-            await anyio.sleep(interval)
-        else:
-            await anyio.sleep(interval - quiet)
 
 
 def raw_writer(asgi_send: Send) -> asyncio.StreamWriter | None:

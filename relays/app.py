@@ -37,7 +37,8 @@ import anyio
 from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
-from net.hosting import close_websocket
+from net.hosting import accept_websocket, close_websocket
+from net.keepalive import Keepalives
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
 from relays.broadcaster import Broadcaster
@@ -132,6 +133,9 @@ class RelayApp:
         self.hub.metrics = self.websocket_metrics
         self.handlers: dict[str, Handler] = {}
         self.connections: set[RelayConnection] = set()
+        interval = self.settings.keepalive_interval
+        # one timer for every connection's quiet line (see net.keepalive)
+        self.keepalives = Keepalives(interval) if interval else None
         self.ready = True  # also when mounted in an app that sends no lifespan events
         self._closed: anyio.Event | None = None  # set when the last connection ends
         self.broadcast = Broadcaster(catalog, self._broadcast)
@@ -260,10 +264,7 @@ class RelayApp:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         negotiated = BATCH_SUBPROTOCOL in subprotocols
         batch = negotiated or query.get("batch", [""])[0] in ("1", "true")
-        accept: dict[str, Any] = {"type": "websocket.accept"}
-        if negotiated:
-            accept["subprotocol"] = BATCH_SUBPROTOCOL
-        await send(accept)
+        await accept_websocket(send, BATCH_SUBPROTOCOL if negotiated else None)
         close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
         if not self.ready:
             await close(1001, "shutting down")
@@ -313,7 +314,7 @@ class RelayApp:
                 self._closed.set()
             stats.connections -= 1
         if not conn.peer_closed:
-            await close(conn.close_code, conn.close_reason)
+            await close(conn.close_code, conn.close_reason, flooding=conn.close_code == 4008)
 
     # --- HTTP ----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from anyio.abc import TaskGroup
 from net.asgi import Receive
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog
+from net.keepalive import Keepalives
 from net.limits import ALLOWED, DROPPED, RateLimiter
 from net.tokens import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
 from net.wire import Frame
@@ -80,7 +81,9 @@ class RelayConnection(FanoutConnection[Entry]):
         self.batch = batch
         self.member = member
         self._limiter = RateLimiter(app.settings.rate_limit, app.settings.rate_burst)
-        self._regranted = anyio.Event()  # set when an ``auth`` request replaces the grant
+        # set when an ``auth`` request replaces the grant (only with auth on: an Event is
+        # ~0.5 KiB of every idle connection, see docs/capacity.md)
+        self._regranted: anyio.Event | None = anyio.Event() if app.auth is not None else None
 
     def queue(self, text: str, *, after: int = 0) -> None:
         """Send ``text`` through the writer, after log position ``after``."""
@@ -103,10 +106,10 @@ class RelayConnection(FanoutConnection[Entry]):
             tg.start_soon(self._expire)
 
     @property
-    def keepalive_interval(self) -> float | None:
-        return self.app.settings.keepalive_interval
+    def keepalives(self) -> Keepalives | None:
+        return self.app.keepalives
 
-    def _keepalive(self) -> None:
+    def send_keepalive(self) -> None:
         """A server ``ping`` on a quiet line (existing clients dispatch only events).
 
         Our clients answer with a ``pong``; nobody has to. A client is never
@@ -126,6 +129,7 @@ class RelayConnection(FanoutConnection[Entry]):
         while True:
             grant = self.grant
             regranted = self._regranted
+            assert regranted is not None  # this task runs only with auth on
             if grant is None:
                 await regranted.wait()
                 continue
@@ -160,6 +164,8 @@ class RelayConnection(FanoutConnection[Entry]):
             if verdict != ALLOWED:
                 if verdict == DROPPED:
                     self._error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
+                    # reading paused until a token is due: a flood costs at most the rate
+                    await anyio.sleep(self._limiter.due())
                     continue
                 self.fail(4008, "rate limit exceeded")
                 return
@@ -217,7 +223,8 @@ class RelayConnection(FanoutConnection[Entry]):
             self.stats.error("UNAUTHORIZED")
             self.fail(UNAUTHORIZED, "bad token")
             return
-        self._regranted.set()
+        if self._regranted is not None:
+            self._regranted.set()
         self._regranted = anyio.Event()
         grant = self.grant
         dropped = sorted(c for c in self.member.channels if not grant.allows(c))

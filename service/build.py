@@ -49,6 +49,8 @@ def collab_config(settings: Settings) -> Config:
         max_lag=c.broadcast_queue_size,
         close_timeout=c.close_timeout,
         keepalive_interval=_keepalive(c.ping_interval),
+        rate_limit=c.yjs_message_rate_limit,
+        rate_burst=_burst(c.yjs_message_rate_limit or 1.0),
         max_file_bytes=c.max_file_bytes,
         tombstone_retention=c.tombstone_retention,
         redis_url=settings.redis,

@@ -143,9 +143,14 @@ class CollabServer(Server):
     )
     message_rate_limit: Annotated[float, Field(gt=0)] = key(
         200.0,
-        "messages per second a JSON client of `/events` may send (bursts of twice that); "
-        "`/yjs` has no equivalent: a Yjs client's updates are merged, not counted",
+        "messages per second a JSON client of `/events` may send (bursts of twice that)",
         deployment=True,
+    )
+    yjs_message_rate_limit: Annotated[float, Field(gt=0)] | None = key(
+        300.0,
+        "messages per second a Yjs client may send (bursts of twice that; a fast drag sends "
+        "~60-120): past it its reading is paused, and one that keeps on is closed with 4008 "
+        "(null: no limit)",
     )
     broadcast_queue_size: Positive = key(
         10_000,

@@ -82,3 +82,11 @@ async def test_a_flood_is_refused_then_closed_with_4008_and_nobody_else_notices(
         assert event["data"]["version"] == "8"
         assert bystander.ws.close_code is None
         assert len(running.app.connections) == 1  # the attacker's is gone on the server too
+
+
+def test_a_refused_client_waits_until_its_next_token() -> None:
+    limiter = RateLimiter(rate=10.0, burst=2)
+    assert limiter.take(0.0) == ALLOWED and limiter.take(0.0) == ALLOWED
+    assert limiter.take(0.0) == DROPPED
+    assert limiter.due() == pytest.approx(0.1)  # one token at 10 a second
+    assert limiter.take(0.1) == ALLOWED
