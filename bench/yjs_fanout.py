@@ -453,9 +453,15 @@ def big_doc_updates(elements: int, per_txn: int = 100) -> tuple[list[bytes], int
 
 INKWIRE = ROOT / ".venv" / "bin" / "inkwire"
 # Passed to `inkwire serve` when its --help lists them: the room must admit N=500
-# receivers (default limit 50), and per-connection INFO logging is not what we measure.
+# receivers (default limit 50), per-connection INFO logging is not what we measure, and
+# the /yjs rate limit is off: one writer sending thousands of updates back to back is
+# exactly the flood it exists to slow down (the Node server has none).
 AUTOSAVE = False  # set by --autosave
-INKWIRE_OPTIONS = {"--max-users": "1000", "--log-level": "WARNING"}
+INKWIRE_OPTIONS = {
+    "--max-users": "1000",
+    "--log-level": "WARNING",
+    "--set": "collab.yjs_message_rate_limit=null",
+}
 
 
 @functools.cache
