@@ -174,13 +174,13 @@ class RedisLink:
             pipe.zadd(self.key("nodes"), {self.node: time.time()})
             await pipe.execute()
 
-    async def registered_nodes(self) -> set[str]:
-        """Every node that beat in the last ``REGISTRY_SECONDS``, this one included
-        (and the registry trimmed of older ones)."""
-        key, since = self.key("nodes"), time.time() - REGISTRY_SECONDS
+    async def registered_nodes(self, since: float) -> set[str]:
+        """Every node that beat at or after ``since`` (a time), this one included (and the
+        registry trimmed of nodes silent for ``REGISTRY_SECONDS``)."""
+        key = self.key("nodes")
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, "-inf", since)
-            pipe.zrange(key, 0, -1)
+            pipe.zremrangebyscore(key, "-inf", time.time() - REGISTRY_SECONDS)
+            pipe.zrangebyscore(key, since, "+inf")
             _, members = await pipe.execute()
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 

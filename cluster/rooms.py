@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import RedisError
 
-from cluster.link import RedisLink
+from cluster.link import NODE_TTL_SECONDS, RedisLink
 from cluster.messages import BadMessage, Kind, RoomMessage, decode, encode
 from collab.hooks import RoomHooks
 from collab.persistence import StorePersistence
@@ -104,6 +105,7 @@ class RoomBus(RoomHooks):
         self._rooms: dict[str, ClusterPersistence] = {}
         self._heard: set[str] = set()  # other nodes heard on the channel, until found gone
         self._gone: dict[str, None] = {}  # nodes found dead (and dealt with), oldest first
+        self._started = time.time()
         self._followers: dict[str, set[str]] = {}  # channel -> nodes following it
         self._report_follow: Callable[[str, bool], None] | None = None
         self._send: MemoryObjectSendStream[Outgoing]
@@ -297,7 +299,10 @@ class RoomBus(RoomHooks):
     async def _sweep(self) -> None:
         """Deal with the nodes that died: those heard from, those whose clients are
         present here, and those in the registry; each once, until it is seen alive."""
-        nodes = self._heard | await self.link.registered_nodes()
+        # a node already silent when this one started committed nothing our rooms lack
+        # (they loaded after it): only those alive since (give or take clocks) matter
+        since = self._started - NODE_TTL_SECONDS
+        nodes = self._heard | await self.link.registered_nodes(since)
         for persistence in self._rooms.values():
             nodes |= persistence.room.awareness.nodes()
         nodes.discard(self.link.node)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -59,4 +61,23 @@ async def test_a_frozen_redis_is_noticed_and_a_node_starts_without_redis(
         finally:
             redis_server.resume()
         await wait_until(lambda: link.up, timeout=10)
+        tg.cancel_scope.cancel()
+
+
+async def test_the_registry_names_the_nodes_that_beat_since_a_time(
+    redis_server: RedisServer,
+) -> None:
+    """What a sweep looks at: nodes alive since it started (one silent since before
+    cannot have committed anything its rooms lack), and never those silent for an hour."""
+    link = RedisLink(redis_server.url)
+    async with anyio.create_task_group() as tg:
+        await tg.start(link.run)
+        await wait_until(lambda: link.up, timeout=10)
+        now = time.time()
+        await link.redis.zadd(
+            link.key("nodes"), {"before-start": now - 60, "forgotten": now - 2 * 3600}
+        )
+        assert await link.registered_nodes(now - 120) == {link.node, "before-start"}
+        assert await link.registered_nodes(now - 10) == {link.node}
+        assert "forgotten" not in await link.registered_nodes(0)  # trimmed after an hour
         tg.cancel_scope.cancel()
