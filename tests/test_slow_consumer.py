@@ -29,7 +29,9 @@ def stuck_socket(port: int) -> socket.socket:
 
 
 async def test_slow_consumer_is_cut_off_and_memory_stays_bounded(server_process) -> None:
-    server = server_process()
+    # the writer sends 100 MB as fast as it can: the flood the /yjs rate limit slows down
+    # (tests/test_capacity.py tests that); here it must reach the server whole
+    server = server_process("--set", "collab.yjs_message_rate_limit=null")
     process = psutil.Process(server.process.pid)
     url = server.yjs_url + "/slow"
     async with (
