@@ -129,14 +129,17 @@ class Connection(FanoutConnection[RoomEntry]):
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return
+            # one clock read per message: the pacer's and the time slice's (perf_counter)
+            started = perf_counter()
             if pacer is not None:  # before any work on the message
-                wait = pacer.take(anyio.current_time())
+                wait = pacer.take(started)
                 if wait is None:
                     self.fail(RATE_LIMITED, "rate limit exceeded: slow down", "rate_limited")
                     return
                 if wait:
                     self.stats.rate_limited_waits += 1
                     await anyio.sleep(wait)  # reading paused: TCP slows the client down
+                    started = perf_counter()
             data = message.get("bytes")
             if data is None:
                 self.fail(1003, "text frames are not part of the y-websocket protocol", "text")
@@ -148,7 +151,6 @@ class Connection(FanoutConnection[RoomEntry]):
                 # nothing is handled after expiry, even before _expire wakes (a clock jump)
                 self.fail(UNAUTHORIZED, "token expired", "unauthorized")
                 return
-            started = perf_counter()
             try:
                 parsed = parse_message(data)
                 if isinstance(parsed, SyncMessage):
