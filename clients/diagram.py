@@ -171,6 +171,9 @@ class DiagramClient:
         self.last_error: BaseException | None = None
         #: Reason given by the server's auth message, if it refused our edits.
         self.permission_denied: str | None = None
+        #: Sync replies past each connection's handshake: answers to :meth:`confirm`.
+        self.confirmations = 0
+        self._handshaken = False  # this connection has had its first SyncStep2
 
         self._ws: AsyncWebSocketSession | None = None
         self._pending: list[bytes] = []  # local updates not yet handed to the socket
@@ -282,6 +285,7 @@ class DiagramClient:
         async with aconnect_ws(self._connect_url, http) as ws:
             # Whatever is pending now is covered by the SyncStep2 we owe the server.
             self._pending.clear()
+            self._handshaken = False
             self._ws = ws
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write_loop, ws)
@@ -311,8 +315,13 @@ class DiagramClient:
             with self.doc.transaction(origin=REMOTE_ORIGIN):
                 reply = handle_sync_message(message[1:], self.doc)
             if message[1] == YSyncMessageType.SYNC_STEP2:
-                self.sync_count += 1
-                self._set_status("connected")
+                if self._handshaken:
+                    self.confirmations += 1
+                    self._notify()
+                else:
+                    self._handshaken = True
+                    self.sync_count += 1
+                    self._set_status("connected")
             return reply
         if kind == YMessageType.AWARENESS:
             self.awareness.apply_awareness_update(read_message(message[1:]), REMOTE_ORIGIN)
@@ -401,6 +410,31 @@ class DiagramClient:
             log.debug("%s: %s -> %s", self.room_url, self.status, status)
             self.status = status
             self._notify()
+
+    async def confirm(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 -- one bound for the whole round trip
+        """Wait until the server has taken everything this client sent so far.
+
+        y-websocket has no acknowledgements, but a server answers a sync step 1
+        after the messages before it: this sends our pending updates, then a
+        sync step 1, and waits for the reply. An inkwire server sends that reply
+        only once the updates before it are saved, and a refusal of them
+        (:attr:`permission_denied`) arrives before it. Raises
+        :class:`DiagramConnectionError` without a connection, ``TimeoutError``
+        when no reply comes in time.
+        """
+        ws = self._ws
+        if ws is None or not self._handshaken:
+            raise DiagramConnectionError(f"{self.room_url}: not connected")
+        before = self.confirmations
+        try:
+            await self._flush(ws)
+            async with self._send_lock:
+                await ws.send_bytes(create_sync_message(self.doc))
+        except _DROPPED as error:
+            raise DiagramConnectionError(f"{self.room_url}: connection lost") from error
+        await self.wait_for(lambda c: c.confirmations > before or c._ws is not ws, timeout)
+        if self._ws is not ws:
+            raise DiagramConnectionError(f"{self.room_url}: connection lost before the reply")
 
     async def wait_for(
         self,

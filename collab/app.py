@@ -12,11 +12,17 @@ token (see :mod:`collab.auth`); health, metrics and the web app stay open.
 existing dashboards chart, for the Yjs rooms and ``/events`` together
 (service ``excalidraw``, see :mod:`net.metrics`); ``GET /api/servers`` feeds
 the live dashboard (:mod:`collab.dashboard`).
+
+``/mcp`` is the MCP server for AI agents (:mod:`agents`) over streamable
+HTTP: a client of this server like a browser, reached at the address the
+request came in on, with the request's token (checked here first when auth
+is on: 401 without a valid one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from prometheus_client import generate_latest
 
+from agents.http import MCP_PATH, McpEndpoint
+from agents.server import ServerOptions
 from collab import api
 from collab.collaborators import Collaborators
 from collab.config import Config
@@ -40,7 +48,7 @@ from collab.tombstones import TombstonePurge
 from collab.web import WebApp
 from net.asgi import Receive, Scope, Send, respond, respond_json
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
-from net.tokens import Authenticator
+from net.tokens import AuthError, Authenticator, token_from_scope
 from relays.app import RelayApp, RelaySettings
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
@@ -112,6 +120,9 @@ class CollabApp:
         self.collaborators = Collaborators(self.rooms, self.relay, self.store, self.events)
         self.web = WebApp(web_root)
         self.dashboard = Dashboard(self, self.config.dashboard_relays)
+        self.mcp = McpEndpoint(
+            ServerOptions(server=None, relays=list(self.config.dashboard_relays))
+        )
         self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,6 +142,8 @@ class CollabApp:
                 sub = {**scope, "path": path[len(EVENTS_PATH) :]}
                 sub["root_path"] = scope.get("root_path", "") + EVENTS_PATH
                 await self.relay(sub, receive, send)
+            elif path == MCP_PATH or path.startswith(MCP_PATH + "/"):
+                await self._mcp(scope, receive, send)
             elif path == "/api/servers" and scope["method"] == "GET":
                 await self.dashboard.serve(scope, send)
             elif path.startswith("/api/"):
@@ -149,7 +162,7 @@ class CollabApp:
             if self.link is not None and self.bus is not None:
                 await tg.start(self.link.run)
                 tg.start_soon(self.bus.run)
-            async with _mounted(self.relay):
+            async with _mounted(self.relay), self.mcp.running():
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
                 message = await receive()
@@ -157,6 +170,20 @@ class CollabApp:
                 self.rooms.close_all()
             tg.cancel_scope.cancel()
         await send({"type": "lifespan.shutdown.complete"})
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/mcp``: with auth on, only with a valid token (the tools then act with it)."""
+        if self.auth is not None:
+            token = token_from_scope(scope)
+            try:
+                self.auth.check(token)
+            except AuthError:
+                message = "a token is required" if token is None else "the token is invalid or expired"
+                headers = [(b"www-authenticate", b'Bearer realm="inkwire"')]
+                body = json.dumps({"error": message}).encode()
+                await respond(send, 401, body, "application/json", headers)
+                return
+        await self.mcp(scope, receive, send)
 
     @property
     def max_message_size(self) -> int:

@@ -9,6 +9,7 @@ from functools import partial
 
 import anyio
 
+from agents import cli as agents_cli
 from cluster import add_redis_option
 from collab import auth, cli_db, cli_replay
 from relays import cli as relay_cli
@@ -70,10 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     relay_cli.add_commands(commands)
     service_cli.add_settings_options(commands.choices["relay"])
     cli_clients.add_commands(commands)
+    agents_cli.add_commands(commands)
     service_cli.add_commands(commands)
     up.add_command(commands)
     units.add_command(commands)
     args = parser.parse_args(argv)
+    if args.command in agents_cli.COMMANDS:
+        sys.exit(agents_cli.run(args))
     if args.command in cli_clients.COMMANDS:
         sys.exit(cli_clients.run(args))
     if args.command in cli_replay.COMMANDS:
