@@ -109,3 +109,38 @@ def test_importing_net_loads_nothing_else_of_inkwire() -> None:
     assert set(modules) <= set(loaded)
     others = [name for name in loaded if _forbidden(name)]
     assert not others, f"importing net loaded {others}"
+
+
+AGENTS = ROOT / "agents"
+#: What ``agents`` may build on: the servers' pieces, never the relays, cluster or service.
+AGENTS_MAY_IMPORT = {"net", "storage", "clients", "collab", "agents"}
+#: The pure element model: plain dicts in and out, no I/O, no CRDT, no MCP SDK.
+AGENTS_PURE = ("specs", "elements", "edits", "describe")
+PURE_FORBIDDEN = {"pycrdt", "mcp", "anyio", "httpx", "net", "collab", "clients", "storage"}
+
+
+def test_agents_import_only_what_they_build_on() -> None:
+    files = sorted(AGENTS.glob("**/*.py"))
+    assert AGENTS / "__init__.py" in files
+    inkwire = {*OTHERS, "net", "agents"}
+    breaches = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in files
+        for line, module in _imported(ast.parse(path.read_text(), str(path)))
+        if module.split(".")[0] in inkwire and module.split(".")[0] not in AGENTS_MAY_IMPORT
+    ]
+    assert not breaches, "agents may import only net, storage, clients, collab:\n" + "\n".join(
+        breaches
+    )
+
+
+def test_the_agents_element_model_is_pure() -> None:
+    breaches = []
+    for name in AGENTS_PURE:
+        path = AGENTS / f"{name}.py"
+        if not path.exists():  # describe may come later; the others are the model
+            continue
+        for line, module in _imported(ast.parse(path.read_text(), str(path))):
+            if module.split(".")[0] in PURE_FORBIDDEN:
+                breaches.append(f"{path.relative_to(ROOT)}:{line}: imports {module}")
+    assert not breaches, "the element model does no I/O:\n" + "\n".join(breaches)

@@ -1,0 +1,821 @@
+"""The drawing operations: pure functions from the diagram's elements to an :class:`Edit`.
+
+Each takes the document's current ``elements`` map (id -> element JSON,
+tombstones included), never changes it, and returns the complete new JSON
+of every element it touches: the caller writes those into the Yjs map in one
+transaction. Every operation checks everything before it builds anything,
+so it either succeeds whole or raises :class:`EditError` with a message an
+agent can act on (which id, what is wrong, what to do instead).
+
+Bindings are kept both ways, as Excalidraw does: a label's ``containerId``
+and its container's ``boundElements`` entry; an arrow's
+``startBinding``/``endBinding`` and the shape's ``{type: "arrow"}`` entry.
+Moving or resizing a shape re-centres its label and re-routes its arrows;
+deleting one takes its label with it and unbinds its arrows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from agents import elements as el
+from agents.elements import Clock, Element, Elements
+from agents.specs import (
+    LABELLED,
+    LINEAR,
+    MAX_ELEMENTS,
+    Alignment,
+    Axis,
+    Direction,
+    EdgeSpec,
+    ElementUpdate,
+    NodeSpec,
+    ShapeSpec,
+)
+
+__all__ = [
+    "Clock",
+    "Edit",
+    "EditError",
+    "align",
+    "create_elements",
+    "delete_elements",
+    "distribute",
+    "group",
+    "layout",
+    "ungroup",
+    "update_elements",
+]
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class EditError(ValueError):
+    """The request cannot be carried out; nothing was changed. The message says why."""
+
+
+@dataclass
+class Edit:
+    """What an operation did: the new JSON of each element it touched."""
+
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    #: Where the agent's pointer should go: the centre of what was drawn or changed.
+    focus: tuple[float, float] | None = None
+
+
+class _Draft:
+    """Working copies over the untouched input; :meth:`finish` stamps each change once."""
+
+    def __init__(self, elements: Elements, clock: Clock) -> None:
+        self.base = elements
+        self.clock = clock
+        self.work: dict[str, Element] = {}
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+
+    def get(self, eid: str) -> Mapping[str, Any] | None:
+        return self.work.get(eid, self.base.get(eid))
+
+    def live(self, eid: str) -> Mapping[str, Any] | None:
+        element = self.get(eid)
+        return element if el.is_live(element) else None
+
+    def edit(self, eid: str) -> Element:
+        """A mutable copy of ``eid``, recorded as changed."""
+        if eid not in self.work:
+            self.work[eid] = deepcopy(dict(self.base[eid]))
+        return self.work[eid]
+
+    def add(self, element: Element) -> None:
+        self.work[element["id"]] = element
+        self.created.append(element["id"])
+
+    def view(self) -> dict[str, Mapping[str, Any]]:
+        return {**self.base, **self.work}
+
+    def finish(self, focus_ids: Iterable[str] | None = None) -> Edit:
+        changed: dict[str, dict[str, Any]] = {}
+        for eid, element in self.work.items():
+            before = self.base.get(eid)
+            if before is not None and dict(before) == element:
+                continue
+            if before is not None:
+                el.stamp(element, before, self.clock)
+            changed[eid] = element
+        ids = list(focus_ids) if focus_ids is not None else list(changed)
+        shown = [changed.get(i) or self.get(i) for i in ids]
+        box = el.bounds(e for e in shown if e is not None and not e.get("isDeleted"))
+        focus = None if box is None else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        return Edit(changed, self.created, [d for d in self.deleted if d in changed], focus)
+
+
+# -- validation helpers ------------------------------------------------------------
+
+
+def _parse(model: type[Model], items: Any, what: str) -> list[Model]:
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise EditError(f"{what} must be a list")
+    if len(items) > MAX_ELEMENTS:
+        raise EditError(
+            f"at most {MAX_ELEMENTS} {what} per call, got {len(items)}: split the request"
+        )
+    parsed: list[Model] = []
+    for n, item in enumerate(items):
+        if isinstance(item, model):
+            parsed.append(item)
+            continue
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+                for e in exc.errors()[:5]
+            )
+            raise EditError(f"{what}[{n}] is invalid: {problems}") from None
+    return parsed
+
+
+def _ids(ids: Any, what: str = "ids", minimum: int = 1) -> list[str]:
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise EditError(f"{what} must be a list of element ids")
+    if len(ids) > MAX_ELEMENTS:
+        raise EditError(f"at most {MAX_ELEMENTS} {what} per call, got {len(ids)}")
+    if not all(isinstance(i, str) for i in ids):
+        raise EditError(f"{what} must be strings")
+    unique = list(dict.fromkeys(ids))
+    if len(unique) < minimum:
+        raise EditError(f"give at least {minimum} distinct element ids")
+    return unique
+
+
+def _require_live(draft: _Draft, eid: str) -> Mapping[str, Any]:
+    element = draft.get(eid)
+    if element is None:
+        raise EditError(f"no element {eid!r} in the diagram")
+    if element.get("isDeleted"):
+        raise EditError(f"element {eid!r} was deleted")
+    return element
+
+
+def _is_label(element: Mapping[str, Any]) -> bool:
+    return element.get("type") == "text" and bool(element.get("containerId"))
+
+
+# -- following: labels and arrows track their shapes -------------------------------
+
+
+def _refit(draft: _Draft, container_id: str) -> None:
+    """Re-wrap and re-centre a container's label (growing the container if needed)."""
+    container = draft.get(container_id)
+    text_id = el.bound_text_id(container) if container else None
+    if text_id is None or draft.live(text_id) is None:
+        return
+    mine = draft.edit(container_id)
+    text = draft.edit(text_id)
+    before = (mine["width"], mine["height"])
+    el.fit_label(mine, text)
+    if (mine["width"], mine["height"]) != before:
+        _reroute_arrows_of(draft, container_id)
+
+
+def _reroute(draft: _Draft, arrow_id: str) -> None:
+    arrow = draft.get(arrow_id)
+    if arrow is None or arrow.get("isDeleted"):
+        return
+    ends = []
+    for key in ("startBinding", "endBinding"):
+        bound = arrow.get(key)
+        target = draft.live(bound["elementId"]) if isinstance(bound, Mapping) else None
+        ends.append(target)
+    if ends == [None, None]:
+        return
+    mine = draft.edit(arrow_id)
+    el.route(mine, ends[0], ends[1])
+    _refit(draft, arrow_id)
+
+
+def _reroute_arrows_of(draft: _Draft, shape_id: str) -> None:
+    shape = draft.get(shape_id)
+    for arrow_id in el.bound_arrow_ids(shape or {}):
+        _reroute(draft, arrow_id)
+
+
+def _moved(draft: _Draft, eid: str, dx: float, dy: float) -> None:
+    """Move an element and what follows it (label, arrows)."""
+    mine = draft.edit(eid)
+    mine["x"] = float(mine["x"]) + dx
+    mine["y"] = float(mine["y"]) + dy
+    _followed(draft, eid)
+
+
+def _followed(draft: _Draft, eid: str) -> None:
+    element = draft.get(eid)
+    assert element is not None
+    if element["type"] in LINEAR:
+        _reroute(draft, eid)
+    _refit(draft, eid)
+    _reroute_arrows_of(draft, eid)
+
+
+# -- create -----------------------------------------------------------------------
+
+
+def create_elements(elements: Elements, specs: Any, clock: Clock) -> Edit:
+    """Draw new elements (in order, each on top; a label right above its shape).
+
+    Arrows with ``from``/``to`` are bound to both shapes (which may be made
+    in the same call); lines with them just start and end at the outlines.
+    """
+    parsed = _parse(ShapeSpec, specs, "elements")
+    if not parsed:
+        raise EditError("give at least one element")
+    draft = _Draft(elements, clock)
+    ids = _assign_ids(draft, parsed)
+    batch = {eid: spec for eid, spec in zip(ids, parsed, strict=True)}
+    for eid, spec in batch.items():
+        if spec.frame is not None:
+            target = batch.get(spec.frame)
+            kind = target.type if target else _require_live(draft, spec.frame)["type"]
+            if kind != "frame":
+                raise EditError(f"element {eid!r}: 'frame' {spec.frame!r} is a {kind}, not a frame")
+        for end in (spec.from_, spec.to):
+            if end is None:
+                continue
+            if end in batch:
+                kind = batch[end].type
+            else:
+                target_el = _require_live(draft, end)
+                kind = target_el["type"]
+                if _is_label(target_el):
+                    raise EditError(
+                        f"element {eid!r}: {end!r} is the label of {target_el['containerId']!r}; "
+                        "connect to the shape instead"
+                    )
+            if kind not in el.BINDABLE:
+                raise EditError(
+                    f"element {eid!r}: cannot connect to {end!r}, a {kind} "
+                    "(only rectangle, ellipse, diamond, text or frame)"
+                )
+    count = sum(2 if spec.label else 1 for spec in parsed)
+    keys = iter(el.indices_above(elements, count))
+    pending_arrows: list[tuple[str, ShapeSpec]] = []
+    for eid, spec in batch.items():
+        element = _build(draft, eid, spec, next(keys))
+        draft.add(element)
+        if spec.type in LINEAR and (spec.from_ or spec.to):
+            pending_arrows.append((eid, spec))
+        if spec.label:
+            _add_label(draft, eid, spec.label, spec, next(keys))
+    for eid, spec in pending_arrows:
+        _connect(draft, eid, spec.from_, spec.to, bind=spec.type == "arrow")
+    return draft.finish(ids)
+
+
+def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
+    ids: list[str] = []
+    wanted = {spec.id for spec in specs if spec.id is not None}
+    for n, spec in enumerate(specs):
+        if spec.id is None:
+            eid = el.new_id(draft.clock.random)
+            while eid in draft.base or eid in wanted or eid in ids:
+                eid = el.new_id(draft.clock.random)
+        else:
+            eid = spec.id
+            existing = draft.base.get(eid)
+            if existing is not None:
+                state = "a deleted element had" if existing.get("isDeleted") else "exists already"
+                if existing.get("isDeleted"):
+                    raise EditError(
+                        f"elements[{n}]: id {eid!r} is taken ({state} it); pick another"
+                    )
+                raise EditError(f"elements[{n}]: id {eid!r} {state}; pick another or update it")
+            if eid in ids:
+                raise EditError(f"elements[{n}]: id {eid!r} is used twice in this call")
+        ids.append(eid)
+    return ids
+
+
+def _style(spec: BaseModel) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in spec.model_dump(include=set(el.STYLE_KEYS) | _FONT_KEYS | {"rounded"}).items()
+        if v is not None
+    }
+
+
+_FONT_KEYS = {"fontSize", "fontFamily", "textAlign"}
+
+
+def _build(draft: _Draft, eid: str, spec: ShapeSpec, index: str) -> Element:
+    groups = [spec.group] if spec.group else []
+    common: dict[str, Any] = {
+        "clock": draft.clock,
+        "style": _style(spec),
+        "index": index,
+        "group_ids": groups,
+        "frame_id": spec.frame,
+    }
+    if spec.type == "text":
+        assert spec.text is not None
+        return el.new_text(eid, spec.text, x=spec.x, y=spec.y, **common)
+    if spec.type in LINEAR:
+        points = [(float(p[0]), float(p[1])) for p in spec.points or [(0, 0), (200, 0)]]
+        end_head = spec.endArrowhead or ("arrow" if spec.type == "arrow" else None)
+        return el.new_linear(
+            spec.type,
+            eid,
+            x=spec.x,
+            y=spec.y,
+            points=points,
+            start_arrowhead=spec.startArrowhead,
+            end_arrowhead=end_head,
+            **common,
+        )
+    default_w, default_h = el.DEFAULT_SIZE.get(spec.type, el.DEFAULT_SHAPE_SIZE)
+    element = el.base_element(
+        spec.type,
+        eid,
+        x=spec.x,
+        y=spec.y,
+        width=spec.width or default_w,
+        height=spec.height or default_h,
+        roundness=el.roundness_for(spec.type, spec.rounded),
+        **{k: v for k, v in common.items()},
+    )
+    if spec.type == "frame":
+        element["name"] = spec.name
+    return element
+
+
+def _add_label(
+    draft: _Draft, container_id: str, label: str, style_from: BaseModel, index: str
+) -> str:
+    container = draft.edit(container_id)
+    text_id = el.new_id(draft.clock.random)
+    while text_id in draft.base or text_id in draft.work:
+        text_id = el.new_id(draft.clock.random)
+    style = _style(style_from)
+    style.pop("backgroundColor", None)
+    text = el.new_text(
+        text_id,
+        label,
+        x=0,
+        y=0,
+        clock=draft.clock,
+        style=style,
+        index=index,
+        container=container,
+        group_ids=container.get("groupIds") or (),
+        frame_id=container.get("frameId"),
+    )
+    container["boundElements"] = [
+        *(container.get("boundElements") or []),
+        {"type": "text", "id": text_id},
+    ]
+    el.fit_label(container, text)
+    draft.add(text)
+    return text_id
+
+
+def _connect(draft: _Draft, arrow_id: str, start: str | None, end: str | None, bind: bool) -> None:
+    arrow = draft.edit(arrow_id)
+    shapes = [draft.get(s) if s else None for s in (start, end)]
+    el.route(arrow, shapes[0], shapes[1])
+    if bind:
+        for key, target in (("startBinding", start), ("endBinding", end)):
+            if target is None:
+                continue
+            arrow[key] = el.binding(target)
+            shape = draft.edit(target)
+            entries = list(shape.get("boundElements") or [])
+            if not any(e.get("id") == arrow_id for e in entries):
+                entries.append({"id": arrow_id, "type": "arrow"})
+            shape["boundElements"] = entries
+    _refit(draft, arrow_id)
+
+
+# -- update ------------------------------------------------------------------------
+
+
+def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
+    """Move, resize, restyle or relabel elements; labels and arrows follow their shapes."""
+    parsed = _parse(ElementUpdate, updates, "updates")
+    if not parsed:
+        raise EditError("give at least one update")
+    draft = _Draft(elements, clock)
+    seen: set[str] = set()
+    for n, update in enumerate(parsed):
+        element = _require_live(draft, update.id)
+        kind = element["type"]
+        where = f"updates[{n}] ({update.id!r}, a {kind})"
+        if update.id in seen:
+            raise EditError(f"{where}: the same id twice in one call; merge the updates")
+        seen.add(update.id)
+        if _is_label(element):
+            raise EditError(
+                f"{where} is the label of {element['containerId']!r}: "
+                "update that element's 'label' instead"
+            )
+        if update.label is not None and kind not in LABELLED:
+            raise EditError(f"{where}: only rectangle, ellipse, diamond and arrow have labels")
+        if update.text is not None:
+            if kind != "text":
+                raise EditError(f"{where}: 'text' is for text elements; use 'label'")
+            if not update.text.strip():
+                raise EditError(f"{where}: text cannot be empty; delete the element instead")
+        if kind == "text" and (update.width is not None or update.height is not None):
+            raise EditError(f"{where}: text sizes itself; set fontSize instead of width/height")
+        if update.name is not None and kind != "frame":
+            raise EditError(f"{where}: 'name' is for frames only")
+        heads = (update.startArrowhead, update.endArrowhead)
+        if kind not in LINEAR and any(h is not None for h in heads):
+            raise EditError(f"{where}: arrowheads are for lines and arrows only")
+    keys_needed = sum(
+        1 for u in parsed if u.label and el.bound_text_id(draft.get(u.id) or {}) is None
+    )
+    new_keys: list[str] = []
+    if keys_needed:
+        new_keys = el.indices_above(elements, keys_needed)
+    keys = iter(new_keys)
+    for update in parsed:
+        _apply_update(draft, update, keys)
+    return draft.finish([u.id for u in parsed])
+
+
+def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
+    eid = update.id
+    mine = draft.edit(eid)
+    kind = mine["type"]
+    style = {k: v for k, v in _style(update).items() if k in el.STYLE_KEYS}
+    mine.update(style)
+    if update.rounded is not None:
+        mine["roundness"] = el.roundness_for(kind, update.rounded)
+    if update.name is not None:
+        mine["name"] = update.name
+    for key, head in (
+        ("startArrowhead", update.startArrowhead),
+        ("endArrowhead", update.endArrowhead),
+    ):
+        if head is not None:
+            mine[key] = None if head == "none" else head
+    if kind in LINEAR and (update.width is not None or update.height is not None):
+        points = mine["points"]
+        sx = (update.width / mine["width"]) if update.width and mine["width"] else 1.0
+        sy = (update.height / mine["height"]) if update.height and mine["height"] else 1.0
+        el.set_points(mine, [[p[0] * sx, p[1] * sy] for p in points])
+    elif update.width is not None or update.height is not None:
+        mine["width"] = update.width if update.width is not None else mine["width"]
+        mine["height"] = update.height if update.height is not None else mine["height"]
+    if update.x is not None:
+        mine["x"] = update.x
+    if update.y is not None:
+        mine["y"] = update.y
+    fonts = {k: v for k, v in _style(update).items() if k in _FONT_KEYS}
+    if kind == "text":
+        _restyle_text(mine, fonts, update.text)
+    text_id = el.bound_text_id(mine)
+    if text_id is not None and draft.live(text_id) is not None:
+        text = draft.edit(text_id)
+        if update.strokeColor is not None:
+            text["strokeColor"] = update.strokeColor
+        _restyle_text(text, fonts, None)
+        if update.label is not None:
+            if update.label == "":
+                text["isDeleted"] = True
+                draft.deleted.append(text_id)
+                mine["boundElements"] = [
+                    e for e in mine.get("boundElements") or [] if e.get("id") != text_id
+                ] or None
+            else:
+                text["originalText"] = el.normalize_text(update.label)
+                text["text"] = text["originalText"]
+    elif update.label:
+        spec_style = update.model_copy(update={"backgroundColor": None})
+        key = next(keys)
+        upper = el.next_index_after(draft.view(), eid)
+        lower = mine.get("index")
+        if isinstance(lower, str) and (upper is None or lower < upper):
+            key = el.index_between(lower, upper)
+        _add_label(draft, eid, update.label, spec_style, key)
+    _followed(draft, eid)
+
+
+def _restyle_text(text: Element, fonts: Mapping[str, Any], new_text: str | None) -> None:
+    if "fontSize" in fonts:
+        text["fontSize"] = float(fonts["fontSize"])
+    if "fontFamily" in fonts:
+        text["fontFamily"] = el.FONT_FAMILIES[fonts["fontFamily"]]
+        text["lineHeight"] = el.LINE_HEIGHTS[text["fontFamily"]]
+    if "textAlign" in fonts:
+        text["textAlign"] = fonts["textAlign"]
+    if new_text is not None:
+        text["originalText"] = text["text"] = el.normalize_text(new_text)
+    if not text.get("containerId"):
+        text["width"], text["height"] = el.measure(
+            text["text"], float(text["fontSize"]), float(text["lineHeight"])
+        )
+
+
+# -- delete ------------------------------------------------------------------------
+
+
+def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
+    """Delete elements (as tombstones); labels go with their shapes, frames with their
+    children (as in Excalidraw), and arrows bound to a deleted shape are unbound."""
+    wanted = _ids(ids)
+    draft = _Draft(elements, clock)
+    for eid in wanted:
+        _require_live(draft, eid)
+    doomed = set(wanted)
+    for eid in wanted:
+        element = draft.get(eid)
+        assert element is not None
+        if element["type"] == "frame":
+            doomed |= {k for k, v in elements.items() if el.is_live(v) and v.get("frameId") == eid}
+    for eid in list(doomed):
+        text_id = el.bound_text_id(draft.get(eid) or {})
+        if text_id is not None and draft.live(text_id) is not None:
+            doomed.add(text_id)
+    for eid in el.z_order({k: elements[k] for k in doomed}):
+        mine = draft.edit(eid)
+        mine["isDeleted"] = True
+        draft.deleted.append(eid)
+        container_id = mine.get("containerId")
+        if container_id and container_id not in doomed and draft.live(container_id):
+            container = draft.edit(container_id)
+            container["boundElements"] = [
+                e for e in container.get("boundElements") or [] if e.get("id") != eid
+            ] or None
+        for key in ("startBinding", "endBinding"):
+            bound = mine.get(key)
+            target = bound.get("elementId") if isinstance(bound, Mapping) else None
+            if target and target not in doomed and draft.live(target):
+                shape = draft.edit(target)
+                shape["boundElements"] = [
+                    e for e in shape.get("boundElements") or [] if e.get("id") != eid
+                ] or None
+        for arrow_id in el.bound_arrow_ids(mine):
+            if arrow_id in doomed or draft.live(arrow_id) is None:
+                continue
+            arrow = draft.edit(arrow_id)
+            for key in ("startBinding", "endBinding"):
+                bound = arrow.get(key)
+                if isinstance(bound, Mapping) and bound.get("elementId") == eid:
+                    arrow[key] = None
+    edit = draft.finish(wanted)
+    box = el.bounds(elements[i] for i in wanted)
+    edit.focus = None if box is None else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    return edit
+
+
+# -- groups ------------------------------------------------------------------------
+
+
+def group(elements: Elements, ids: Any, clock: Clock, group_id: str | None = None) -> Edit:
+    """Put elements (with their labels) in a new group, the outermost of each."""
+    wanted = _ids(ids, minimum=2)
+    draft = _Draft(elements, clock)
+    members = _with_labels(draft, wanted)
+    gid = group_id or el.new_id(clock.random)
+    if any(gid in (e.get("groupIds") or []) for e in elements.values()):
+        raise EditError(f"group {gid!r} exists already")
+    for eid in members:
+        mine = draft.edit(eid)
+        mine["groupIds"] = [*(mine.get("groupIds") or []), gid]
+    return draft.finish(wanted)
+
+
+def ungroup(elements: Elements, ids: Any, clock: Clock) -> Edit:
+    """Dissolve groups: each id is a group id, or an element whose outermost group goes."""
+    wanted = _ids(ids)
+    draft = _Draft(elements, clock)
+    groups: list[str] = []
+    live = {k: v for k, v in elements.items() if el.is_live(v)}
+    for eid in wanted:
+        if any(eid in (v.get("groupIds") or []) for v in live.values()):
+            groups.append(eid)
+            continue
+        element = _require_live(draft, eid)
+        own = element.get("groupIds") or []
+        if not own:
+            raise EditError(f"element {eid!r} is in no group")
+        groups.append(own[-1])
+    touched: list[str] = []
+    for eid, element in live.items():
+        if any(g in (element.get("groupIds") or []) for g in groups):
+            mine = draft.edit(eid)
+            mine["groupIds"] = [g for g in mine.get("groupIds") or [] if g not in groups]
+            touched.append(eid)
+    return draft.finish(touched)
+
+
+def _with_labels(draft: _Draft, ids: list[str]) -> list[str]:
+    out: list[str] = []
+    for eid in ids:
+        element = _require_live(draft, eid)
+        if _is_label(element):
+            raise EditError(f"{eid!r} is the label of {element['containerId']!r}; use that id")
+        out.append(eid)
+        text_id = el.bound_text_id(element)
+        if text_id is not None and draft.live(text_id) is not None:
+            out.append(text_id)
+    return out
+
+
+# -- align and distribute ----------------------------------------------------------
+
+
+def _movable(draft: _Draft, ids: list[str]) -> dict[str, tuple[float, float, float, float]]:
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    for eid in ids:
+        element = _require_live(draft, eid)
+        if _is_label(element):
+            raise EditError(f"{eid!r} is the label of {element['containerId']!r}; use that id")
+        boxes[eid] = el.box(element)
+    return boxes
+
+
+def align(elements: Elements, ids: Any, how: Alignment, clock: Clock) -> Edit:
+    """Line elements up on the selection's left/centre/right or top/middle/bottom."""
+    wanted = _ids(ids, minimum=2)
+    if how not in ("left", "center", "right", "top", "middle", "bottom"):
+        raise EditError(f"unknown alignment {how!r}: left, center, right, top, middle or bottom")
+    draft = _Draft(elements, clock)
+    boxes = _movable(draft, wanted)
+    x1 = min(b[0] for b in boxes.values())
+    y1 = min(b[1] for b in boxes.values())
+    x2 = max(b[2] for b in boxes.values())
+    y2 = max(b[3] for b in boxes.values())
+    for eid, (bx1, by1, bx2, by2) in boxes.items():
+        dx = dy = 0.0
+        if how == "left":
+            dx = x1 - bx1
+        elif how == "right":
+            dx = x2 - bx2
+        elif how == "center":
+            dx = (x1 + x2) / 2 - (bx1 + bx2) / 2
+        elif how == "top":
+            dy = y1 - by1
+        elif how == "bottom":
+            dy = y2 - by2
+        else:
+            dy = (y1 + y2) / 2 - (by1 + by2) / 2
+        if dx or dy:
+            _moved(draft, eid, dx, dy)
+    return draft.finish(wanted)
+
+
+def distribute(elements: Elements, ids: Any, axis: Axis, clock: Clock) -> Edit:
+    """Equal gaps between elements along an axis (the outermost two stay put)."""
+    wanted = _ids(ids, minimum=3)
+    if axis not in ("horizontal", "vertical"):
+        raise EditError(f"unknown axis {axis!r}: horizontal or vertical")
+    draft = _Draft(elements, clock)
+    boxes = _movable(draft, wanted)
+    lo, hi = (0, 2) if axis == "horizontal" else (1, 3)
+    order = sorted(boxes, key=lambda i: (boxes[i][lo] + boxes[i][hi]) / 2)
+    start = min(b[lo] for b in boxes.values())
+    end = max(b[hi] for b in boxes.values())
+    sizes = sum(boxes[i][hi] - boxes[i][lo] for i in order)
+    gap = (end - start - sizes) / (len(order) - 1)
+    cursor = start
+    for eid in order:
+        delta = cursor - boxes[eid][lo]
+        if abs(delta) > 1e-9:
+            _moved(draft, eid, delta if lo == 0 else 0.0, delta if lo == 1 else 0.0)
+        cursor += boxes[eid][hi] - boxes[eid][lo] + gap
+    return draft.finish(wanted)
+
+
+# -- layout ------------------------------------------------------------------------
+
+#: Space between layers and between nodes of one layer.
+LAYER_GAP = 100.0
+NODE_GAP = 60.0
+
+
+def layout(
+    elements: Elements,
+    nodes: Any,
+    edges: Any,
+    clock: Clock,
+    direction: Direction = "TB",
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> Edit:
+    """Draw a graph: labelled shapes placed by a layered (Sugiyama) layout, joined by
+    bound, labelled arrows. ``origin`` is the top left of the drawing."""
+    node_specs = _parse(NodeSpec, nodes, "nodes")
+    edge_specs = _parse(EdgeSpec, edges, "edges")
+    if not node_specs:
+        raise EditError("give at least one node")
+    if len(node_specs) + len(edge_specs) > MAX_ELEMENTS:
+        raise EditError(f"at most {MAX_ELEMENTS} nodes and edges per call: split the graph")
+    if direction not in ("TB", "LR"):
+        raise EditError(f"unknown direction {direction!r}: TB or LR")
+    names = [n.id for n in node_specs]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise EditError(f"node {dup!r} is given twice")
+    for n, edge in enumerate(edge_specs):
+        for end in (edge.from_, edge.to):
+            if end not in names:
+                raise EditError(f"edges[{n}]: {end!r} is not one of the nodes")
+    sizes = {n.id: _node_size(n) for n in node_specs}
+    centres = _sugiyama(names, [(e.from_, e.to) for e in edge_specs], sizes, direction)
+    ox, oy = origin
+    left = min(centres[i][0] - sizes[i][0] / 2 for i in names)
+    top = min(centres[i][1] - sizes[i][1] / 2 for i in names)
+    specs: list[dict[str, Any]] = []
+    for node in node_specs:
+        w, h = sizes[node.id]
+        cx, cy = centres[node.id]
+        style = node.model_dump(
+            exclude={"id", "label", "type", "width", "height"}, exclude_none=True
+        )
+        spec: dict[str, Any] = {
+            **style,
+            "type": node.type,
+            "id": node.id,
+            "x": round(ox + cx - w / 2 - left, 2),
+            "y": round(oy + cy - h / 2 - top, 2),
+            "width": w,
+            "height": h,
+        }
+        if node.label:
+            spec["label"] = node.label
+        specs.append(spec)
+    for edge in edge_specs:
+        arrow: dict[str, Any] = {"type": "arrow", "from": edge.from_, "to": edge.to}
+        if edge.label:
+            arrow["label"] = edge.label
+        if edge.strokeStyle:
+            arrow["strokeStyle"] = edge.strokeStyle
+        if edge.strokeColor:
+            arrow["strokeColor"] = edge.strokeColor
+        specs.append(arrow)
+    return create_elements(elements, specs, clock)
+
+
+def _node_size(node: NodeSpec) -> tuple[float, float]:
+    if node.width is not None and node.height is not None:
+        return node.width, node.height
+    font_size = float(node.fontSize or el.DEFAULT_FONT_SIZE)
+    family = el.FONT_FAMILIES.get(node.fontFamily or "", el.DEFAULT_FONT_FAMILY)
+    lines = el.wrap(node.label, font_size, 300.0) if node.label else ""
+    tw, th = el.measure(lines, font_size, el.LINE_HEIGHTS[family])
+    width = max(160.0, el.container_size_for(tw, node.type) + 20)
+    height = max(80.0, el.container_size_for(th, node.type) + 20)
+    return node.width or float(width), node.height or float(height)
+
+
+def _sugiyama(
+    names: list[str],
+    edges: list[tuple[str, str]],
+    sizes: Mapping[str, tuple[float, float]],
+    direction: Direction,
+) -> dict[str, tuple[float, float]]:
+    """Node centres from grandalf's Sugiyama layout, components side by side."""
+    from grandalf.graphs import Edge, Graph, Vertex
+    from grandalf.layouts import SugiyamaLayout
+
+    class _View:
+        def __init__(self, w: float, h: float) -> None:
+            self.w, self.h = w, h
+            self.xy = (0.0, 0.0)
+
+    across = direction == "LR"
+    vertices = {n: Vertex(n) for n in names}
+    for n, vertex in vertices.items():
+        w, h = sizes[n]
+        vertex.view = _View(h, w) if across else _View(w, h)
+    links = [Edge(vertices[a], vertices[b]) for a, b in dict.fromkeys(edges)]
+    graph = Graph(list(vertices.values()), links)
+    placed: dict[str, tuple[float, float]] = {}
+    offset = 0.0
+    for component in graph.C:
+        sugiyama = SugiyamaLayout(component)
+        sugiyama.xspace = NODE_GAP
+        sugiyama.yspace = LAYER_GAP
+        sugiyama.init_all()
+        sugiyama.draw()
+        members = list(component.sV)
+        xs = [v.view.xy[0] for v in members]
+        min_x = min(x - v.view.w / 2 for x, v in zip(xs, members, strict=True))
+        max_x = max(x + v.view.w / 2 for x, v in zip(xs, members, strict=True))
+        for vertex in members:
+            x, y = vertex.view.xy
+            placed[vertex.data] = (x - min_x + offset, y)
+        offset += max_x - min_x + NODE_GAP * 2
+    if across:
+        placed = {n: (y, x) for n, (x, y) in placed.items()}
+    if not all(math.isfinite(c) for xy in placed.values() for c in xy):
+        raise EditError("the layout failed for this graph")
+    return placed
