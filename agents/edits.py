@@ -238,6 +238,13 @@ def create_elements(elements: Elements, specs: Any, clock: Clock) -> Edit:
     if not parsed:
         raise EditError("give at least one element")
     draft = _Draft(elements, clock)
+    return draft.finish(_create(draft, parsed, {}))
+
+
+def _create(
+    draft: _Draft, parsed: list[ShapeSpec], waypoints: Mapping[int, list[tuple[float, float]]]
+) -> list[str]:
+    """Check and build ``parsed``; ``waypoints`` (by spec position) bend connected lines."""
     ids = _assign_ids(draft, parsed)
     batch = {eid: spec for eid, spec in zip(ids, parsed, strict=True)}
     for eid, spec in batch.items():
@@ -265,18 +272,17 @@ def create_elements(elements: Elements, specs: Any, clock: Clock) -> Edit:
                     "(only rectangle, ellipse, diamond, text or frame)"
                 )
     count = sum(2 if spec.label else 1 for spec in parsed)
-    keys = iter(el.indices_above(elements, count))
-    pending_arrows: list[tuple[str, ShapeSpec]] = []
-    for eid, spec in batch.items():
-        element = _build(draft, eid, spec, next(keys))
-        draft.add(element)
+    keys = iter(el.indices_above(draft.base, count))
+    pending: list[tuple[str, ShapeSpec, list[tuple[float, float]]]] = []
+    for n, (eid, spec) in enumerate(batch.items()):
+        draft.add(_build(draft, eid, spec, next(keys)))
         if spec.type in LINEAR and (spec.from_ or spec.to):
-            pending_arrows.append((eid, spec))
+            pending.append((eid, spec, waypoints.get(n, [])))
         if spec.label:
             _add_label(draft, eid, spec.label, spec, next(keys))
-    for eid, spec in pending_arrows:
-        _connect(draft, eid, spec.from_, spec.to, bind=spec.type == "arrow")
-    return draft.finish(ids)
+    for eid, spec, bends in pending:
+        _connect(draft, eid, spec.from_, spec.to, bind=spec.type == "arrow", bends=bends)
+    return ids
 
 
 def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
@@ -385,9 +391,19 @@ def _add_label(
     return text_id
 
 
-def _connect(draft: _Draft, arrow_id: str, start: str | None, end: str | None, bind: bool) -> None:
+def _connect(
+    draft: _Draft,
+    arrow_id: str,
+    start: str | None,
+    end: str | None,
+    bind: bool,
+    bends: list[tuple[float, float]],
+) -> None:
     arrow = draft.edit(arrow_id)
     shapes = [draft.get(s) if s else None for s in (start, end)]
+    if bends:
+        ax, ay = float(arrow["x"]), float(arrow["y"])
+        el.set_points(arrow, [[0.0, 0.0], *([bx - ax, by - ay] for bx, by in bends), [1.0, 1.0]])
     el.route(arrow, shapes[0], shapes[1])
     if bind:
         for key, target in (("startBinding", start), ("endBinding", end)):
@@ -729,48 +745,47 @@ def layout(
             if end not in names:
                 raise EditError(f"edges[{n}]: {end!r} is not one of the nodes")
     sizes = {n.id: _node_size(n) for n in node_specs}
-    centres = _sugiyama(names, [(e.from_, e.to) for e in edge_specs], sizes, direction)
+    pairs = [(e.from_, e.to) for e in edge_specs]
+    centres, paths = _sugiyama(names, pairs, sizes, direction)
     ox, oy = origin
     left = min(centres[i][0] - sizes[i][0] / 2 for i in names)
     top = min(centres[i][1] - sizes[i][1] / 2 for i in names)
-    specs: list[dict[str, Any]] = []
+
+    def shift(point: tuple[float, float]) -> tuple[float, float]:
+        return (round(ox + point[0] - left, 2), round(oy + point[1] - top, 2))
+
+    specs: list[ShapeSpec] = []
     for node in node_specs:
         w, h = sizes[node.id]
-        cx, cy = centres[node.id]
+        x, y = shift((centres[node.id][0] - w / 2, centres[node.id][1] - h / 2))
         style = node.model_dump(
             exclude={"id", "label", "type", "width", "height"}, exclude_none=True
         )
-        spec: dict[str, Any] = {
-            **style,
-            "type": node.type,
-            "id": node.id,
-            "x": round(ox + cx - w / 2 - left, 2),
-            "y": round(oy + cy - h / 2 - top, 2),
-            "width": w,
-            "height": h,
-        }
-        if node.label:
-            spec["label"] = node.label
-        specs.append(spec)
-    for edge in edge_specs:
-        arrow: dict[str, Any] = {"type": "arrow", "from": edge.from_, "to": edge.to}
-        if edge.label:
-            arrow["label"] = edge.label
-        if edge.strokeStyle:
-            arrow["strokeStyle"] = edge.strokeStyle
-        if edge.strokeColor:
-            arrow["strokeColor"] = edge.strokeColor
-        specs.append(arrow)
-    return create_elements(elements, specs, clock)
+        label = {"label": node.label} if node.label else {}
+        specs.append(
+            ShapeSpec.model_validate(
+                {**style, **label, "type": node.type, "id": node.id, "x": x, "y": y}
+                | {"width": w, "height": h}
+            )
+        )
+    waypoints: dict[int, list[tuple[float, float]]] = {}
+    for edge, pair in zip(edge_specs, pairs, strict=True):
+        arrow = edge.model_dump(exclude={"from_"}, exclude_none=True)
+        waypoints[len(specs)] = [shift(p) for p in paths.get(pair, [])]
+        specs.append(ShapeSpec.model_validate({**arrow, "type": "arrow", "from": edge.from_}))
+    draft = _Draft(elements, clock)
+    return draft.finish(_create(draft, specs, waypoints))
 
 
 def _node_size(node: NodeSpec) -> tuple[float, float]:
+    """Big enough for the label wrapped to a readable width, at least 160 x 80."""
     if node.width is not None and node.height is not None:
         return node.width, node.height
     font_size = float(node.fontSize or el.DEFAULT_FONT_SIZE)
     family = el.FONT_FAMILIES.get(node.fontFamily or "", el.DEFAULT_FONT_FAMILY)
-    lines = el.wrap(node.label, font_size, 300.0) if node.label else ""
-    tw, th = el.measure(lines, font_size, el.LINE_HEIGHTS[family])
+    line = 140.0 if node.type == "diamond" else 220.0
+    lines = el.wrap(node.label, font_size, line * font_size / el.DEFAULT_FONT_SIZE)
+    tw, th = el.measure(lines or " ", font_size, el.LINE_HEIGHTS[family])
     width = max(160.0, el.container_size_for(tw, node.type) + 20)
     height = max(80.0, el.container_size_for(th, node.type) + 20)
     return node.width or float(width), node.height or float(height)
@@ -781,24 +796,32 @@ def _sugiyama(
     edges: list[tuple[str, str]],
     sizes: Mapping[str, tuple[float, float]],
     direction: Direction,
-) -> dict[str, tuple[float, float]]:
-    """Node centres from grandalf's Sugiyama layout, components side by side."""
+) -> tuple[dict[str, tuple[float, float]], dict[tuple[str, str], list[tuple[float, float]]]]:
+    """Node centres from grandalf's Sugiyama layout (components side by side), and
+    the bends of each edge that spans layers (the layout's dummy nodes)."""
     from grandalf.graphs import Edge, Graph, Vertex
     from grandalf.layouts import SugiyamaLayout
 
     class _View:
-        def __init__(self, w: float, h: float) -> None:
+        def __init__(self, w: float = 1.0, h: float = 1.0) -> None:
             self.w, self.h = w, h
             self.xy = (0.0, 0.0)
+            self.path: list[tuple[float, float]] = []
+
+        def setpath(self, path: list[tuple[float, float]]) -> None:
+            self.path = [(float(x), float(y)) for x, y in path]
 
     across = direction == "LR"
     vertices = {n: Vertex(n) for n in names}
     for n, vertex in vertices.items():
         w, h = sizes[n]
         vertex.view = _View(h, w) if across else _View(w, h)
-    links = [Edge(vertices[a], vertices[b]) for a, b in dict.fromkeys(edges)]
-    graph = Graph(list(vertices.values()), links)
+    links = {pair: Edge(vertices[pair[0]], vertices[pair[1]]) for pair in dict.fromkeys(edges)}
+    for link in links.values():
+        link.view = _View()
+    graph = Graph(list(vertices.values()), list(links.values()))
     placed: dict[str, tuple[float, float]] = {}
+    paths: dict[tuple[str, str], list[tuple[float, float]]] = {}
     offset = 0.0
     for component in graph.C:
         sugiyama = SugiyamaLayout(component)
@@ -807,15 +830,19 @@ def _sugiyama(
         sugiyama.init_all()
         sugiyama.draw()
         members = list(component.sV)
-        xs = [v.view.xy[0] for v in members]
-        min_x = min(x - v.view.w / 2 for x, v in zip(xs, members, strict=True))
-        max_x = max(x + v.view.w / 2 for x, v in zip(xs, members, strict=True))
+        min_x = min(v.view.xy[0] - v.view.w / 2 for v in members)
+        max_x = max(v.view.xy[0] + v.view.w / 2 for v in members)
         for vertex in members:
             x, y = vertex.view.xy
             placed[vertex.data] = (x - min_x + offset, y)
+        for pair, link in links.items():
+            if pair[0] in placed and pair[0] in {v.data for v in members}:
+                bends = link.view.path[1:-1]
+                paths[pair] = [(x - min_x + offset, y) for x, y in bends]
         offset += max_x - min_x + NODE_GAP * 2
     if across:
         placed = {n: (y, x) for n, (x, y) in placed.items()}
+        paths = {pair: [(y, x) for x, y in bends] for pair, bends in paths.items()}
     if not all(math.isfinite(c) for xy in placed.values() for c in xy):
         raise EditError("the layout failed for this graph")
-    return placed
+    return placed, paths
