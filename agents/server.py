@@ -249,9 +249,7 @@ class _Tools:
         except DiagramUnavailable as error:
             raise ToolError(str(error)) from None
 
-    async def api(
-        self, ctx: Context[Sessions], method: str, path: str, **kwargs: Any
-    ) -> Any:
+    async def api(self, ctx: Context[Sessions], method: str, path: str, **kwargs: Any) -> Any:
         workspace = self.workspace(ctx)
         try:
             return await workspace.sessions.api.request(workspace.agent, method, path, **kwargs)
@@ -305,8 +303,8 @@ class _Tools:
                     f"the server did not confirm the edit of {diagram!r} ({error}); it may or may "
                     "not have been applied: describe the diagram to see"
                 ) from None
-            if client.permission_denied is not None:
-                reason = client.permission_denied
+            reason = _refusal(client)
+            if reason is not None:
                 workspace.forget(diagram)
                 raise ToolError(
                     f"the server refused the edit of {diagram!r}: {reason}; nothing changed"
@@ -374,8 +372,7 @@ class _Tools:
         if given. Its revision goes with it."""
         _, client = await self.open(ctx, diagram)
         revision = revision_of(client.doc)
-        live = list(client.elements_snapshot().values())
-        text = describe(live, area=area, revision=revision)
+        text = describe(_stored(client), area=area, revision=revision)
         return Description(diagram=diagram, revision=revision, text=text)
 
     async def get_elements(
@@ -439,7 +436,10 @@ class _Tools:
         """Delete elements (as tombstones, so a concurrent edit reconciles); a container's
         bound text goes with it, arrows bound to it are unbound."""
         return await self.write(
-            ctx, diagram, if_revision, lambda current, clock: edits.delete_elements(current, ids, clock)
+            ctx,
+            diagram,
+            if_revision,
+            lambda current, clock: edits.delete_elements(current, ids, clock),
         )
 
     async def group(
@@ -542,9 +542,7 @@ class _Tools:
         self,
         ctx: Context[Sessions],
         diagram: DiagramId,
-        at: Annotated[
-            int | str, Field(description="a version's seq, or an ISO-8601 time")
-        ],
+        at: Annotated[int | str, Field(description="a version's seq, or an ISO-8601 time")],
     ) -> Restored:
         """Bring the diagram back to a version, as a new edit on top of the history
         (nothing is rewritten, and the restore can itself be undone)."""
@@ -576,9 +574,12 @@ class _Tools:
 def _stored(client: DiagramClient) -> dict[str, dict[str, Any]]:
     """Every element the document holds, tombstones included (ids cannot be reused
     without them)."""
-    return {
-        key: dict(value) for key, value in client.elements.items() if isinstance(value, dict)
-    }
+    return {key: dict(value) for key, value in client.elements.items() if isinstance(value, dict)}
+
+
+def _refusal(client: DiagramClient) -> str | None:
+    """Why the server refused our edits, if it did (read after the round trip)."""
+    return client.permission_denied
 
 
 def _client_name(ctx: Context[Sessions]) -> str | None:

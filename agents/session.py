@@ -202,22 +202,25 @@ class Workspace:
         client = DiagramClient(
             agent.yjs_url, diagram, user=user, token=agent.token, reconnect=True, sync_timeout=10.0
         )
+        opened: _Open | None = None
         try:
-            entered = await client.__aenter__()
+            async with client:
+                opened = _Open(client, anyio.Event(), anyio.Event())
+                self.sessions.alive.add(opened)
+                client.set_presence(pointer={"x": 0, "y": 0, "tool": "pointer"}, userState="active")
+                task_status.started(opened)
+                await opened.closed.wait()
         except DiagramConnectionError as error:
-            raise DiagramUnavailable(_refusal(diagram, error)) from None
-        opened = _Open(entered, anyio.Event(), anyio.Event())
-        self.sessions.alive.add(opened)
-        try:
-            entered.set_presence(pointer={"x": 0, "y": 0, "tool": "pointer"}, userState="active")
-            task_status.started(opened)
-            await opened.closed.wait()
+            if opened is None:  # never synced: the caller hears why
+                raise DiagramUnavailable(_refusal(diagram, error)) from None
+            log.warning("the client of %s for %s failed: %r", diagram, agent.name, error)
+        except Exception:
+            if opened is None:
+                raise
+            # a client bug must not take the other sessions' clients down with it
+            log.exception("the client of %s for %s failed", diagram, agent.name)
         finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await entered.__aexit__(None, None, None)
-                except Exception:  # a client bug must not take the other sessions down
-                    log.exception("closing the client of %s failed", diagram)
+            if opened is not None:
                 self.sessions.alive.discard(opened)
                 opened.done.set()
 

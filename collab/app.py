@@ -48,7 +48,7 @@ from collab.tombstones import TombstonePurge
 from collab.web import WebApp
 from net.asgi import Receive, Scope, Send, respond, respond_json
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
-from net.tokens import AuthError, Authenticator, token_from_scope
+from net.tokens import Authenticator, AuthError, token_from_scope
 from relays.app import RelayApp, RelaySettings
 from relays.catalogs.excalidraw import catalog as excalidraw_catalog
 from storage import MemoryStore, Store
@@ -178,7 +178,9 @@ class CollabApp:
             try:
                 self.auth.check(token)
             except AuthError:
-                message = "a token is required" if token is None else "the token is invalid or expired"
+                message = (
+                    "a token is required" if token is None else "the token is invalid or expired"
+                )
                 headers = [(b"www-authenticate", b'Bearer realm="inkwire"')]
                 body = json.dumps({"error": message}).encode()
                 await respond(send, 401, body, "application/json", headers)

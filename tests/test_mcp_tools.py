@@ -1,0 +1,425 @@
+"""The MCP tools through the SDK's in-memory client, under asyncio and trio.
+
+The MCP server runs in the test's own process, but everything behind it is
+real: an inkwire server on a free loopback port (SQLite, so history works),
+the agent's DiagramClient in the room, and a person's DiagramClient watching
+what the agent does. Every diagram a test produces goes through the shared
+checker (``tests/diagram_checker.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import Implementation, TextContent
+
+from agents import edits
+from agents.elements import Clock
+from agents.server import ServerOptions, build_server
+from agents.session import revision_of
+from clients import DiagramClient
+from collab.app import CollabApp
+from collab.config import Config
+from net.tokens import make_token
+from storage.sqlite import SQLiteStore
+from tests.conftest import RunningServer, running
+from tests.diagram_checker import check_diagram, check_edit
+
+pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])]
+
+ADA = {"id": "u-ada", "name": "Ada", "color": "#e03131"}
+SECRET = "mcp-test-secret-long-enough-for-hs256-0123456789"
+FLOW = [
+    {"type": "rectangle", "id": "api", "x": 0, "y": 0, "label": "API gateway"},
+    {"type": "ellipse", "id": "db", "x": 400, "y": 0, "label": "Database"},
+    {"type": "arrow", "id": "q", "from": "api", "to": "db", "label": "queries"},
+]
+
+
+@asynccontextmanager
+async def inkwire(tmp_path: Path, secret: str | None = None) -> AsyncIterator[RunningServer]:
+    config = Config(grace_period=1.0, auth_secret=secret)
+    store = SQLiteStore(tmp_path / "mcp.db")
+    async with running(CollabApp(store, config)) as server:
+        yield server
+    store.close()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with inkwire(tmp_path) as running_server:
+        yield running_server
+
+
+@asynccontextmanager
+async def agent(
+    server: RunningServer, name: str = "claude", **options: Any
+) -> AsyncIterator[Client]:
+    mcp = build_server(ServerOptions(server=server.http_url, **options))
+    async with Client(mcp, client_info=Implementation(name=name, version="1.0")) as client:
+        yield client
+
+
+@asynccontextmanager
+async def person(
+    server: RunningServer, diagram: str, token: str | None = None
+) -> AsyncIterator[DiagramClient]:
+    async with DiagramClient(server.yjs_url, diagram, user=ADA, token=token) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result.content)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def refused(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, result.structured_content
+    return text_of(result.content)
+
+
+def text_of(content: list[Any]) -> str:
+    return " ".join(part.text for part in content if isinstance(part, TextContent))
+
+
+def stored(client: DiagramClient) -> dict[str, dict[str, Any]]:
+    return {k: dict(v) for k, v in client.elements.items() if isinstance(v, dict)}
+
+
+async def seeded(client: DiagramClient, element_id: str = "seed") -> None:
+    """Make the diagram exist: a person's rectangle (every field Excalidraw writes), saved."""
+    spec = {"type": "rectangle", "id": element_id, "x": -300, "y": 0, "width": 100, "height": 60}
+    edit = edits.create_elements(stored(client), [spec], Clock())
+    with client.doc.transaction():
+        for element_id, element in edit.changed.items():
+            client.elements[element_id] = element
+    await client.confirm()
+
+
+async def test_every_tool_has_typed_arguments_an_output_schema_and_annotations(
+    server: RunningServer,
+) -> None:
+    async with agent(server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert {
+        "list_diagrams",
+        "describe_diagram",
+        "get_elements",
+        "create_elements",
+        "update_elements",
+        "delete_elements",
+        "group",
+        "ungroup",
+        "align",
+        "distribute",
+        "layout",
+        "list_versions",
+        "restore_version",
+        "lock",
+        "unlock",
+    } <= set(tools)
+    for tool in tools.values():
+        assert tool.description, tool.name
+        assert tool.annotations is not None, tool.name
+        assert tool.input_schema["type"] == "object"
+    for name in ("list_diagrams", "describe_diagram", "get_elements", "list_versions"):
+        assert tools[name].annotations.read_only_hint is True
+        assert tools[name].output_schema is not None
+    for name in ("create_elements", "update_elements", "layout"):
+        assert tools[name].annotations.read_only_hint is False
+        assert tools[name].annotations.destructive_hint is False
+        assert tools[name].output_schema is not None
+    assert tools["delete_elements"].annotations.destructive_hint is True
+    assert tools["restore_version"].annotations.destructive_hint is True
+    assert tools["lock"].annotations.idempotent_hint is True
+    shape = tools["create_elements"].input_schema
+    assert "elements" in shape["required"]
+
+
+async def test_the_agent_draws_labelled_shapes_and_a_bound_arrow_as_a_collaborator(
+    server: RunningServer,
+) -> None:
+    async with person(server, "plan") as ada:
+        await seeded(ada)
+        async with agent(server, "claude") as client:
+            result = await call(client, "create_elements", diagram="plan", elements=FLOW)
+            assert {"api", "db", "q"} <= set(result["created"])
+            after = await ada.wait_for(lambda c: c.get_element("q") and stored(c))
+            check_diagram(after)
+            api, db, arrow = after["api"], after["db"], after["q"]
+            label = after[next(b["id"] for b in api["boundElements"] if b["type"] == "text")]
+            assert label["containerId"] == "api" and label["originalText"] == "API gateway"
+            assert arrow["startBinding"]["elementId"] == "api"
+            assert arrow["endBinding"]["elementId"] == "db"
+            assert {"id": "q", "type": "arrow"} in db["boundElements"]
+            assert after["seed"] == ada.get_element("seed")  # the person's element is untouched
+
+            # the agent is a collaborator: its name, colour and a pointer on what it drew
+            state = await ada.wait_for(
+                lambda c: next(
+                    (
+                        s
+                        for s in c.peers().values()
+                        if s.get("user", {}).get("name") == "claude"
+                        and s.get("pointer", {}).get("x", 0) > 0
+                    ),
+                    None,
+                )
+            )
+            assert state["user"]["color"].startswith("#")
+            assert 0 < state["pointer"]["x"] < 600
+
+            described = await call(client, "describe_diagram", diagram="plan")
+            assert described["revision"] == revision_of(ada.doc) == result["revision"]
+            assert '"API gateway"' in described["text"] and "queries" in described["text"]
+            got = await call(client, "get_elements", diagram="plan", ids=["api", "q"])
+            assert [e["id"] for e in got["elements"]] == ["api", "q"]
+            assert got["elements"][0] == after["api"]
+
+        # the session ended: the agent's presence is gone from the room
+        await ada.wait_for(
+            lambda c: not any(s.get("user", {}).get("name") == "claude" for s in c.peers().values())
+        )
+
+
+async def test_updates_move_labels_and_arrows_and_deletes_unbind(server: RunningServer) -> None:
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        await call(client, "create_elements", diagram="plan", elements=FLOW)
+        before = await ada.wait_for(lambda c: c.get_element("q") and stored(c))
+
+        moved = await call(
+            client,
+            "update_elements",
+            diagram="plan",
+            updates=[{"id": "api", "x": 0, "y": 300}, {"id": "db", "label": "Postgres"}],
+        )
+        after = await ada.wait_for(lambda c: c.get_element("api")["y"] == 300 and stored(c))
+        check_diagram(after)
+        check_edit(before, after, moved["changed"])
+        label_id = next(b["id"] for b in after["api"]["boundElements"] if b["type"] == "text")
+        assert after[label_id]["y"] > 300  # the label went with its shape
+        assert after["q"]["y"] != before["q"]["y"]  # the arrow was re-routed
+
+        gone = await call(client, "delete_elements", diagram="plan", ids=["db"])
+        final = await ada.wait_for(lambda c: c.get_element("db")["isDeleted"] and stored(c))
+        check_diagram(final)
+        check_edit(after, final, gone["changed"])
+        assert "db" in gone["deleted"]
+        assert final["q"]["endBinding"] is None  # the arrow stays, unbound
+        assert not final["q"]["isDeleted"]
+
+
+async def test_group_align_distribute_and_layout(server: RunningServer) -> None:
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        boxes = [
+            {"type": "rectangle", "id": f"b{i}", "x": i * 200, "y": i * 37, "label": f"box {i}"}
+            for i in range(4)
+        ]
+        await call(client, "create_elements", diagram="plan", elements=boxes)
+        ids = [f"b{i}" for i in range(4)]
+        for tool, extra in (
+            ("align", {"edge": "top"}),
+            ("distribute", {"axis": "horizontal"}),
+            ("group", {}),
+            ("ungroup", {}),
+        ):
+            before = stored(ada)
+            result = await call(client, tool, diagram="plan", ids=ids, **extra)
+            after = await ada.wait_for(
+                lambda c, r=result: revision_of(c.doc) >= r["revision"] and stored(c)
+            )
+            check_diagram(after)
+            check_edit(before, after, result["changed"])
+        assert len({ada.get_element(i)["y"] for i in ids}) == 1  # aligned on their tops
+
+        graph = await call(
+            client,
+            "layout",
+            diagram="plan",
+            nodes=[{"id": n, "label": n.upper()} for n in ("web", "api", "db", "cache")],
+            edges=[
+                {"from": "web", "to": "api"},
+                {"from": "api", "to": "db", "label": "SQL"},
+                {"from": "api", "to": "cache"},
+            ],
+            x=0,
+            y=500,
+        )
+        after = await ada.wait_for(lambda c: c.get_element("cache") and stored(c))
+        check_diagram(after)
+        assert after["web"]["y"] < after["api"]["y"] < after["db"]["y"]  # layered, top down
+        assert len(graph["created"]) >= 4 + 3
+
+
+async def test_if_revision_refuses_a_stale_edit(server: RunningServer) -> None:
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        read = await call(client, "describe_diagram", diagram="plan")
+        ada.update_element("seed", x=50)  # a person edits meanwhile
+        await ada.confirm()
+        await ada.wait_for(lambda c: revision_of(c.doc) > read["revision"])
+        # the agent's peer hears the edit; then its write is refused against the old revision
+        before = await ada.wait_for(lambda c: stored(c))
+        message = await refused(
+            client,
+            "update_elements",
+            diagram="plan",
+            updates=[{"id": "seed", "label": "mine"}],
+            if_revision=read["revision"],
+        )
+        assert "changed since you read it" in message
+        assert stored(ada) == before
+        fresh = await call(client, "describe_diagram", diagram="plan")
+        await call(
+            client,
+            "update_elements",
+            diagram="plan",
+            updates=[{"id": "seed", "label": "mine"}],
+            if_revision=fresh["revision"],
+        )
+
+
+async def test_history_restore_and_lock(server: RunningServer) -> None:
+    async with person(server, "plan") as ada, agent(server, "claude") as client:
+        await seeded(ada)
+        first = await call(client, "list_versions", diagram="plan")
+        await call(client, "create_elements", diagram="plan", elements=FLOW)
+        versions = (await call(client, "list_versions", diagram="plan"))["versions"]
+        newest = versions[0]
+        assert newest["origin"] == "claude"  # the server attributes the edit to the agent
+        assert {"api", "db", "q"} <= set(newest["added"])
+
+        restored = await call(
+            client, "restore_version", diagram="plan", at=first["versions"][0]["seq"]
+        )
+        assert restored["changed"] is True
+        await ada.wait_for(lambda c: c.get_element("api")["isDeleted"])
+        check_diagram(stored(ada))
+
+        assert (await call(client, "lock", diagram="plan", reason="review"))["locked"] is True
+        await ada.wait_for(lambda c: c.meta.get("locked") is True)
+        before = stored(ada)
+        message = await refused(client, "create_elements", diagram="plan", elements=FLOW[:1])
+        assert "locked" in message
+        assert stored(ada) == before
+        assert (await call(client, "unlock", diagram="plan"))["locked"] is False
+        again = [{**FLOW[0], "id": "api2"}]  # a deleted element's id stays taken
+        await call(client, "create_elements", diagram="plan", elements=again)
+        check_diagram(await ada.wait_for(lambda c: c.get_element("api2") and stored(c)))
+
+
+async def test_list_diagrams_shows_who_is_in_them(server: RunningServer) -> None:
+    async with person(server, "alpha") as ada, agent(server) as client:
+        await seeded(ada)
+        listed = await call(client, "list_diagrams")
+        row = next(d for d in listed["diagrams"] if d["id"] == "alpha")
+        assert "Ada" in row["people"]
+        assert (await call(client, "list_diagrams", prefix="zzz"))["diagrams"] == []
+
+
+async def test_a_new_diagram_only_on_purpose(server: RunningServer) -> None:
+    async with agent(server) as client:
+        message = await refused(client, "create_elements", diagram="fresh", elements=FLOW)
+        assert "no diagram 'fresh'" in message
+        await call(client, "create_elements", diagram="fresh", elements=FLOW, create_diagram=True)
+        async with person(server, "fresh") as ada:
+            check_diagram(await ada.wait_for(lambda c: c.get_element("q") and stored(c)))
+
+
+BAD_INPUT = {
+    "unknown ids": ("update_elements", {"updates": [{"id": "ghost", "x": 1}]}, "ghost"),
+    "unknown ids to delete": ("delete_elements", {"ids": ["seed", "ghost"]}, "ghost"),
+    "unknown ids to read": ("get_elements", {"ids": ["ghost"]}, "ghost"),
+    "wrong types": (
+        "create_elements",
+        {"elements": [{"type": "rectangle", "x": "left", "y": 0}]},
+        "elements.0.x",
+    ),
+    "an unknown type": ("create_elements", {"elements": [{"type": "hexagon"}]}, "hexagon"),
+    "a label on a line": (
+        "create_elements",
+        {"elements": [{"type": "line", "points": [[0, 0], [100, 0]], "label": "no"}]},
+        "cannot have a label",
+    ),
+    "an arrow to nowhere": (
+        "create_elements",
+        {"elements": [{"type": "arrow", "from": "seed", "to": "ghost"}]},
+        "ghost",
+    ),
+    "10 000 elements in one call": (
+        "create_elements",
+        {"elements": [{"type": "rectangle", "x": i, "y": 0} for i in range(10_000)]},
+        "1000",
+    ),
+    "garbage JSON": ("create_elements", {"elements": "{[not json"}, "elements"),
+    "garbage JSON in a list": ("update_elements", {"updates": ["}{", 7]}, "updates"),
+    "an unknown diagram": ("describe_diagram", {"diagram": "nobody-made-this"}, "no diagram"),
+    "an impossible diagram name": ("describe_diagram", {"diagram": "../etc/passwd"}, "diagram"),
+    "an unknown alignment": ("align", {"ids": ["seed"], "edge": "diagonal"}, "edge"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+async def test_bad_input_is_a_clear_tool_error_and_changes_nothing(
+    server: RunningServer, case: str
+) -> None:
+    tool, arguments, named = BAD_INPUT[case]
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        await call(client, "create_elements", diagram="plan", elements=FLOW)
+        before = await ada.wait_for(lambda c: c.get_element("q") and stored(c))
+        revision = revision_of(ada.doc)
+        message = await refused(client, tool, **{"diagram": "plan", **arguments})
+        assert named in message, message
+        assert len(message) < 4000  # an agent reads it: no wall of echoed input
+        # the diagram is unchanged, and the session still works
+        described = await call(client, "describe_diagram", diagram="plan")
+        assert described["revision"] == revision
+        assert stored(ada) == before
+
+
+async def test_a_read_only_token_reads_but_cannot_edit(tmp_path: Path) -> None:
+    reader = make_token(SECRET, sub="reader", channels=["diagram:*"], publish=False)
+    writer = make_token(SECRET, sub="writer", channels=["diagram:plan"], publish=True)
+    async with inkwire(tmp_path, SECRET) as server:
+        async with person(server, "plan", token=writer) as ada:
+            await seeded(ada)
+            before = stored(ada)
+            async with agent(server, "reader", token=reader) as client:
+                assert "seed" in (await call(client, "describe_diagram", diagram="plan"))["text"]
+                message = await refused(client, "create_elements", diagram="plan", elements=FLOW)
+                assert "refused" in message and "read-only" in message
+                # refused whole; the agent's next read is the server's state, not its own
+                described = await call(client, "describe_diagram", diagram="plan")
+                assert "api" not in described["text"]
+                message = await refused(client, "lock", diagram="plan")
+                assert "403" in message
+            assert stored(ada) == before
+
+            async with agent(server, "writer", token=writer) as client:
+                await call(client, "create_elements", diagram="plan", elements=FLOW)
+                check_diagram(await ada.wait_for(lambda c: c.get_element("q") and stored(c)))
+                message = await refused(client, "describe_diagram", diagram="other")
+                assert "does not cover" in message
+            async with agent(server, "nobody") as client:
+                message = await refused(client, "list_diagrams")
+                assert "401" in message
+
+
+async def test_results_are_json_text_as_well(server: RunningServer) -> None:
+    """Clients that ignore structured content get the same result as text."""
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        result = await client.call_tool("describe_diagram", {"diagram": "plan"})
+        assert json.loads(text_of(result.content)) == result.structured_content
