@@ -500,17 +500,17 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
     text_id = el.bound_text_id(mine)
     if text_id is not None and draft.live(text_id) is not None:
         text = draft.edit(text_id)
-        if update.strokeColor is not None:
-            text["strokeColor"] = update.strokeColor
-        _restyle_text(text, fonts, None)
-        if update.label is not None:
-            if update.label == "":
-                text["isDeleted"] = True
-                draft.deleted.append(text_id)
-                mine["boundElements"] = [
-                    e for e in mine.get("boundElements") or [] if e.get("id") != text_id
-                ] or None
-            else:
+        if update.label == "":
+            text["isDeleted"] = True
+            draft.deleted.append(text_id)
+            mine["boundElements"] = [
+                e for e in mine.get("boundElements") or [] if e.get("id") != text_id
+            ] or None
+        else:
+            if update.strokeColor is not None:
+                text["strokeColor"] = update.strokeColor
+            _restyle_text(text, fonts, None)
+            if update.label is not None:
                 text["originalText"] = el.normalize_text(update.label)
                 text["text"] = text["originalText"]
     elif update.label:
