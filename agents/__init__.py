@@ -1,1 +1,1 @@
-"""AI agents in live diagrams: the element model (pure) and the MCP server built on it."""
+"""AI agents in live diagrams: the element model (pure), the MCP server built on it, its tools."""
