@@ -14,19 +14,23 @@ leave the diagram as it was.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pycrdt import Doc
 from pydantic import BaseModel, Field
 
 from agents import edits
 from agents.describe import describe
+from agents.export import Export, Format, export_diagram
 from agents.session import (
     DEFAULT_SERVER,
     IDLE_TIMEOUT,
@@ -168,6 +172,16 @@ class Restored(BaseModel):
 class LockState(BaseModel):
     diagram: str
     locked: bool
+
+
+class Exported(BaseModel):
+    diagram: str
+    revision: int
+    format: Format
+    mime_type: str
+    width: int | None = Field(None, description="pixels (SVG: CSS pixels)")
+    height: int | None = None
+    size: int = Field(description="bytes of the file")
 
 
 # --- the server -------------------------------------------------------------------------
@@ -332,6 +346,7 @@ class _Tools:
         add(self.align, annotations=WRITE)
         add(self.distribute, annotations=WRITE)
         add(self.layout, annotations=WRITE)
+        add(self.export_diagram, annotations=READ)
         add(self.list_versions, annotations=READ)
         add(self.restore_version, annotations=DESTRUCTIVE)
         add(self.lock, annotations=IDEMPOTENT)
@@ -522,6 +537,57 @@ class _Tools:
             ),
             create=create_diagram,
         )
+
+    async def export_diagram(
+        self,
+        ctx: Context[Sessions],
+        diagram: DiagramId,
+        format: Annotated[
+            Format, Field(description="png (an image you can look at), svg, or excalidraw (JSON)")
+        ] = "png",
+        scale: Annotated[float, Field(gt=0, le=4)] = 1.0,
+        background: Annotated[
+            str | None,
+            Field(max_length=64, description="a CSS colour, 'transparent', or the diagram's own"),
+        ] = None,
+    ) -> Annotated[CallToolResult, Exported]:
+        """The diagram as a picture drawn on the server (PNG as image content, or SVG), or
+        as an .excalidraw file (JSON text): what the people in it see."""
+        _, client = await self.open(ctx, diagram)
+        revision = revision_of(client.doc)
+        state = client.doc.get_update()  # a snapshot: the render runs in a worker thread
+
+        def render() -> Export:
+            doc: Doc[Any] = Doc()
+            doc.apply_update(state)
+            return export_diagram(doc, format, scale=scale, background=background)
+
+        try:
+            exported = await anyio.to_thread.run_sync(render)
+        except ValueError as error:
+            raise ToolError(f"cannot export {diagram!r}: {error}") from None
+        data = exported.data
+        raw = data if isinstance(data, bytes) else data.encode()
+        info = Exported(
+            diagram=diagram,
+            revision=revision,
+            format=exported.format,
+            mime_type=exported.mime_type,
+            width=exported.width,
+            height=exported.height,
+            size=len(raw),
+        )
+        content: list[ContentBlock] = []
+        if isinstance(data, bytes):
+            content.append(
+                ImageContent(
+                    type="image", data=base64.b64encode(data).decode(), mime_type=exported.mime_type
+                )
+            )
+        else:
+            content.append(TextContent(type="text", text=data))
+        content.append(TextContent(type="text", text=info.model_dump_json()))
+        return CallToolResult(content=content, structured_content=info.model_dump(mode="json"))
 
     async def list_versions(
         self,

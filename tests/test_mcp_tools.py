@@ -9,6 +9,7 @@ checker (``tests/diagram_checker.py``).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import Implementation, TextContent
+from mcp.types import ImageContent, Implementation, TextContent
 
 from agents import edits
 from agents.elements import Clock
@@ -30,6 +31,7 @@ from net.tokens import make_token
 from storage.sqlite import SQLiteStore
 from tests.conftest import RunningServer, running
 from tests.diagram_checker import check_diagram, check_edit
+from tests.png import png_dimensions
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])]
 
@@ -122,6 +124,7 @@ async def test_every_tool_has_typed_arguments_an_output_schema_and_annotations(
         "align",
         "distribute",
         "layout",
+        "export_diagram",
         "list_versions",
         "restore_version",
         "lock",
@@ -423,3 +426,29 @@ async def test_results_are_json_text_as_well(server: RunningServer) -> None:
         await seeded(ada)
         result = await client.call_tool("describe_diagram", {"diagram": "plan"})
         assert json.loads(text_of(result.content)) == result.structured_content
+
+
+async def test_export_draws_the_diagram_on_the_server(server: RunningServer) -> None:
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        await call(client, "create_elements", diagram="plan", elements=FLOW)
+
+        png = await client.call_tool("export_diagram", {"diagram": "plan"})
+        assert not png.is_error
+        image = png.content[0]
+        assert isinstance(image, ImageContent) and image.mime_type == "image/png"
+        data = base64.b64decode(image.data)
+        info = png.structured_content
+        assert info is not None and info["format"] == "png" and info["size"] == len(data)
+        assert png_dimensions(data) == (info["width"], info["height"])
+        assert info["width"] > 500  # seed to database: the whole drawing
+
+        svg = await client.call_tool("export_diagram", {"diagram": "plan", "format": "svg"})
+        assert "<svg" in text_of(svg.content[:1]) and "API gateway" in text_of(svg.content[:1])
+
+        file = await client.call_tool("export_diagram", {"diagram": "plan", "format": "excalidraw"})
+        scene = json.loads(text_of(file.content[:1]))
+        assert {"api", "db", "q", "seed"} <= {e["id"] for e in scene["elements"]}
+
+        message = await refused(client, "export_diagram", diagram="plan", format="gif")
+        assert "format" in message
