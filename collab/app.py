@@ -11,7 +11,8 @@ token (see :mod:`collab.auth`); health, metrics and the web app stay open.
 ``/metrics`` holds inkwire's own counters and the ``websocket_*`` metrics
 existing dashboards chart, for the Yjs rooms and ``/events`` together
 (service ``excalidraw``, see :mod:`net.metrics`); ``GET /api/servers`` feeds
-the live dashboard (:mod:`collab.dashboard`).
+the live dashboard and ``GET /api/rooms`` lists the loaded rooms
+(:mod:`collab.dashboard`).
 
 ``/mcp`` is the MCP server for AI agents (:mod:`agents`) over streamable
 HTTP: a client of this server like a browser, reached at the address the
@@ -146,6 +147,8 @@ class CollabApp:
                 await self._mcp(scope, receive, send)
             elif path == "/api/servers" and scope["method"] == "GET":
                 await self.dashboard.serve(scope, send)
+            elif path == "/api/rooms" and scope["method"] == "GET":
+                await self.dashboard.serve_rooms(scope, send)
             elif path.startswith("/api/"):
                 await api.handle(self, scope, receive, send)
             else:

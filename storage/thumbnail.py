@@ -32,6 +32,7 @@ def render(elements: Iterable[Mapping[str, Any]], background: str = "#ffffff") -
         padding=PADDING,
         fit=(WIDTH, HEIGHT),
         max_elements=MAX_ELEMENTS,
+        hachure=False,  # at this size hachure is a tint: solid, and cheap at each checkpoint
     )
 
 

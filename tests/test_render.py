@@ -17,7 +17,7 @@ from pycrdt import Doc, Map
 from agents.export import export_diagram
 from storage.excalidraw import Scene, to_excalidraw
 from storage.raster import MAX_PIXELS, png_size, render_png, svg_size
-from storage.render import MAX_ELEMENTS, SHAPES, render_svg
+from storage.render import MAX_ELEMENTS, SHAPES, hatch_lines, render_svg
 from tests.png import decode_png, png_dimensions
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -103,7 +103,9 @@ def test_every_kind_of_element_renders_as_excalidraw_draws_it() -> None:
     text = next(t for t in found(root, "text") if t.get("text-anchor") == "middle")
     assert text.get("font-size") == "20" and "Helvetica" in (text.get("font-family") or "")
     ellipse = found(root, "ellipse")[0]
-    assert ellipse.get("fill", "").startswith("url(#") and found(root, "pattern")
+    assert ellipse.get("fill") == "none"  # hachure: lines of the fill colour under the outline
+    hachure = [p for p in found(root, "path") if p.get("stroke") == "#a5d8ff"]
+    assert len(hachure) == 1 and (hachure[0].get("d") or "").count("M") > 5
     groups = found(root, "g")
     assert any(g.get("opacity") == "0.5" for g in groups)
     assert any((g.get("transform") or "").startswith("rotate(90 350 25)") for g in groups)
@@ -199,6 +201,29 @@ def test_whatever_peers_wrote_renders_well_formed(elements: list[Any], scale: fl
     parse(render_svg(elements, scale=scale, background="not a colour"))
 
 
+def test_hachure_lines_stay_inside_their_shape_even_a_concave_one() -> None:
+    # a U: 0..30 wide, 30 tall, with a notch 10..20 wide from the top down to y=20
+    u = [(0.0, 0.0), (10, 0), (10, 20), (20, 20), (20, 0), (30, 0), (30, 30), (0, 30)]
+    segments = [
+        [tuple(map(float, point.split(","))) for point in part.split("L")]
+        for part in hatch_lines(u, 2, cross=True).split("M")[1:]
+    ]
+    assert len(segments) > 20
+    for (x1, y1), (x2, y2) in segments:
+        for t in (0.1, 0.5, 0.9):
+            x, y = x1 + (x2 - x1) * t, y1 + (y2 - y1) * t
+            assert 0 <= x <= 30 and 0 <= y <= 30
+            assert not (10 < x < 20 and y < 20), (x, y)  # never across the notch
+    huge = [(0.0, 0.0), (1e6, 0), (1e6, 1e6), (0, 1e6)]
+    assert hatch_lines(huge, 8).count("M") <= 200  # wider gaps, not a million lines
+
+
+def test_thumbnails_fill_hachured_shapes_solid() -> None:
+    hachured = box("r", backgroundColor="#a5d8ff", fillStyle="hachure")
+    assert 'fill="#a5d8ff"' in render_svg([hachured], hachure=False)
+    assert 'fill="none"' in render_svg([hachured])
+
+
 def test_a_huge_diagram_draws_its_first_elements_only() -> None:
     many = [box(str(n), x=n, backgroundColor="#e03131") for n in range(MAX_ELEMENTS + 50)]
     assert render_svg(many).count('fill="#e03131"') == MAX_ELEMENTS
@@ -226,6 +251,28 @@ def test_png_pixels_have_the_shapes_and_background_colours() -> None:
     assert image.pixel(235, 35) == BLUE
     assert image.pixel(2, 2) == (0xFF, 0xEC, 0x99, 255)  # the background
     assert image.pixel(135, 35) == (0xFF, 0xEC, 0x99, 255)  # between the two
+
+
+def test_png_hachure_is_lines_of_the_fill_colour_inside_the_shape() -> None:
+    hachured = box(
+        "r",
+        width=200,
+        height=200,
+        backgroundColor="#1c7ed6",
+        fillStyle="hachure",
+        strokeColor="transparent",
+        strokeWidth=8,  # hachure 4 wide: whole pixels of the colour, not only antialiased ones
+    )
+    image = decode_png(render_png(render_svg([hachured], padding=20)))
+    inside = [image.pixel(x, y) for y in range(30, 210) for x in range(30, 210)]
+    outside = [
+        image.pixel(x, y)
+        for y in range(240)
+        for x in range(240)
+        if not (15 <= x < 225 and 15 <= y < 225)
+    ]
+    assert inside.count(BLUE) > 1000 and inside.count((255, 255, 255, 255)) > 1000
+    assert set(outside) == {(255, 255, 255, 255)}
 
 
 def test_png_scale_and_a_transparent_background() -> None:
