@@ -28,7 +28,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pycrdt import Doc
 from pydantic import BaseModel, Field
 
-from agents import edits
+from agents import edits, operations
 from agents.describe import describe
 from agents.export import Export, Format, export_diagram
 from agents.session import (
@@ -90,6 +90,9 @@ WRITE = ToolAnnotations(
 DESTRUCTIVE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
 )
+#: The operations tools ask the servers' own HTTP routes: read-only, but open
+#: to a world outside the diagrams (servers that may be down).
+OPERATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 IDEMPOTENT = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -351,6 +354,10 @@ class _Tools:
         add(self.restore_version, annotations=DESTRUCTIVE)
         add(self.lock, annotations=IDEMPOTENT)
         add(self.unlock, annotations=IDEMPOTENT)
+        add(self.websocket_health_check, annotations=OPERATIONS)
+        add(self.websocket_get_status, annotations=OPERATIONS)
+        add(self.websocket_list_rooms, annotations=OPERATIONS)
+        add(self.websocket_get_metrics, annotations=OPERATIONS)
 
     async def list_diagrams(
         self,
@@ -634,6 +641,56 @@ class _Tools:
         body = {"locked": False, "user_id": name}
         return LockState.model_validate(
             await self.api(ctx, "POST", f"/api/diagrams/{diagram}/lock", json=body)
+        )
+
+    # -- operations --------------------------------------------------------------------
+
+    def servers(self, ctx: Context[Sessions]) -> tuple[Workspace, list[operations.Server]]:
+        """The collab server the agent works with, and the relays it was told about."""
+        workspace = self.workspace(ctx)
+        agent = workspace.agent
+        try:
+            found = operations.servers_for(agent.server, self.options.relays, token=agent.token)
+        except ValueError as error:
+            raise ToolError(f"bad server URL: {error}") from None
+        return workspace, found
+
+    async def websocket_health_check(self, ctx: Context[Sessions]) -> operations.HealthReport:
+        """Whether the collab server and each relay are live and ready (their /health/live
+        and /health/ready, with latency)."""
+        workspace, servers = self.servers(ctx)
+        return await operations.health_check(workspace.sessions.api.http, servers)
+
+    async def websocket_get_status(self, ctx: Context[Sessions]) -> operations.StatusReport:
+        """Each server's state: connections, rooms or channels, uptime, storage and Redis."""
+        workspace, servers = self.servers(ctx)
+        return await operations.get_status(workspace.sessions.api.http, servers)
+
+    async def websocket_list_rooms(
+        self, ctx: Context[Sessions], limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    ) -> operations.RoomsReport:
+        """The collab server's loaded rooms (most connections first) and each relay's
+        busiest channels."""
+        workspace, servers = self.servers(ctx)
+        return await operations.list_rooms(workspace.sessions.api.http, servers, limit=limit)
+
+    async def websocket_get_metrics(
+        self,
+        ctx: Context[Sessions],
+        prefix: Annotated[
+            str | None,
+            Field(
+                max_length=200,
+                description="only series whose name starts with this (default: websocket_ "
+                "and inkwire_)",
+            ),
+        ] = None,
+        buckets: Annotated[bool, Field(description="include histogram buckets")] = False,
+    ) -> operations.MetricsReport:
+        """Each server's Prometheus /metrics, parsed into samples."""
+        workspace, servers = self.servers(ctx)
+        return await operations.get_metrics(
+            workspace.sessions.api.http, servers, prefix=prefix, buckets=buckets
         )
 
 

@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 from mcp.types import ImageContent, Implementation, TextContent
 
+import relays
 from agents import edits
 from agents.elements import Clock
 from agents.server import ServerOptions, build_server
@@ -28,8 +29,9 @@ from clients import DiagramClient
 from collab.app import CollabApp
 from collab.config import Config
 from net.tokens import make_token
+from relays.catalogs import BY_NAME
 from storage.sqlite import SQLiteStore
-from tests.conftest import RunningServer, running
+from tests.conftest import RunningServer, free_port, running
 from tests.diagram_checker import check_diagram, check_edit
 from tests.png import png_dimensions
 
@@ -129,6 +131,10 @@ async def test_every_tool_has_typed_arguments_an_output_schema_and_annotations(
         "restore_version",
         "lock",
         "unlock",
+        "websocket_health_check",
+        "websocket_get_status",
+        "websocket_list_rooms",
+        "websocket_get_metrics",
     } <= set(tools)
     for tool in tools.values():
         assert tool.description, tool.name
@@ -452,3 +458,42 @@ async def test_export_draws_the_diagram_on_the_server(server: RunningServer) -> 
 
         message = await refused(client, "export_diagram", diagram="plan", format="gif")
         assert "format" in message
+
+
+async def test_the_operations_tools_ask_the_server_and_its_relays(server: RunningServer) -> None:
+    settings = relays.RelaySettings()
+    async with relays.serve(
+        BY_NAME["dhruva"], "127.0.0.1", free_port(), settings=settings
+    ) as relay:
+        gone = f"http://127.0.0.1:{free_port()}"
+        relay_urls = [f"http://127.0.0.1:{relay.port}", gone]
+        async with person(server, "busy") as ada, agent(server, relays=relay_urls) as client:
+            await seeded(ada)
+            await call(client, "describe_diagram", diagram="busy")  # the agent joins too
+            health = await call(client, "websocket_health_check")
+            by_url = {s["url"]: s for s in health["servers"]}
+            assert (
+                by_url[server.http_url]["ready"] is True
+                and by_url[server.http_url]["kind"] == "collab"
+            )
+            assert by_url[relay_urls[0]]["ready"] is True
+            assert by_url[gone]["up"] is False and by_url[gone]["error"]
+            assert health["all_ready"] is False
+
+            status = await call(client, "websocket_get_status")
+            collab = next(s for s in status["servers"] if s["kind"] == "collab")
+            assert collab["rooms"] >= 1 and collab["connections"] >= 2  # Ada and the agent
+
+            rooms = await call(client, "websocket_list_rooms")
+            collab_rooms = next(s for s in rooms["servers"] if s["kind"] == "collab")
+            busy = next(r for r in collab_rooms["rooms"] if r["name"] == "busy")
+            assert busy["connections"] == 2
+
+            metrics = await call(client, "websocket_get_metrics", prefix="websocket_")
+            names = {
+                sample["name"]
+                for s in metrics["servers"]
+                if s["kind"] == "collab"
+                for sample in s["samples"]
+            }
+            assert any(name.startswith("websocket_connections") for name in names), names
