@@ -497,3 +497,19 @@ async def test_the_operations_tools_ask_the_server_and_its_relays(server: Runnin
                 for sample in s["samples"]
             }
             assert any(name.startswith("websocket_connections") for name in names), names
+
+
+async def test_an_idle_agent_leaves_the_diagram_and_comes_back_on_its_next_call(
+    server: RunningServer,
+) -> None:
+    def present(c: DiagramClient) -> bool:
+        return any(s.get("user", {}).get("name") == "claude" for s in c.peers().values())
+
+    async with person(server, "plan") as ada, agent(server, idle_timeout=0.3) as client:
+        await seeded(ada)
+        await call(client, "describe_diagram", diagram="plan")
+        await ada.wait_for(present)
+        await ada.wait_for(lambda c: not present(c))  # a third of a second without a call
+        await call(client, "create_elements", diagram="plan", elements=FLOW)
+        await ada.wait_for(present)
+        check_diagram(await ada.wait_for(lambda c: c.get_element("q") and stored(c)))
