@@ -199,13 +199,22 @@ def build_server(options: ServerOptions | None = None) -> MCPServer[Sessions]:
         async with running_sessions(options.idle_timeout) as sessions:
             yield sessions
 
-    server: MCPServer[Sessions] = MCPServer(
-        "inkwire",
-        title="inkwire diagrams",
-        instructions=INSTRUCTIONS,
-        lifespan=lifespan,
-        log_level="WARNING",
-    )
+    # The SDK's constructor calls logging.basicConfig, which would configure the
+    # logging of whatever process embeds a collab server; it does nothing while the
+    # root logger has a handler, so it gets one for the moment.
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        server: MCPServer[Sessions] = MCPServer(
+            "inkwire",
+            title="inkwire diagrams",
+            instructions=INSTRUCTIONS,
+            lifespan=lifespan,
+            log_level="WARNING",
+        )
+    finally:
+        root.removeHandler(guard)
     tools = _Tools(options)
     tools.register(server)
     return server

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from mcp.types import Implementation
 from agents.elements import Clock
 from agents.session import revision_of
 from clients import DiagramClient
+from collab.app import CollabApp
 from net.tokens import make_token
 from tests.conftest import ROOT, RunningServer
 from tests.diagram_checker import check_diagram
@@ -296,3 +298,18 @@ def test_inkwire_mcp_refuses_a_server_that_is_not_a_url() -> None:
     )
     assert result.returncode == 2
     assert "--server must be an http:// or https:// URL" in result.stderr
+
+
+def test_building_the_mcp_server_leaves_the_process_logging_alone() -> None:
+    """The SDK's constructor calls logging.basicConfig; a collab server embedded in
+    someone's program must not configure that program's logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for handler in handlers:
+        root.removeHandler(handler)
+    try:
+        CollabApp()
+        assert root.handlers == [] and root.level == level
+    finally:
+        for handler in handlers:
+            root.addHandler(handler)
