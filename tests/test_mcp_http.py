@@ -48,6 +48,8 @@ from tests.test_mcp_tools import (
 )
 
 pytestmark = pytest.mark.anyio
+#: The server (hypercorn's asyncio or trio worker) and the agent, under both loops.
+BOTH_LOOPS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
 @pytest.fixture
@@ -72,6 +74,7 @@ def named(client: DiagramClient, name: str) -> dict[str, Any] | None:
     return next((s for s in client.peers().values() if s.get("user", {}).get("name") == name), None)
 
 
+@BOTH_LOOPS
 async def test_an_agent_over_http_draws_and_leaves_with_its_session(
     server: RunningServer,
 ) -> None:
@@ -88,6 +91,7 @@ async def test_an_agent_over_http_draws_and_leaves_with_its_session(
         await ada.wait_for(lambda c: named(c, "claude") is None)
 
 
+@BOTH_LOOPS
 async def test_a_stateless_client_of_the_2026_protocol_works_too(server: RunningServer) -> None:
     async with person(server, "plan") as ada:
         await seeded(ada)
@@ -99,6 +103,7 @@ async def test_a_stateless_client_of_the_2026_protocol_works_too(server: Running
         assert named(ada, "gemini") is not None  # no session to end: it stays until idle
 
 
+@BOTH_LOOPS
 async def test_with_auth_mcp_takes_the_same_tokens_as_the_api(tmp_path: Path) -> None:
     reader = make_token(SECRET, sub="reader", channels=["diagram:*"], publish=False)
     writer = make_token(SECRET, sub="writer", channels=["diagram:plan"], publish=True)
@@ -132,6 +137,7 @@ async def test_with_auth_mcp_takes_the_same_tokens_as_the_api(tmp_path: Path) ->
             check_diagram(await ada.wait_for(lambda c: c.get_element("q") and stored(c)))
 
 
+@BOTH_LOOPS
 async def test_garbage_on_the_wire_is_refused_and_the_server_carries_on(
     server: RunningServer,
 ) -> None:
