@@ -201,6 +201,19 @@ def test_whatever_peers_wrote_renders_well_formed(elements: list[Any], scale: fl
     parse(render_svg(elements, scale=scale, background="not a colour"))
 
 
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(sorted(SHAPES))}, optional=dict.fromkeys(KEYS, JUNK)
+        ),
+        max_size=6,
+    )
+)
+@settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+def test_whatever_peers_wrote_rasterises(elements: list[dict[str, Any]]) -> None:
+    assert render_png(render_svg(elements), scale=0.05).startswith(b"\x89PNG")
+
+
 def test_hachure_lines_stay_inside_their_shape_even_a_concave_one() -> None:
     # a U: 0..30 wide, 30 tall, with a notch 10..20 wide from the top down to y=20
     u = [(0.0, 0.0), (10, 0), (10, 20), (20, 20), (20, 0), (30, 0), (30, 30), (0, 30)]
