@@ -11,7 +11,8 @@ token (see :mod:`collab.auth`); health, metrics and the web app stay open.
 ``/metrics`` holds inkwire's own counters and the ``websocket_*`` metrics
 existing dashboards chart, for the Yjs rooms and ``/events`` together
 (service ``excalidraw``, see :mod:`net.metrics`); ``GET /api/servers`` feeds
-the live dashboard (:mod:`collab.dashboard`).
+the live dashboard and ``GET /api/rooms`` lists the loaded rooms
+(:mod:`collab.dashboard`).
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class CollabApp:
                 await self.relay(sub, receive, send)
             elif path == "/api/servers" and scope["method"] == "GET":
                 await self.dashboard.serve(scope, send)
+            elif path == "/api/rooms" and scope["method"] == "GET":
+                await self.dashboard.serve_rooms(scope, send)
             elif path.startswith("/api/"):
                 await api.handle(self, scope, receive, send)
             else:

@@ -1,4 +1,5 @@
-"""The live dashboard's data: ``GET /api/servers``, for ``/dashboard`` in the web app.
+"""The live dashboard's data: ``GET /api/servers``, for ``/dashboard`` in the web app;
+and ``GET /api/rooms``, every loaded room, for the operators' tools (``agents.operations``).
 
 One request answers for every server the dashboard shows: this collab server
 (read from its own state) and each relay it was told about
@@ -18,6 +19,11 @@ per second, events or updates per channel and room), so nothing here keeps
 history. With auth on, the request needs a token like the rest of ``/api``
 (401 without a valid one); the rooms and channels listed are those it
 covers, and it is passed on to the relays as a bearer token.
+
+``GET /api/rooms`` lists every loaded room the token covers (most
+connections first, at most ``?limit=``, 1000 by default), with its
+connections, the updates it applied and whether it is locked, and when this
+server started: the whole list, where the dashboard shows the busiest ten.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import heapq
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 TIMEOUT = 1.0  # seconds a relay has to answer one request of the dashboard
 RELAY_DEADLINE = 2.0  # seconds for both of a relay's requests, however it stalls
 BUSIEST = 10  # rooms listed
+ROOMS_LIMIT, ROOMS_MAX = 1000, 10_000  # GET /api/rooms: listed by default, at most
 
 
 def relay_url(text: str) -> str:
@@ -74,11 +81,13 @@ class Dashboard:
         self.relays = tuple(relay_url(url) for url in relays)
         self._names: dict[str, str] = {}  # relay URL -> the service it last reported
         self._client: httpx.AsyncClient | None = None
+        self.started: float | None = None  # when the server started (Unix time)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Keep one HTTP client (its connection pool) until cancelled."""
+        self.started = time.time()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             self._client = client
             task_status.started()
@@ -87,21 +96,68 @@ class Dashboard:
             finally:
                 self._client = None
 
+    async def _grant(self, scope: Scope, send: Send) -> tuple[Grant, str | None] | None:
+        """What the request's token grants (everything with auth off), and the token;
+        None once it has been answered 401."""
+        if self.app.auth is None:
+            return OPEN, None
+        token = token_from_scope(scope)
+        try:
+            return self.app.auth.check(token), token
+        except AuthError:
+            await respond_json(send, 401, {"error": "a valid bearer token is required"})
+            return None
+
     async def serve(self, scope: Scope, send: Send) -> None:
-        grant, token = OPEN, None
-        if self.app.auth is not None:
-            token = token_from_scope(scope)
-            try:
-                grant = self.app.auth.check(token)
-            except AuthError:
-                await respond_json(send, 401, {"error": "a valid bearer token is required"})
-                return
+        granted = await self._grant(scope, send)
+        if granted is None:
+            return
+        grant, token = granted
         servers: list[dict[str, Any]] = [self.collab(grant)]
         relays: list[dict[str, Any]] = [{} for _ in self.relays]
         async with anyio.create_task_group() as tg:
             for index, url in enumerate(self.relays):
                 tg.start_soon(self._fill, relays, index, url, token)
         await respond_json(send, 200, {"time": time.time(), "servers": servers + relays})
+
+    async def serve_rooms(self, scope: Scope, send: Send) -> None:
+        """``GET /api/rooms``: the loaded rooms the token covers, most connections first."""
+        granted = await self._grant(scope, send)
+        if granted is None:
+            return
+        query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
+        raw = query.get("limit", [str(ROOMS_LIMIT)])[-1]
+        if not raw.isdigit() or not 1 <= int(raw) <= ROOMS_MAX:
+            await respond_json(send, 400, {"error": f"limit must be 1..{ROOMS_MAX}"})
+            return
+        rooms = [
+            room
+            for room in self.app.rooms.rooms.values()
+            if granted[0].allows(diagram_channel(room.name))
+        ]
+        listed = heapq.nsmallest(
+            int(raw), rooms, key=lambda room: (-len(room.connections), room.name)
+        )
+        now = time.time()
+        await respond_json(
+            send,
+            200,
+            {
+                "time": now,
+                "started": self.started,
+                "uptime": None if self.started is None else now - self.started,
+                "total": len(rooms),
+                "rooms": [
+                    {
+                        "name": room.name,
+                        "connections": len(room.connections),
+                        "updates": room.updates,
+                        "locked": room.locked,
+                    }
+                    for room in listed
+                ],
+            },
+        )
 
     def collab(self, grant: Grant) -> dict[str, Any]:
         """This server: health, counters and its busiest rooms (those ``grant`` covers)."""

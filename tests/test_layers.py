@@ -1,8 +1,10 @@
-"""The shared layer, ``net``, imports nothing else of inkwire.
+"""The shared layer, ``net``, imports nothing else of inkwire; ``agents`` builds on the servers.
 
-Checked twice: in the source (every import statement, wherever it is: in a
-function, under ``TYPE_CHECKING``), and at run time (importing all of
-``net`` in a fresh interpreter loads none of the other packages).
+Checked twice for ``net``: in the source (every import statement, wherever
+it is: in a function, under ``TYPE_CHECKING``), and at run time (importing
+all of ``net`` in a fresh interpreter loads none of the other packages).
+``agents`` (the MCP server and its tools) may import ``net``, ``storage``,
+``clients``, ``collab`` and ``relays``, never ``cluster`` or ``service``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import pytest
 from tests.conftest import ROOT
 
 NET = ROOT / "net"
-OTHERS = ("collab", "relays", "storage", "clients", "cluster", "service")
+OTHERS = ("collab", "relays", "storage", "clients", "cluster", "service", "agents")
+AGENTS = ROOT / "agents"
+AGENTS_MAY_NOT = ("cluster", "service")
 
 
 def _net_modules() -> list[str]:
@@ -57,6 +61,18 @@ def test_net_source_imports_nothing_else_of_inkwire() -> None:
         if _forbidden(module)
     ]
     assert not breaches, "net must not import the rest of inkwire:\n" + "\n".join(breaches)
+
+
+def test_agents_import_only_the_layers_below_them() -> None:
+    files = sorted(AGENTS.rglob("*.py"))
+    assert AGENTS / "__init__.py" in files
+    breaches = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in files
+        for line, module in _imported(ast.parse(path.read_text(), str(path)))
+        if module.split(".")[0] in AGENTS_MAY_NOT
+    ]
+    assert not breaches, "agents must not import cluster or service:\n" + "\n".join(breaches)
 
 
 def test_the_import_check_sees_every_kind_of_import() -> None:

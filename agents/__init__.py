@@ -1,0 +1,1 @@
+"""AI agents as collaborators: the MCP server and what its tools do."""
