@@ -8,10 +8,11 @@ of :func:`storage.render.render_svg`, or that SVG rasterised by resvg
 is involved.
 
 The diagram may be given as the live pycrdt document (an agent's
-:class:`clients.DiagramClient` ``.doc``), a :class:`storage.excalidraw.Scene`,
-a parsed ``.excalidraw`` dict, or a list of element dicts. PNG rendering is
-CPU work: call :func:`export_diagram` from a worker thread
-(``anyio.to_thread.run_sync``) in async code.
+:class:`clients.DiagramClient` ``.doc``), its state as Yjs update bytes, a
+:class:`storage.excalidraw.Scene`, a parsed ``.excalidraw`` dict, or a list
+of element dicts. Rendering is CPU work (a large PNG takes seconds): async
+code calls :func:`export_diagram_in_thread`, which copies a live document's
+state on the event loop, where it is edited, and renders in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, get_args
 
+import anyio.to_thread
 from pycrdt import Doc, Map
 
 from storage.excalidraw import (
@@ -28,6 +31,7 @@ from storage.excalidraw import (
     Scene,
     index_keys,
     live,
+    load_doc,
     parse_excalidraw,
     scene_of,
     to_excalidraw,
@@ -39,7 +43,7 @@ from storage.render import render_svg
 Format = Literal["excalidraw", "svg", "png"]
 FORMATS: tuple[str, ...] = get_args(Format)
 MIME_TYPES = {"excalidraw": "application/json", "svg": "image/svg+xml", "png": "image/png"}
-Diagram = Doc[Any] | Scene | Mapping[str, Any] | Iterable[Mapping[str, Any]]
+Diagram = Doc[Any] | bytes | Scene | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,41 @@ def export_diagram(
     return Export("png", MIME_TYPES["png"], render_png(svg, scale=scale), *pixels)
 
 
+async def export_diagram_in_thread(
+    diagram: Diagram,
+    format: Format = "excalidraw",
+    *,
+    scale: float = 1.0,
+    padding: float = 10.0,
+    background: str | None = None,
+    file_lookup: FileLookup | None = None,
+) -> Export:
+    """:func:`export_diagram` in a worker thread, for async code: the event loop is not held
+    while a picture renders, and a live document is copied first, here, so edits arriving
+    meanwhile neither race the renderer nor appear half-way."""
+    if isinstance(diagram, Doc):
+        diagram = diagram.get_update()
+    render = partial(
+        export_diagram,
+        diagram,
+        format,
+        scale=scale,
+        padding=padding,
+        background=background,
+        file_lookup=file_lookup,
+    )
+    return await anyio.to_thread.run_sync(render)
+
+
 def _as_doc(diagram: Diagram) -> tuple[Doc[Any], FileLookup | None]:
     """The diagram as a pycrdt document (a copy, for anything but a document), and its files."""
     if isinstance(diagram, Doc):
         return diagram, None
+    if isinstance(diagram, bytes):
+        try:
+            return load_doc(diagram), None
+        except Exception as exc:  # pycrdt raises its own for bytes that are no update
+            raise ValueError(f"not a Yjs update: {exc}") from None
     blobs: dict[str, tuple[str, bytes]] = {}
     if isinstance(diagram, Scene):
         scene = diagram

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
-from agents.export import export_diagram
+from agents.export import export_diagram, export_diagram_in_thread
 from storage.excalidraw import Scene, to_excalidraw
 from storage.raster import MAX_PIXELS, png_size, render_png, svg_size
 from storage.render import MAX_ELEMENTS, SHAPES, hatch_lines, render_svg
@@ -201,6 +201,19 @@ def test_whatever_peers_wrote_renders_well_formed(elements: list[Any], scale: fl
     parse(render_svg(elements, scale=scale, background="not a colour"))
 
 
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(sorted(SHAPES))}, optional=dict.fromkeys(KEYS, JUNK)
+        ),
+        max_size=6,
+    )
+)
+@settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+def test_whatever_peers_wrote_rasterises(elements: list[dict[str, Any]]) -> None:
+    assert render_png(render_svg(elements), scale=0.05).startswith(b"\x89PNG")
+
+
 def test_hachure_lines_stay_inside_their_shape_even_a_concave_one() -> None:
     # a U: 0..30 wide, 30 tall, with a notch 10..20 wide from the top down to y=20
     u = [(0.0, 0.0), (10, 0), (10, 20), (20, 20), (20, 0), (30, 0), (30, 30), (0, 30)]
@@ -354,10 +367,23 @@ def test_export_svg_uses_the_diagrams_background_and_skips_deleted() -> None:
         assert (exported.width, exported.height) == (120, 70)
 
 
+@pytest.mark.anyio
+async def test_export_in_a_thread_copies_the_live_document_first() -> None:
+    doc = live_doc()
+    exported = await export_diagram_in_thread(doc, "png", background="#ffffff")
+    assert isinstance(exported.data, bytes)
+    assert decode_png(exported.data).pixel(60, 35) == RED
+    as_bytes = export_diagram(doc.get_update(), "excalidraw")  # its state as bytes: the same
+    assert isinstance(as_bytes.data, str)
+    assert json.loads(as_bytes.data) == json.loads(str(export_diagram(doc, "excalidraw").data))
+
+
 def test_export_refuses_what_it_cannot_export() -> None:
     with pytest.raises(ValueError, match="format"):
         export_diagram([], "gif")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="excalidraw"):
         export_diagram({"type": "other"}, "svg")
+    with pytest.raises(ValueError, match="not a Yjs update"):
+        export_diagram(b"\xff\xfe junk", "png")
     with pytest.raises(ValueError, match="not an object"):
         export_diagram([1], "svg")  # type: ignore[list-item]

@@ -230,7 +230,7 @@ async def test_quiet_room_checkpoints_and_saves_are_reported(make_server, backen
         def checkpoints() -> list[int]:
             return [row[0] for row in backend.rows("SELECT seq FROM checkpoints")]
 
-        await wait_until(lambda: checkpoints() == [3], timeout=3)
+        await wait_until(lambda: checkpoints() == [3], timeout=10)
 
 
 @pytest.mark.anyio
@@ -246,7 +246,7 @@ async def test_live_room_checkpoints_every_k_updates(make_server, backend: Backe
             rows = backend.rows("SELECT seq FROM checkpoints ORDER BY seq")
             return [row[0] for row in rows]
 
-        await wait_until(lambda: len(checkpoints()) >= 2, timeout=3)
+        await wait_until(lambda: len(checkpoints()) >= 2, timeout=10)
         assert all(seq >= 5 for seq in checkpoints())
         reloaded = backend.open()
         assert len(elements_of(reloaded.state_at("k"))) == 12
