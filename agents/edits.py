@@ -505,7 +505,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
             draft.deleted.append(text_id)
             mine["boundElements"] = [
                 e for e in mine.get("boundElements") or [] if e.get("id") != text_id
-            ] or None
+            ]
         else:
             if update.strokeColor is not None:
                 text["strokeColor"] = update.strokeColor
@@ -536,7 +536,10 @@ def _restyle_text(text: Element, fonts: Mapping[str, Any], new_text: str | None)
         text["originalText"] = text["text"] = el.normalize_text(new_text)
     if not text.get("containerId"):
         text["width"], text["height"] = el.measure(
-            text["text"], float(text["fontSize"]), float(text["lineHeight"])
+            text["text"],
+            float(text["fontSize"]),
+            float(text["lineHeight"]),
+            int(text["fontFamily"]),
         )
 
 
@@ -569,7 +572,7 @@ def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
             container = draft.edit(container_id)
             container["boundElements"] = [
                 e for e in container.get("boundElements") or [] if e.get("id") != eid
-            ] or None
+            ]
         for key in ("startBinding", "endBinding"):
             bound = mine.get(key)
             target = bound.get("elementId") if isinstance(bound, Mapping) else None
@@ -577,7 +580,7 @@ def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
                 shape = draft.edit(target)
                 shape["boundElements"] = [
                     e for e in shape.get("boundElements") or [] if e.get("id") != eid
-                ] or None
+                ]
         for arrow_id in el.bound_arrow_ids(mine):
             if arrow_id in doomed or draft.live(arrow_id) is None:
                 continue
@@ -748,8 +751,9 @@ def layout(
     pairs = [(e.from_, e.to) for e in edge_specs]
     centres, paths = _sugiyama(names, pairs, sizes, direction)
     ox, oy = origin
-    left = min(centres[i][0] - sizes[i][0] / 2 for i in names)
-    top = min(centres[i][1] - sizes[i][1] / 2 for i in names)
+    bends = [p for path in paths.values() for p in path]
+    left = min([centres[i][0] - sizes[i][0] / 2 for i in names] + [p[0] for p in bends])
+    top = min([centres[i][1] - sizes[i][1] / 2 for i in names] + [p[1] for p in bends])
 
     def shift(point: tuple[float, float]) -> tuple[float, float]:
         return (round(ox + point[0] - left, 2), round(oy + point[1] - top, 2))
@@ -784,8 +788,8 @@ def _node_size(node: NodeSpec) -> tuple[float, float]:
     font_size = float(node.fontSize or el.DEFAULT_FONT_SIZE)
     family = el.FONT_FAMILIES.get(node.fontFamily or "", el.DEFAULT_FONT_FAMILY)
     line = 140.0 if node.type == "diamond" else 220.0
-    lines = el.wrap(node.label, font_size, line * font_size / el.DEFAULT_FONT_SIZE)
-    tw, th = el.measure(lines or " ", font_size, el.LINE_HEIGHTS[family])
+    lines = el.wrap(node.label, font_size, line * font_size / el.DEFAULT_FONT_SIZE, family)
+    tw, th = el.measure(lines or " ", font_size, el.LINE_HEIGHTS[family], family)
     width = max(160.0, el.container_size_for(tw, node.type) + 20)
     height = max(80.0, el.container_size_for(th, node.type) + 20)
     return node.width or float(width), node.height or float(height)
