@@ -743,6 +743,12 @@ def layout(
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise EditError(f"node {dup!r} is given twice")
+    given = names + [e.id for e in edge_specs if e.id is not None]
+    for eid in given:
+        if eid in elements:
+            raise EditError(f"id {eid!r} is taken by an element of the diagram; pick another")
+        if given.count(eid) > 1:
+            raise EditError(f"id {eid!r} is given twice")
     for n, edge in enumerate(edge_specs):
         for end in (edge.from_, edge.to):
             if end not in names:

@@ -349,6 +349,10 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     assert across["start"]["x"] < across["check"]["x"] < across["ok"]["x"]
     with pytest.raises(EditError, match="not one of the nodes"):
         edits.layout({}, nodes, [{"from": "start", "to": "ghost"}], clock)
+    with pytest.raises(EditError, match="'start' is taken"):
+        edits.layout(elements, nodes, edges, clock)
+    named = edits.layout({}, nodes[:2], [{"id": "go", "from": "start", "to": "check"}], clock)
+    assert named.changed["go"]["type"] == "arrow"
     with pytest.raises(EditError, match="to itself"):
         edits.layout({}, nodes, [{"from": "start", "to": "start"}], clock)
 
