@@ -17,7 +17,7 @@ deleting one takes its label with it and unbinds its arrows.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -165,6 +165,10 @@ def _require_live(draft: _Draft, eid: str) -> Mapping[str, Any]:
     return element
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 def _is_label(element: Mapping[str, Any]) -> bool:
     return element.get("type") == "text" and bool(element.get("containerId"))
 
@@ -252,7 +256,9 @@ def _create(
             target = batch.get(spec.frame)
             kind = target.type if target else _require_live(draft, spec.frame)["type"]
             if kind != "frame":
-                raise EditError(f"element {eid!r}: 'frame' {spec.frame!r} is a {kind}, not a frame")
+                raise EditError(
+                    f"element {eid!r}: 'frame' {spec.frame!r} is {_a(kind)}, not a frame"
+                )
         for end in (spec.from_, spec.to):
             if end is None:
                 continue
@@ -268,21 +274,49 @@ def _create(
                     )
             if kind not in el.BINDABLE:
                 raise EditError(
-                    f"element {eid!r}: cannot connect to {end!r}, a {kind} "
+                    f"element {eid!r}: cannot connect to {end!r}, {_a(kind)} "
                     "(only rectangle, ellipse, diamond, text or frame)"
                 )
-    count = sum(2 if spec.label else 1 for spec in parsed)
-    keys = iter(el.indices_above(draft.base, count))
+    keys = _z_slots(draft, batch)
     pending: list[tuple[str, ShapeSpec, list[tuple[float, float]]]] = []
-    for n, (eid, spec) in enumerate(batch.items()):
-        draft.add(_build(draft, eid, spec, next(keys)))
+    positions = {eid: n for n, eid in enumerate(batch)}
+    for eid in sorted(batch, key=lambda i: batch[i].type == "frame"):
+        spec = batch[eid]
+        slot = keys[_slot_of(spec, batch)]
+        draft.add(_build(draft, eid, spec, next(slot)))
         if spec.type in LINEAR and (spec.from_ or spec.to):
-            pending.append((eid, spec, waypoints.get(n, [])))
+            pending.append((eid, spec, waypoints.get(positions[eid], [])))
         if spec.label:
-            _add_label(draft, eid, spec.label, spec, next(keys))
+            _add_label(draft, eid, spec.label, spec, next(slot))
     for eid, spec, bends in pending:
         _connect(draft, eid, spec.from_, spec.to, bind=spec.type == "arrow", bends=bends)
     return ids
+
+
+def _slot_of(spec: ShapeSpec, batch: Mapping[str, ShapeSpec]) -> str | None:
+    """Where a new element goes in z-order: on top (None), or just below an existing
+    frame it is put in, as Excalidraw's ``Scene.insertElement`` does."""
+    return spec.frame if spec.frame is not None and spec.frame not in batch else None
+
+
+def _z_slots(draft: _Draft, batch: Mapping[str, ShapeSpec]) -> dict[str | None, Iterator[str]]:
+    """Fresh index keys for each slot, enough for its elements and their labels.
+
+    Frames made in the same call go above the other new elements, so children
+    made with them sit below them too.
+    """
+    counts: dict[str | None, int] = {}
+    for spec in batch.values():
+        slot = _slot_of(spec, batch)
+        counts[slot] = counts.get(slot, 0) + (2 if spec.label else 1)
+    keys: dict[str | None, Iterator[str]] = {}
+    for slot, count in counts.items():
+        upper = draft.base[slot].get("index") if slot is not None else None
+        if isinstance(upper, str) and el.valid_index(upper):
+            keys[slot] = iter(el.indices_between(el.index_below(draft.base, upper), upper, count))
+        else:
+            keys[slot] = iter(el.indices_above(draft.base, count))
+    return keys
 
 
 def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
@@ -431,7 +465,7 @@ def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
     for n, update in enumerate(parsed):
         element = _require_live(draft, update.id)
         kind = element["type"]
-        where = f"updates[{n}] ({update.id!r}, a {kind})"
+        where = f"updates[{n}] ({update.id!r}, {_a(kind)})"
         if update.id in seen:
             raise EditError(f"{where}: the same id twice in one call; merge the updates")
         seen.add(update.id)

@@ -903,13 +903,27 @@ def index_between(lower: str | None, upper: str | None) -> str:
     return str(generate_key_between(lower, upper))
 
 
+def indices_between(lower: str | None, upper: str | None, n: int) -> list[str]:
+    return list(generate_n_keys_between(lower, upper, n)) if n else []
+
+
+def index_below(elements: Elements, key: str) -> str | None:
+    """The highest valid index in the map below ``key`` (tombstones included)."""
+    below = [
+        k
+        for k in (e.get("index") for e in elements.values())
+        if isinstance(k, str) and valid_index(k) and k < key
+    ]
+    return max(below) if below else None
+
+
 def next_index_after(elements: Elements, eid: str) -> str | None:
     """The index just above ``eid``'s in the map, or None when it is the top."""
     mine = elements[eid].get("index")
     above = [
         k
         for k in (e.get("index") for e in elements.values())
-        if isinstance(k, str) and isinstance(mine, str) and k > mine
+        if isinstance(k, str) and isinstance(mine, str) and valid_index(k) and k > mine
     ]
     return min(above) if above else None
 
