@@ -17,7 +17,7 @@ deleting one takes its label with it and unbinds its arrows.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -165,6 +165,10 @@ def _require_live(draft: _Draft, eid: str) -> Mapping[str, Any]:
     return element
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 def _is_label(element: Mapping[str, Any]) -> bool:
     return element.get("type") == "text" and bool(element.get("containerId"))
 
@@ -252,7 +256,9 @@ def _create(
             target = batch.get(spec.frame)
             kind = target.type if target else _require_live(draft, spec.frame)["type"]
             if kind != "frame":
-                raise EditError(f"element {eid!r}: 'frame' {spec.frame!r} is a {kind}, not a frame")
+                raise EditError(
+                    f"element {eid!r}: 'frame' {spec.frame!r} is {_a(kind)}, not a frame"
+                )
         for end in (spec.from_, spec.to):
             if end is None:
                 continue
@@ -268,21 +274,49 @@ def _create(
                     )
             if kind not in el.BINDABLE:
                 raise EditError(
-                    f"element {eid!r}: cannot connect to {end!r}, a {kind} "
+                    f"element {eid!r}: cannot connect to {end!r}, {_a(kind)} "
                     "(only rectangle, ellipse, diamond, text or frame)"
                 )
-    count = sum(2 if spec.label else 1 for spec in parsed)
-    keys = iter(el.indices_above(draft.base, count))
+    keys = _z_slots(draft, batch)
     pending: list[tuple[str, ShapeSpec, list[tuple[float, float]]]] = []
-    for n, (eid, spec) in enumerate(batch.items()):
-        draft.add(_build(draft, eid, spec, next(keys)))
+    positions = {eid: n for n, eid in enumerate(batch)}
+    for eid in sorted(batch, key=lambda i: batch[i].type == "frame"):
+        spec = batch[eid]
+        slot = keys[_slot_of(spec, batch)]
+        draft.add(_build(draft, eid, spec, next(slot)))
         if spec.type in LINEAR and (spec.from_ or spec.to):
-            pending.append((eid, spec, waypoints.get(n, [])))
+            pending.append((eid, spec, waypoints.get(positions[eid], [])))
         if spec.label:
-            _add_label(draft, eid, spec.label, spec, next(keys))
+            _add_label(draft, eid, spec.label, spec, next(slot))
     for eid, spec, bends in pending:
         _connect(draft, eid, spec.from_, spec.to, bind=spec.type == "arrow", bends=bends)
     return ids
+
+
+def _slot_of(spec: ShapeSpec, batch: Mapping[str, ShapeSpec]) -> str | None:
+    """Where a new element goes in z-order: on top (None), or just below an existing
+    frame it is put in, as Excalidraw's ``Scene.insertElement`` does."""
+    return spec.frame if spec.frame is not None and spec.frame not in batch else None
+
+
+def _z_slots(draft: _Draft, batch: Mapping[str, ShapeSpec]) -> dict[str | None, Iterator[str]]:
+    """Fresh index keys for each slot, enough for its elements and their labels.
+
+    Frames made in the same call go above the other new elements, so children
+    made with them sit below them too.
+    """
+    counts: dict[str | None, int] = {}
+    for spec in batch.values():
+        slot = _slot_of(spec, batch)
+        counts[slot] = counts.get(slot, 0) + (2 if spec.label else 1)
+    keys: dict[str | None, Iterator[str]] = {}
+    for slot, count in counts.items():
+        upper = draft.base[slot].get("index") if slot is not None else None
+        if isinstance(upper, str) and el.valid_index(upper):
+            keys[slot] = iter(el.indices_between(el.index_below(draft.base, upper), upper, count))
+        else:
+            keys[slot] = iter(el.indices_above(draft.base, count))
+    return keys
 
 
 def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
@@ -431,7 +465,7 @@ def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
     for n, update in enumerate(parsed):
         element = _require_live(draft, update.id)
         kind = element["type"]
-        where = f"updates[{n}] ({update.id!r}, a {kind})"
+        where = f"updates[{n}] ({update.id!r}, {_a(kind)})"
         if update.id in seen:
             raise EditError(f"{where}: the same id twice in one call; merge the updates")
         seen.add(update.id)
@@ -505,7 +539,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
             draft.deleted.append(text_id)
             mine["boundElements"] = [
                 e for e in mine.get("boundElements") or [] if e.get("id") != text_id
-            ] or None
+            ]
         else:
             if update.strokeColor is not None:
                 text["strokeColor"] = update.strokeColor
@@ -536,7 +570,10 @@ def _restyle_text(text: Element, fonts: Mapping[str, Any], new_text: str | None)
         text["originalText"] = text["text"] = el.normalize_text(new_text)
     if not text.get("containerId"):
         text["width"], text["height"] = el.measure(
-            text["text"], float(text["fontSize"]), float(text["lineHeight"])
+            text["text"],
+            float(text["fontSize"]),
+            float(text["lineHeight"]),
+            int(text["fontFamily"]),
         )
 
 
@@ -569,7 +606,7 @@ def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
             container = draft.edit(container_id)
             container["boundElements"] = [
                 e for e in container.get("boundElements") or [] if e.get("id") != eid
-            ] or None
+            ]
         for key in ("startBinding", "endBinding"):
             bound = mine.get(key)
             target = bound.get("elementId") if isinstance(bound, Mapping) else None
@@ -577,7 +614,7 @@ def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
                 shape = draft.edit(target)
                 shape["boundElements"] = [
                     e for e in shape.get("boundElements") or [] if e.get("id") != eid
-                ] or None
+                ]
         for arrow_id in el.bound_arrow_ids(mine):
             if arrow_id in doomed or draft.live(arrow_id) is None:
                 continue
@@ -740,6 +777,12 @@ def layout(
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise EditError(f"node {dup!r} is given twice")
+    given = names + [e.id for e in edge_specs if e.id is not None]
+    for eid in given:
+        if eid in elements:
+            raise EditError(f"id {eid!r} is taken by an element of the diagram; pick another")
+        if given.count(eid) > 1:
+            raise EditError(f"id {eid!r} is given twice")
     for n, edge in enumerate(edge_specs):
         for end in (edge.from_, edge.to):
             if end not in names:
@@ -748,8 +791,9 @@ def layout(
     pairs = [(e.from_, e.to) for e in edge_specs]
     centres, paths = _sugiyama(names, pairs, sizes, direction)
     ox, oy = origin
-    left = min(centres[i][0] - sizes[i][0] / 2 for i in names)
-    top = min(centres[i][1] - sizes[i][1] / 2 for i in names)
+    bends = [p for path in paths.values() for p in path]
+    left = min([centres[i][0] - sizes[i][0] / 2 for i in names] + [p[0] for p in bends])
+    top = min([centres[i][1] - sizes[i][1] / 2 for i in names] + [p[1] for p in bends])
 
     def shift(point: tuple[float, float]) -> tuple[float, float]:
         return (round(ox + point[0] - left, 2), round(oy + point[1] - top, 2))
@@ -784,8 +828,8 @@ def _node_size(node: NodeSpec) -> tuple[float, float]:
     font_size = float(node.fontSize or el.DEFAULT_FONT_SIZE)
     family = el.FONT_FAMILIES.get(node.fontFamily or "", el.DEFAULT_FONT_FAMILY)
     line = 140.0 if node.type == "diamond" else 220.0
-    lines = el.wrap(node.label, font_size, line * font_size / el.DEFAULT_FONT_SIZE)
-    tw, th = el.measure(lines or " ", font_size, el.LINE_HEIGHTS[family])
+    lines = el.wrap(node.label, font_size, line * font_size / el.DEFAULT_FONT_SIZE, family)
+    tw, th = el.measure(lines or " ", font_size, el.LINE_HEIGHTS[family], family)
     width = max(160.0, el.container_size_for(tw, node.type) + 20)
     height = max(80.0, el.container_size_for(th, node.type) + 20)
     return node.width or float(width), node.height or float(height)

@@ -215,6 +215,9 @@ class EdgeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    id: ElementId | None = Field(
+        None, description="The arrow's element id; a random one is made when omitted."
+    )
     from_: ElementId = Field(alias="from", description="Id of the start node.")
     to: ElementId = Field(description="Id of the end node.")
     label: Label | None = Field(None, description="Text on the arrow.")

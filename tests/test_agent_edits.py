@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agents import edits
 from agents.describe import describe
 from agents.edits import Edit, EditError
-from agents.elements import Clock, bound_text_id
+from agents.elements import Clock, bound_text_id, bounds
 from agents.specs import Area, ShapeSpec
 from tests.diagram_checker import check_diagram, check_edit
 
@@ -139,6 +139,17 @@ def test_lines_connect_without_binding_and_frames_hold_children() -> None:
     assert not any(e["id"] == "l" for e in elements["a"]["boundElements"])
     assert elements["in"]["frameId"] == "f" and label(elements, "in")["frameId"] == "f"
     assert elements["f"]["name"] == "Zone" and elements["f"]["roughness"] == 0
+    # children sit below their frame, as the editor inserts them
+    assert elements["in"]["index"] < elements["f"]["index"]
+    later = apply(
+        elements,
+        edits.create_elements(
+            elements, [{"type": "ellipse", "id": "late", "frame": "f", "label": "L"}], clock
+        ),
+    )
+    below = sorted(k for k in later if later[k]["index"] < later["f"]["index"])
+    assert "late" in below and later["late"]["index"] > elements["in"]["index"]
+    assert later[bound_text_id(later["late"]) or ""]["index"] < later["f"]["index"]
     assert (elements["free"]["width"], elements["free"]["height"]) == (100, 50)
 
 
@@ -340,8 +351,8 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     assert {"start", "check", "ok", "bad", "alone"} <= set(elements)
     top = {i: elements[i]["y"] for i in ("start", "check", "ok", "bad")}
     assert top["start"] < top["check"] < top["ok"] and top["ok"] == top["bad"]
-    assert min(e["x"] for e in elements.values()) >= 100 - 1e-6
-    assert min(e["y"] for e in elements.values()) == pytest.approx(200)
+    x1, y1, _, _ = bounds(elements.values()) or (0, 0, 0, 0)
+    assert x1 >= 100 - 1e-6 and y1 >= 200 - 1e-6  # the drawing starts at the origin
     arrows = [e for e in elements.values() if e["type"] == "arrow"]
     assert len(arrows) == 5 and all(a["startBinding"] and a["endBinding"] for a in arrows)
     assert any(len(a["points"]) > 2 for a in arrows)
@@ -349,6 +360,10 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     assert across["start"]["x"] < across["check"]["x"] < across["ok"]["x"]
     with pytest.raises(EditError, match="not one of the nodes"):
         edits.layout({}, nodes, [{"from": "start", "to": "ghost"}], clock)
+    with pytest.raises(EditError, match="'start' is taken"):
+        edits.layout(elements, nodes, edges, clock)
+    named = edits.layout({}, nodes[:2], [{"id": "go", "from": "start", "to": "check"}], clock)
+    assert named.changed["go"]["type"] == "arrow"
     with pytest.raises(EditError, match="to itself"):
         edits.layout({}, nodes, [{"from": "start", "to": "start"}], clock)
 
@@ -392,7 +407,7 @@ def test_limits_and_garbage() -> None:
         ([{"type": "rectangle", "x": 1e12}], "x"),
         ([{"type": "rectangle", "id": "bad id!"}], "id"),
         ([{"type": "arrow", "from": "ghost"}], "no element 'ghost'"),
-        ([{"type": "arrow", "from": "ab"}], "cannot connect to 'ab', a arrow"),
+        ([{"type": "arrow", "from": "ab"}], "cannot connect to 'ab', an arrow"),
         ([{"type": "rectangle", "frame": "a"}], "is a rectangle, not a frame"),
         ([{"type": "rectangle", "id": "x"}, {"type": "ellipse", "id": "x"}], "used twice"),
         ([{"type": "rectangle", "width": -5}], "width"),
@@ -413,17 +428,21 @@ def test_specs_make_json_schemas() -> None:
 # -- property tests ----------------------------------------------------------------
 
 _IDS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
-_SHAPES = st.sampled_from(["rectangle", "ellipse", "diamond"])
+#: Ids for edits: half the time one of the two every sequence starts with.
+_TARGETS = st.sampled_from(["a", "b"]) | _IDS
+_FRAMES = st.sampled_from(["f1", "f2"])
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 _COORD = st.floats(-2000, 2000, allow_nan=False)
 
 
 @st.composite
 def _spec(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["rectangle", "ellipse", "diamond", "text", "arrow", "line"]))
+    kind = draw(
+        st.sampled_from(["rectangle", "ellipse", "diamond", "text", "arrow", "line", "frame"])
+    )
     spec: dict[str, Any] = {"type": kind, "x": draw(_COORD), "y": draw(_COORD)}
-    if draw(st.integers(0, 4)):
-        spec["id"] = draw(_IDS)
+    if draw(st.booleans()):
+        spec["id"] = draw(_FRAMES if kind == "frame" else _IDS)
     if kind == "text":
         spec["text"] = draw(_TEXT.filter(str.strip)) or "x"
     elif kind in ("arrow", "line"):
@@ -433,16 +452,18 @@ def _spec(draw: st.DrawFn) -> dict[str, Any]:
             spec["to"] = draw(_IDS)
     if kind in ("rectangle", "ellipse", "diamond", "arrow") and draw(st.booleans()):
         spec["label"] = draw(_TEXT)
+    if kind != "frame" and not draw(st.integers(0, 7)):
+        spec["frame"] = draw(_FRAMES)
     return spec
 
 
 _ACTION = st.one_of(
-    st.tuples(st.just("create"), st.lists(_spec(), min_size=1, max_size=4)),
+    st.tuples(st.just("create"), st.lists(_spec(), min_size=1, max_size=3)),
     st.tuples(
         st.just("update"),
         st.lists(
             st.fixed_dictionaries(
-                {"id": _IDS},
+                {"id": _TARGETS},
                 optional={
                     "x": _COORD,
                     "y": _COORD,
@@ -455,9 +476,11 @@ _ACTION = st.one_of(
             max_size=3,
         ),
     ),
-    st.tuples(st.just("delete"), st.lists(_IDS, min_size=1, max_size=3)),
-    st.tuples(st.just("align"), st.lists(_IDS, min_size=2, max_size=4)),
-    st.tuples(st.just("group"), st.lists(_IDS, min_size=2, max_size=3)),
+    st.tuples(st.just("delete"), st.lists(_TARGETS, min_size=1, max_size=3)),
+    st.tuples(st.just("align"), st.lists(_TARGETS, min_size=2, max_size=4)),
+    st.tuples(st.just("group"), st.lists(_TARGETS, min_size=2, max_size=3)),
+    st.tuples(st.just("ungroup"), st.lists(_TARGETS, min_size=1, max_size=2)),
+    st.tuples(st.just("distribute"), st.lists(_TARGETS, min_size=3, max_size=5)),
 )
 
 
@@ -480,6 +503,10 @@ def test_random_edit_sequences_keep_the_diagram_sound(actions: list[Any], seed: 
                 edit = edits.delete_elements(elements, argument, clock)
             elif name == "align":
                 edit = edits.align(elements, argument, "left", clock)
+            elif name == "distribute":
+                edit = edits.distribute(elements, argument, "vertical", clock)
+            elif name == "ungroup":
+                edit = edits.ungroup(elements, argument, clock)
             else:
                 edit = edits.group(elements, argument, clock)
         except EditError:
