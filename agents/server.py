@@ -313,6 +313,8 @@ class _Tools:
             edit = make(_stored(client), edits.Clock())
         except edits.EditError as error:
             raise ToolError(f"{error}; nothing changed") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise _unreadable(diagram, error) from None
         if edit.changed:
             client.permission_denied = None
             with client.doc.transaction(origin=f"agent:{workspace.agent.name}"):
@@ -403,7 +405,10 @@ class _Tools:
         if given. Its revision goes with it."""
         _, client = await self.open(ctx, diagram)
         revision = revision_of(client.doc)
-        text = describe(_stored(client), area=area, revision=revision)
+        try:
+            text = describe(_stored(client), area=area, revision=revision)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise _unreadable(diagram, error) from None
         return Description(diagram=diagram, revision=revision, text=text)
 
     async def get_elements(
@@ -707,6 +712,16 @@ def _stored(client: DiagramClient) -> dict[str, dict[str, Any]]:
     """Every element the document holds, tombstones included (ids cannot be reused
     without them)."""
     return {key: dict(value) for key, value in client.elements.items() if isinstance(value, dict)}
+
+
+def _unreadable(diagram: str, error: Exception) -> ToolError:
+    """A peer wrote an element the element model cannot read (peers are not trusted)."""
+    log.warning("an element of %s is unreadable: %r", diagram, error)
+    return ToolError(
+        f"diagram {diagram!r} holds an element that is not valid Excalidraw ({error!r}); "
+        "nothing changed: get_elements shows them, delete_elements or update_elements "
+        "can replace it"
+    )
 
 
 def _refusal(client: DiagramClient) -> str | None:

@@ -513,3 +513,28 @@ async def test_an_idle_agent_leaves_the_diagram_and_comes_back_on_its_next_call(
         await call(client, "create_elements", diagram="plan", elements=FLOW)
         await ada.wait_for(present)
         check_diagram(await ada.wait_for(lambda c: c.get_element("q") and stored(c)))
+
+
+async def test_an_element_a_peer_wrote_badly_is_a_clear_error_not_a_crash(
+    server: RunningServer,
+) -> None:
+    """Peers are not trusted: a y-websocket client may write any JSON under a key."""
+    async with person(server, "plan") as ada, agent(server) as client:
+        await seeded(ada)
+        ada.elements["junk"] = {"id": "junk", "type": "ellipse", "x": "left", "version": 1}
+        await ada.confirm()
+        before = stored(ada)
+        # reading it: either the model skips what it cannot read, or says so
+        described = await client.call_tool("describe_diagram", {"diagram": "plan"})
+        if described.is_error:
+            assert "not valid Excalidraw" in text_of(described.content)
+        else:
+            assert described.structured_content is not None
+            assert "seed" in described.structured_content["text"]
+        message = await refused(
+            client, "update_elements", diagram="plan", updates=[{"id": "junk", "x": 5}]
+        )
+        assert "junk" in message or "not valid Excalidraw" in message, message
+        assert stored(ada) == before
+        got = await call(client, "get_elements", diagram="plan", ids=["junk"])
+        assert got["elements"][0]["x"] == "left"
