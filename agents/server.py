@@ -301,6 +301,11 @@ class _Tools:
         server's state.
         """
         workspace, client = await self.open(ctx, diagram, create=create)
+        if client.status != "connected":  # its edit would wait for the reconnection
+            raise ToolError(
+                f"the connection to {diagram!r} is being re-established: try again in a "
+                "moment; nothing changed"
+            )
         if client.meta.get("locked") is True:
             raise ToolError(f"diagram {diagram!r} is locked: unlock it first; nothing changed")
         revision = revision_of(client.doc)

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -28,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
 from agents.elements import Clock
+from agents.server import ServerOptions, build_server
 from agents.session import revision_of
 from clients import DiagramClient
 from collab.app import CollabApp
@@ -319,3 +321,32 @@ def test_building_the_mcp_server_leaves_the_process_logging_alone() -> None:
     finally:
         for handler in handlers:
             root.addHandler(handler)
+
+
+async def test_the_agent_rides_out_a_server_restart(server_process: Any) -> None:
+    first = server_process("--grace", "1")
+    base = f"http://127.0.0.1:{first.port}"
+    mcp = build_server(ServerOptions(server=base))
+    async with Client(mcp, client_info=Implementation(name="claude", version="1")) as client:
+        await call(client, "create_elements", diagram="plan", elements=FLOW, create_diagram=True)
+        first.process.terminate()
+        assert first.process.wait(timeout=10) == 0
+        message = await refused(
+            client, "update_elements", diagram="plan", updates=[{"id": "api", "x": 50}]
+        )
+        # refused before writing (the client knew), or written and never confirmed
+        assert any(
+            said in message for said in ("nothing changed", "unreachable", "may or may not")
+        ), message
+        server_process("--grace", "1", port=first.port)  # same port, same database
+        with anyio.fail_after(15):
+            while (await client.call_tool("describe_diagram", {"diagram": "plan"})).is_error:
+                await anyio.sleep(0.1)
+        await call(client, "update_elements", diagram="plan", updates=[{"id": "api", "x": 50}])
+        got = await call(client, "get_elements", diagram="plan", ids=["api", "q"])
+        assert got["elements"][0]["x"] == 50
+    async with httpx.AsyncClient() as http:
+        scene = (await http.get(f"{base}/api/diagrams/plan")).json()
+    saved = {e["id"]: e for e in scene["elements"]}
+    assert saved["api"]["x"] == 50
+    check_diagram(saved)
