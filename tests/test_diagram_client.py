@@ -453,3 +453,43 @@ async def test_no_reconnect_means_closed_after_a_drop(collab_server: Any) -> Non
                 assert client.last_error is not None
                 with pytest.raises(DiagramConnectionError):
                     await client.wait_for(lambda c: c.sync_count > 1, timeout=1)
+
+
+async def test_confirm_returns_once_the_server_saved_what_was_sent(
+    make_server: Any, tmp_path: Any
+) -> None:
+    from collab.app import CollabApp
+    from collab.config import Config
+    from net.tokens import make_token
+    from storage.sqlite import SQLiteStore
+
+    secret = "confirm-test-secret-long-enough-for-hs256-0123456789"
+    writer = make_token(secret, channels=["diagram:*"], publish=True)
+    reader = make_token(secret, channels=["diagram:*"], publish=False)
+    store = SQLiteStore(tmp_path / "confirm.db")
+    app = CollabApp(store, Config(grace_period=1.0, auth_secret=secret))
+    async with make_server(app=app) as server:
+        name = room()
+        async with DiagramClient(server.yjs_url, name, token=writer) as client:
+            for n in range(20):
+                client.add_element({"id": f"e{n}", "type": "rectangle", "x": n, "y": 0})
+            await client.confirm()
+            assert client.confirmations == 1 and client.sync_count == 1  # not a new handshake
+            # saved: the store has every one of them, without waiting
+            saved = await store.load(name)
+            doc: Doc[Any] = Doc()
+            doc.apply_update(saved or b"")
+            assert len(doc.get("elements", type=Map)) == 20
+            assert client.permission_denied is None
+        async with DiagramClient(server.yjs_url, name, token=reader) as client:
+            client.add_element({"id": "refused", "type": "rectangle", "x": 0, "y": 0})
+            await client.confirm()
+            assert client.permission_denied == "read-only token"  # known by then
+    store.close()
+
+
+async def test_confirm_without_a_connection_says_so(collab_server: Any) -> None:
+    async with DiagramClient(collab_server.yjs_url, room(), reconnect=False) as client:
+        pass
+    with pytest.raises(DiagramConnectionError, match="not connected"):
+        await client.confirm()
