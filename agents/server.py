@@ -308,6 +308,13 @@ class _Tools:
             )
         if client.meta.get("locked") is True:
             raise ToolError(f"diagram {diagram!r} is locked: unlock it first; nothing changed")
+        if if_revision is not None:
+            # a sync round trip first: its reply brings whatever the server has that
+            # this replica lacks, so the revision compared is the server's own
+            try:
+                await client.confirm(CONFIRM_TIMEOUT)
+            except (DiagramConnectionError, TimeoutError) as error:
+                raise ToolError(f"cannot reach {diagram!r} ({error}); nothing changed") from None
         revision = revision_of(client.doc)
         if if_revision is not None and if_revision != revision:
             raise ToolError(
