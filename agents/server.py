@@ -332,9 +332,16 @@ class _Tools:
             with client.doc.transaction(origin=f"agent:{workspace.agent.name}"):
                 for element_id, element in edit.changed.items():
                     client.elements[element_id] = element
+            # presence: the pointer on what was drawn, which the browsers outline in
+            # the agent's colour as its selection
+            touched = [i for i in edit.changed if i not in edit.deleted]
             if edit.focus is not None:
                 x, y = edit.focus
-                client.set_presence(pointer={"x": x, "y": y, "tool": "pointer"})
+                client.set_presence(
+                    pointer={"x": x, "y": y, "tool": "pointer"}, selected_element_ids=touched
+                )
+            else:
+                client.set_presence(selected_element_ids=touched)
             try:
                 await client.confirm(CONFIRM_TIMEOUT)
             except (DiagramConnectionError, TimeoutError) as error:

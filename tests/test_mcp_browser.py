@@ -96,6 +96,7 @@ def test_the_agents_shapes_labels_and_arrow_are_real_in_the_editor(
         "Alice sees the agent by name, with a pointer",
     )
     assert -100 < seen["pointer"]["x"] < 700 and -100 < seen["pointer"]["y"] < 200
+    assert {"api", "db", "q"} <= set(seen["selected"])  # outlined as the agent's selection
 
     # Alice drags the agent's rectangle: Excalidraw moves its label and re-routes the arrow
     api = scene["api"]

@@ -186,6 +186,7 @@ async def test_the_agent_draws_labelled_shapes_and_a_bound_arrow_as_a_collaborat
             )
             assert state["user"]["color"].startswith("#")
             assert 0 < state["pointer"]["x"] < 600
+            assert {"api", "db", "q"} <= set(state["selectedElementIds"])
 
             described = await call(client, "describe_diagram", diagram="plan")
             assert described["revision"] == revision_of(ada.doc) == result["revision"]
