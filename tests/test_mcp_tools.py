@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.types import ImageContent, Implementation, TextContent
@@ -539,3 +540,14 @@ async def test_an_element_a_peer_wrote_badly_is_a_clear_error_not_a_crash(
         assert stored(ada) == before
         got = await call(client, "get_elements", diagram="plan", ids=["junk"])
         assert got["elements"][0]["x"] == "left"
+
+
+async def test_an_expired_token_ends_the_agents_access(tmp_path: Path) -> None:
+    brief = make_token(SECRET, sub="brief", channels=["diagram:*"], publish=True, ttl=1.0)
+    async with inkwire(tmp_path, SECRET) as server, agent(server, token=brief) as client:
+        await call(client, "create_elements", diagram="plan", elements=FLOW, create_diagram=True)
+        await anyio.sleep(1.5)  # past its exp: the room closes the agent's connection (4001)
+        message = await refused(
+            client, "update_elements", diagram="plan", updates=[{"id": "api", "x": 9}]
+        )
+        assert "expired" in message or "4001" in message, message
