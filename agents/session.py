@@ -193,6 +193,9 @@ class Workspace:
                     "create_diagram=true starts a new one)"
                 )
             opened: _Open = await self.sessions.task_group.start(self._own, diagram)
+            if self.ended():  # the session ended while the client synced
+                opened.closed.set()
+                raise DiagramUnavailable("this MCP session has ended")
             self._open[diagram] = opened
             return opened.client
 
@@ -224,6 +227,10 @@ class Workspace:
                 self.sessions.alive.discard(opened)
                 opened.done.set()
 
+    def ended(self) -> bool:
+        """Whether :meth:`close` was called (the agent session is over)."""
+        return self.closed
+
     def forget(self, diagram: str) -> None:
         """Drop the diagram's client (its document may hold an edit the server refused)."""
         self._close(diagram)
@@ -247,6 +254,11 @@ class Workspace:
     @property
     def diagrams(self) -> list[str]:
         return sorted(self._open)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing open, and nothing being opened: forgetting it loses nothing."""
+        return not self._open and not self._opening.locked()
 
 
 class Sessions:
@@ -281,7 +293,7 @@ class Sessions:
             now = time.monotonic()
             for key, workspace in list(self._workspaces.items()):
                 workspace.reap(now, self.idle_timeout)
-                if not workspace.diagrams:
+                if workspace.idle:
                     # nothing open: the session costs nothing but its key
                     self._workspaces.pop(key, None)
 
