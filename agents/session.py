@@ -205,27 +205,27 @@ class Workspace:
         client = DiagramClient(
             agent.yjs_url, diagram, user=user, token=agent.token, reconnect=True, sync_timeout=10.0
         )
-        opened: _Open | None = None
+        opened = _Open(client, anyio.Event(), anyio.Event())
+        started = False
         try:
             async with client:
-                opened = _Open(client, anyio.Event(), anyio.Event())
                 self.sessions.alive.add(opened)
                 client.set_presence(pointer={"x": 0, "y": 0, "tool": "pointer"}, userState="active")
                 task_status.started(opened)
+                started = True
                 await opened.closed.wait()
         except DiagramConnectionError as error:
-            if opened is None:  # never synced: the caller hears why
+            if not started:  # never synced: the caller hears why
                 raise DiagramUnavailable(_refusal(diagram, error)) from None
             log.warning("the client of %s for %s failed: %r", diagram, agent.name, error)
         except Exception:
-            if opened is None:
+            if not started:
                 raise
             # a client bug must not take the other sessions' clients down with it
             log.exception("the client of %s for %s failed", diagram, agent.name)
         finally:
-            if opened is not None:
-                self.sessions.alive.discard(opened)
-                opened.done.set()
+            self.sessions.alive.discard(opened)
+            opened.done.set()
 
     def ended(self) -> bool:
         """Whether :meth:`close` was called (the agent session is over)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -543,11 +544,16 @@ async def test_an_element_a_peer_wrote_badly_is_a_clear_error_not_a_crash(
 
 
 async def test_an_expired_token_ends_the_agents_access(tmp_path: Path) -> None:
-    brief = make_token(SECRET, sub="brief", channels=["diagram:*"], publish=True, ttl=1.0)
-    async with inkwire(tmp_path, SECRET) as server, agent(server, token=brief) as client:
-        await call(client, "create_elements", diagram="plan", elements=FLOW, create_diagram=True)
-        await anyio.sleep(1.5)  # past its exp: the room closes the agent's connection (4001)
-        message = await refused(
-            client, "update_elements", diagram="plan", updates=[{"id": "api", "x": 9}]
-        )
-        assert "expired" in message or "4001" in message, message
+    async with inkwire(tmp_path, SECRET) as server:
+        brief = make_token(SECRET, sub="brief", channels=["diagram:*"], publish=True, ttl=3.0)
+        expires = time.time() + 3.0
+        async with agent(server, token=brief) as client:
+            await call(
+                client, "create_elements", diagram="plan", elements=FLOW, create_diagram=True
+            )
+            # past its exp: the room closes the agent's connection (4001), the API says 401
+            await anyio.sleep(max(0.0, expires - time.time()) + 0.5)
+            message = await refused(
+                client, "update_elements", diagram="plan", updates=[{"id": "api", "x": 9}]
+            )
+            assert "expired" in message or "4001" in message, message
