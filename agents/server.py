@@ -261,9 +261,12 @@ class _Tools:
         handshake = getattr(connection, "protocol_version", None) in HANDSHAKE_PROTOCOL_VERSIONS
         key = (session_id, id(connection) if handshake else None, token, name, server)
         workspace = sessions.workspace(key, Agent(name=name, server=server, token=token))
-        if handshake and connection is not None and not connection.state.get("inkwire"):
-            connection.state["inkwire"] = True
-            connection.exit_stack.callback(sessions.end, key)
+        if handshake and connection is not None:
+            # one workspace per token the session's requests carry; all end with it
+            keys: set[tuple[Any, ...]] = connection.state.setdefault("inkwire", set())
+            if key not in keys:
+                keys.add(key)
+                connection.exit_stack.callback(sessions.end, key)
         return workspace
 
     async def open(
