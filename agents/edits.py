@@ -75,7 +75,12 @@ class _Draft:
     """Working copies over the untouched input; :meth:`finish` stamps each change once."""
 
     def __init__(self, elements: Elements, clock: Clock) -> None:
-        self.base = elements
+        # Other peers may have written anything: only objects are elements, but
+        # every key stays taken.
+        self.base: dict[str, Mapping[str, Any]] = {
+            k: v for k, v in elements.items() if isinstance(v, Mapping)
+        }
+        self.taken = frozenset(elements)
         self.clock = clock
         self.work: dict[str, Element] = {}
         self.created: list[str] = []
@@ -85,8 +90,11 @@ class _Draft:
         return self.work.get(eid, self.base.get(eid))
 
     def live(self, eid: str) -> Mapping[str, Any] | None:
+        """The element when it is live and well-formed (others are left alone)."""
         element = self.get(eid)
-        return element if el.is_live(element) else None
+        if not el.is_live(element) or el.problem(element) is not None:
+            return None
+        return element
 
     def edit(self, eid: str) -> Element:
         """A mutable copy of ``eid``, recorded as changed."""
@@ -162,7 +170,19 @@ def _require_live(draft: _Draft, eid: str) -> Mapping[str, Any]:
         raise EditError(f"no element {eid!r} in the diagram")
     if element.get("isDeleted"):
         raise EditError(f"element {eid!r} was deleted")
+    problem = el.problem(element)
+    if problem is not None:
+        raise EditError(f"element {eid!r} cannot be edited here: {problem}")
     return element
+
+
+def _without(element: Mapping[str, Any], eid: str) -> list[Any]:
+    """The element's ``boundElements`` less ``eid``'s entry."""
+    return [
+        e
+        for e in element.get("boundElements") or []
+        if isinstance(e, Mapping) and e.get("id") != eid
+    ]
 
 
 def _a(kind: str) -> str:
@@ -178,7 +198,7 @@ def _is_label(element: Mapping[str, Any]) -> bool:
 
 def _refit(draft: _Draft, container_id: str) -> None:
     """Re-wrap and re-centre a container's label (growing the container if needed)."""
-    container = draft.get(container_id)
+    container = draft.live(container_id)
     text_id = el.bound_text_id(container) if container else None
     if text_id is None or draft.live(text_id) is None:
         return
@@ -191,14 +211,13 @@ def _refit(draft: _Draft, container_id: str) -> None:
 
 
 def _reroute(draft: _Draft, arrow_id: str) -> None:
-    arrow = draft.get(arrow_id)
-    if arrow is None or arrow.get("isDeleted"):
+    arrow = draft.live(arrow_id)
+    if arrow is None or arrow["type"] != "arrow":
         return
     ends = []
     for key in ("startBinding", "endBinding"):
-        bound = arrow.get(key)
-        target = draft.live(bound["elementId"]) if isinstance(bound, Mapping) else None
-        ends.append(target)
+        target = el.bound_to(arrow, key)
+        ends.append(draft.live(target) if target is not None else None)
     if ends == [None, None]:
         return
     mine = draft.edit(arrow_id)
@@ -207,7 +226,7 @@ def _reroute(draft: _Draft, arrow_id: str) -> None:
 
 
 def _reroute_arrows_of(draft: _Draft, shape_id: str) -> None:
-    shape = draft.get(shape_id)
+    shape = draft.live(shape_id)
     for arrow_id in el.bound_arrow_ids(shape or {}):
         _reroute(draft, arrow_id)
 
@@ -325,18 +344,17 @@ def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
     for n, spec in enumerate(specs):
         if spec.id is None:
             eid = el.new_id(draft.clock.random)
-            while eid in draft.base or eid in wanted or eid in ids:
+            while eid in draft.taken or eid in wanted or eid in ids:
                 eid = el.new_id(draft.clock.random)
         else:
             eid = spec.id
             existing = draft.base.get(eid)
-            if existing is not None:
-                state = "a deleted element had" if existing.get("isDeleted") else "exists already"
-                if existing.get("isDeleted"):
+            if eid in draft.taken:
+                if isinstance(existing, Mapping) and existing.get("isDeleted"):
                     raise EditError(
-                        f"elements[{n}]: id {eid!r} is taken ({state} it); pick another"
+                        f"elements[{n}]: id {eid!r} belonged to a deleted element; pick another"
                     )
-                raise EditError(f"elements[{n}]: id {eid!r} {state}; pick another or update it")
+                raise EditError(f"elements[{n}]: id {eid!r} exists already; pick another")
             if eid in ids:
                 raise EditError(f"elements[{n}]: id {eid!r} is used twice in this call")
         ids.append(eid)
@@ -400,7 +418,7 @@ def _add_label(
 ) -> str:
     container = draft.edit(container_id)
     text_id = el.new_id(draft.clock.random)
-    while text_id in draft.base or text_id in draft.work:
+    while text_id in draft.taken or text_id in draft.work:
         text_id = el.new_id(draft.clock.random)
     style = _style(style_from)
     style.pop("backgroundColor", None)
@@ -445,10 +463,7 @@ def _connect(
                 continue
             arrow[key] = el.binding(target)
             shape = draft.edit(target)
-            entries = list(shape.get("boundElements") or [])
-            if not any(e.get("id") == arrow_id for e in entries):
-                entries.append({"id": arrow_id, "type": "arrow"})
-            shape["boundElements"] = entries
+            shape["boundElements"] = [*_without(shape, arrow_id), {"id": arrow_id, "type": "arrow"}]
     _refit(draft, arrow_id)
 
 
@@ -493,7 +508,7 @@ def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
     )
     new_keys: list[str] = []
     if keys_needed:
-        new_keys = el.indices_above(elements, keys_needed)
+        new_keys = el.indices_above(draft.base, keys_needed)
     keys = iter(new_keys)
     for update in parsed:
         _apply_update(draft, update, keys)
@@ -537,9 +552,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
         if update.label == "":
             text["isDeleted"] = True
             draft.deleted.append(text_id)
-            mine["boundElements"] = [
-                e for e in mine.get("boundElements") or [] if e.get("id") != text_id
-            ]
+            mine["boundElements"] = _without(mine, text_id)
         else:
             if update.strokeColor is not None:
                 text["strokeColor"] = update.strokeColor
@@ -592,39 +605,39 @@ def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
         element = draft.get(eid)
         assert element is not None
         if element["type"] == "frame":
-            doomed |= {k for k, v in elements.items() if el.is_live(v) and v.get("frameId") == eid}
+            doomed |= {
+                k for k, v in draft.base.items() if el.is_live(v) and v.get("frameId") == eid
+            }
     for eid in list(doomed):
         text_id = el.bound_text_id(draft.get(eid) or {})
         if text_id is not None and draft.live(text_id) is not None:
             doomed.add(text_id)
-    for eid in el.z_order({k: elements[k] for k in doomed}):
+    for eid in el.z_order({k: draft.base[k] for k in doomed}):
         mine = draft.edit(eid)
         mine["isDeleted"] = True
         draft.deleted.append(eid)
         container_id = mine.get("containerId")
-        if container_id and container_id not in doomed and draft.live(container_id):
+        if (
+            isinstance(container_id, str)
+            and container_id not in doomed
+            and draft.live(container_id)
+        ):
             container = draft.edit(container_id)
-            container["boundElements"] = [
-                e for e in container.get("boundElements") or [] if e.get("id") != eid
-            ]
+            container["boundElements"] = _without(container, eid)
         for key in ("startBinding", "endBinding"):
-            bound = mine.get(key)
-            target = bound.get("elementId") if isinstance(bound, Mapping) else None
-            if target and target not in doomed and draft.live(target):
+            target = el.bound_to(mine, key)
+            if target is not None and target not in doomed and draft.live(target):
                 shape = draft.edit(target)
-                shape["boundElements"] = [
-                    e for e in shape.get("boundElements") or [] if e.get("id") != eid
-                ]
+                shape["boundElements"] = _without(shape, eid)
         for arrow_id in el.bound_arrow_ids(mine):
             if arrow_id in doomed or draft.live(arrow_id) is None:
                 continue
             arrow = draft.edit(arrow_id)
             for key in ("startBinding", "endBinding"):
-                bound = arrow.get(key)
-                if isinstance(bound, Mapping) and bound.get("elementId") == eid:
+                if el.bound_to(arrow, key) == eid:
                     arrow[key] = None
     edit = draft.finish(wanted)
-    box = el.bounds(elements[i] for i in wanted)
+    box = el.bounds(draft.base[i] for i in wanted)
     edit.focus = None if box is None else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     return edit
 
@@ -638,7 +651,7 @@ def group(elements: Elements, ids: Any, clock: Clock, group_id: str | None = Non
     draft = _Draft(elements, clock)
     members = _with_labels(draft, wanted)
     gid = group_id or el.new_id(clock.random)
-    if any(gid in (e.get("groupIds") or []) for e in elements.values()):
+    if any(gid in (e.get("groupIds") or []) for e in draft.base.values()):
         raise EditError(f"group {gid!r} exists already")
     for eid in members:
         mine = draft.edit(eid)
@@ -651,7 +664,7 @@ def ungroup(elements: Elements, ids: Any, clock: Clock) -> Edit:
     wanted = _ids(ids)
     draft = _Draft(elements, clock)
     groups: list[str] = []
-    live = {k: v for k, v in elements.items() if el.is_live(v)}
+    live = {k: v for k, v in draft.base.items() if el.is_live(v) and el.problem(v) is None}
     for eid in wanted:
         if any(eid in (v.get("groupIds") or []) for v in live.values()):
             groups.append(eid)

@@ -166,6 +166,50 @@ def is_live(element: Mapping[str, Any] | None) -> bool:
     return element is not None and not element.get("isDeleted")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def problem(element: Any) -> str | None:
+    """Why an element cannot be worked with (a field missing or of the wrong kind), or None.
+
+    Other peers may write anything into the map; the operations leave such
+    elements alone and say so instead of failing on them.
+    """
+    if not isinstance(element, Mapping):
+        return "it is not an object"
+    if not isinstance(element.get("type"), str):
+        return "it has no type"
+    for key in ("x", "y", "width", "height"):
+        if not _number(element.get(key)):
+            return f"its {key!r} is not a number"
+    if element["type"] in ("line", "arrow"):
+        points = element.get("points")
+        if not isinstance(points, list) or len(points) < 2:
+            return "it has fewer than two points"
+        for point in points:
+            if not (isinstance(point, list | tuple) and len(point) == 2):
+                return "a point is not [x, y]"
+            if not (_number(point[0]) and _number(point[1])):
+                return "a point is not [x, y]"
+    if element["type"] == "text":
+        for key in ("fontSize", "lineHeight"):
+            if not _number(element.get(key)) or element[key] <= 0:
+                return f"its {key!r} is not a positive number"
+        if not isinstance(element.get("text"), str):
+            return "its text is not a string"
+    for key in ("groupIds", "boundElements"):
+        if element.get(key) is not None and not isinstance(element.get(key), list):
+            return f"its {key!r} is not a list"
+    for key in ("containerId", "frameId", "index"):
+        if element.get(key) is not None and not isinstance(element.get(key), str):
+            return f"its {key!r} is not a string"
+    for key in ("startBinding", "endBinding"):
+        if element.get(key) is not None and not isinstance(element.get(key), Mapping):
+            return f"its {key!r} is not an object"
+    return None
+
+
 def stamp(element: Element, previous: Mapping[str, Any] | None, clock: Clock) -> Element:
     """Mark ``element`` as a new version of ``previous`` (or as new): what every change does."""
     version = previous.get("version", 0) if previous is not None else 0
@@ -962,7 +1006,7 @@ def bounds(elements: Iterable[Mapping[str, Any]]) -> tuple[float, float, float, 
 def box(element: Mapping[str, Any]) -> tuple[float, float, float, float]:
     x, y = float(element["x"]), float(element["y"])
     points = element.get("points")
-    if isinstance(points, list) and points:
+    if element.get("type") in ("line", "arrow") and isinstance(points, list) and points:
         xs = [x + float(p[0]) for p in points]
         ys = [y + float(p[1]) for p in points]
         return min(xs), min(ys), max(xs), max(ys)
@@ -983,4 +1027,12 @@ def bound_arrow_ids(element: Mapping[str, Any]) -> list[str]:
         entry["id"]
         for entry in element.get("boundElements") or ()
         if isinstance(entry, Mapping) and entry.get("type") == "arrow"
+        if isinstance(entry.get("id"), str)
     ]
+
+
+def bound_to(element: Mapping[str, Any], key: str) -> str | None:
+    """The id an arrow's ``startBinding`` or ``endBinding`` names, if any."""
+    binding = element.get(key)
+    target = binding.get("elementId") if isinstance(binding, Mapping) else None
+    return target if isinstance(target, str) else None

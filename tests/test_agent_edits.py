@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agents import edits
 from agents.describe import describe
 from agents.edits import Edit, EditError
-from agents.elements import Clock, bound_text_id, bounds
+from agents.elements import Clock, bound_text_id, bounds, problem
 from agents.specs import Area, ShapeSpec
 from tests.diagram_checker import check_diagram, check_edit
 
@@ -540,3 +540,78 @@ def test_garbage_is_refused_cleanly(garbage: Any) -> None:
         else:  # garbage that happens to be a valid request must still be sound
             apply(elements, edit)
     assert elements == frozen
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_KEYS = st.sampled_from(
+    [
+        "x",
+        "width",
+        "type",
+        "points",
+        "boundElements",
+        "groupIds",
+        "containerId",
+        "startBinding",
+        "endBinding",
+        "fontSize",
+        "text",
+        "index",
+        "frameId",
+        "isDeleted",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "ab", "ac", "t", "j1"]), _KEYS, _JSON), max_size=4
+    ),
+    st.sampled_from(["create", "update", "delete", "group", "ungroup", "align", "describe"]),
+    st.lists(st.sampled_from(["a", "b", "c", "ab", "ac", "t", "j1", "j2"]), min_size=1, max_size=3),
+)
+def test_what_other_peers_wrote_wrong_never_breaks_an_operation(
+    damage: list[tuple[str, str, Any]], operation: str, ids: list[str]
+) -> None:
+    """The map may hold anything a peer wrote: an operation works around it, or
+    refuses with EditError; it never fails otherwise and never writes it back broken."""
+    elements, clock = build()
+    elements["j2"] = "not an element"  # type: ignore[assignment]
+    for eid, key, value in damage:
+        elements.setdefault(eid, {"id": eid})[key] = value
+    frozen = copy.deepcopy(elements)
+    try:
+        if operation == "create":
+            specs = [
+                {"type": "arrow", "from": ids[0], "to": ids[-1]},
+                {"type": "text", "text": "x", "frame": ids[0]},
+            ]
+            edit = edits.create_elements(elements, specs[: len(ids)], clock)
+        elif operation == "update":
+            edit = edits.update_elements(
+                elements, [{"id": i, "x": 5, "label": "L"} for i in dict.fromkeys(ids)], clock
+            )
+        elif operation == "delete":
+            edit = edits.delete_elements(elements, ids, clock)
+        elif operation == "group":
+            edit = edits.group(elements, ids, clock)
+        elif operation == "ungroup":
+            edit = edits.ungroup(elements, ids, clock)
+        elif operation == "align":
+            edit = edits.align(elements, ids, "top", clock)
+        else:
+            describe(elements)
+            return
+    except EditError:
+        assert elements == frozen
+        return
+    assert elements == frozen
+    for eid, element in edit.changed.items():
+        assert problem(element) is None or eid in {d for d, _, _ in damage}, (eid, element)
