@@ -16,6 +16,7 @@ deleting one takes its label with it and unbinds its arrows.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
@@ -85,6 +86,7 @@ class _Draft:
         self.work: dict[str, Element] = {}
         self.created: list[str] = []
         self.deleted: list[str] = []
+        self._keys: list[str] | None = None  # sorted indices, once key_above needs them
 
     def get(self, eid: str) -> Mapping[str, Any] | None:
         return self.work.get(eid, self.base.get(eid))
@@ -105,9 +107,24 @@ class _Draft:
     def add(self, element: Element) -> None:
         self.work[element["id"]] = element
         self.created.append(element["id"])
+        if self._keys is not None and isinstance(element["index"], str):
+            bisect.insort(self._keys, element["index"])
 
-    def view(self) -> dict[str, Mapping[str, Any]]:
-        return {**self.base, **self.work}
+    def key_above(self, eid: str) -> str:
+        """A fresh index just above ``eid``'s (below whatever was next): a new label's."""
+        if self._keys is None:
+            self._keys = sorted(
+                k
+                for k in (e.get("index") for e in {**self.base, **self.work}.values())
+                if isinstance(k, str) and el.valid_index(k)
+            )
+        mine = self.get(eid)
+        lower = mine.get("index") if mine is not None else None
+        if not (isinstance(lower, str) and el.valid_index(lower)):  # then on top
+            return el.index_between(self._keys[-1] if self._keys else None, None)
+        position = bisect.bisect_right(self._keys, lower)
+        upper = self._keys[position] if position < len(self._keys) else None
+        return el.index_between(lower, upper)
 
     def finish(self, focus_ids: Iterable[str] | None = None) -> Edit:
         changed: dict[str, dict[str, Any]] = {}
@@ -503,19 +520,12 @@ def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
         heads = (update.startArrowhead, update.endArrowhead)
         if kind not in LINEAR and any(h is not None for h in heads):
             raise EditError(f"{where}: arrowheads are for lines and arrows only")
-    keys_needed = sum(
-        1 for u in parsed if u.label and el.bound_text_id(draft.get(u.id) or {}) is None
-    )
-    new_keys: list[str] = []
-    if keys_needed:
-        new_keys = el.indices_above(draft.base, keys_needed)
-    keys = iter(new_keys)
     for update in parsed:
-        _apply_update(draft, update, keys)
+        _apply_update(draft, update)
     return draft.finish([u.id for u in parsed])
 
 
-def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
+def _apply_update(draft: _Draft, update: ElementUpdate) -> None:
     eid = update.id
     mine = draft.edit(eid)
     kind = mine["type"]
@@ -562,12 +572,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
                 text["text"] = text["originalText"]
     elif update.label:
         spec_style = update.model_copy(update={"backgroundColor": None})
-        key = next(keys)
-        upper = el.next_index_after(draft.view(), eid)
-        lower = mine.get("index")
-        if isinstance(lower, str) and (upper is None or lower < upper):
-            key = el.index_between(lower, upper)
-        _add_label(draft, eid, update.label, spec_style, key)
+        _add_label(draft, eid, update.label, spec_style, draft.key_above(eid))
     _followed(draft, eid)
 
 

@@ -961,17 +961,6 @@ def index_below(elements: Elements, key: str) -> str | None:
     return max(below) if below else None
 
 
-def next_index_after(elements: Elements, eid: str) -> str | None:
-    """The index just above ``eid``'s in the map, or None when it is the top."""
-    mine = elements[eid].get("index")
-    above = [
-        k
-        for k in (e.get("index") for e in elements.values())
-        if isinstance(k, str) and isinstance(mine, str) and valid_index(k) and k > mine
-    ]
-    return min(above) if above else None
-
-
 def valid_index(key: str) -> bool:
     """The fractional-indexing key format (clients/web/src/binding.js ``validIndex``)."""
     if not key or not key.isascii() or not key.isalnum():
