@@ -225,8 +225,6 @@ def roundness_for(kind: str, rounded: bool | None) -> dict[str, int] | None:
         return None
     if rounded is False:
         return None
-    if rounded is None and kind == "ellipse":
-        return None
     return {"type": ROUND_ADAPTIVE if kind == "rectangle" else ROUND_PROPORTIONAL}
 
 
