@@ -137,7 +137,6 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: Elements an arrow can bind to (Excalidraw's isBindableElement, for the types made here).
 BINDABLE = frozenset({"rectangle", "ellipse", "diamond", "text", "frame"})
-CONTAINERS = frozenset({"rectangle", "ellipse", "diamond", "arrow"})
 
 _ID_ALPHABET = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict"
 
@@ -577,7 +576,7 @@ _SAME_WIDTHS = {1: 5, 2: 6, 9: 6}
 _MONOSPACED = {3: 0.586, 8: 0.55}
 
 
-def char_width(char: str, font_size: float, family: int = 5) -> float:
+def char_width(char: str, font_size: float, family: int = DEFAULT_FONT_FAMILY) -> float:
     """One character's advance width in px (see ``_ASCII_WIDTHS``)."""
     family = _SAME_WIDTHS.get(family, family)
     code = ord(char)
@@ -693,7 +692,9 @@ def label_max_width(container: Mapping[str, Any], text: Mapping[str, Any]) -> fl
     kind = container["type"]
     if kind == "arrow":
         minimum = float(text.get("fontSize", DEFAULT_FONT_SIZE))
-        return max(ARROW_LABEL_WIDTH_FRACTION * width, minimum * 11)
+        return max(
+            ARROW_LABEL_WIDTH_FRACTION * width, minimum * ARROW_LABEL_FONT_SIZE_TO_MIN_WIDTH_RATIO
+        )
     if kind == "ellipse":
         return round(width / 2 * math.sqrt(2)) - BOUND_TEXT_PADDING * 2
     if kind == "diamond":

@@ -31,7 +31,7 @@ from tests.node import in_ci
 
 pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
-PRODUCT = ("net", "collab", "relays", "storage", "clients", "cluster")
+PRODUCT = ("net", "collab", "relays", "storage", "clients", "cluster", "agents")
 TEST_ONLY = ("pycrdt-websocket", "pytest", "playwright", "websockets", "build")
 IMPORT_ALL = """
 import importlib, pkgutil, sys
