@@ -248,12 +248,33 @@ def _reroute_arrows_of(draft: _Draft, shape_id: str) -> None:
         _reroute(draft, arrow_id)
 
 
-def _moved(draft: _Draft, eid: str, dx: float, dy: float) -> None:
-    """Move an element and what follows it (label, arrows)."""
+def _moved(
+    draft: _Draft, eid: str, dx: float, dy: float, skip: frozenset[str] = frozenset()
+) -> None:
+    """Move an element and what follows it (label, arrows; a frame's children but ``skip``)."""
     mine = draft.edit(eid)
     mine["x"] = float(mine["x"]) + dx
     mine["y"] = float(mine["y"]) + dy
     _followed(draft, eid)
+    if mine["type"] == "frame":
+        _move_children(draft, eid, dx, dy, skip)
+
+
+def _move_children(
+    draft: _Draft, frame_id: str, dx: float, dy: float, skip: frozenset[str]
+) -> None:
+    """A frame's children move with it, as when it is dragged in the editor."""
+    if not (dx or dy):
+        return
+    for eid, element in draft.base.items():
+        if element.get("frameId") != frame_id or eid in skip or draft.live(eid) is None:
+            continue
+        if _is_label(element):
+            continue  # it follows its container
+        mine = draft.edit(eid)
+        mine["x"] = float(mine["x"]) + dx
+        mine["y"] = float(mine["y"]) + dy
+        _followed(draft, eid)
 
 
 def _followed(draft: _Draft, eid: str) -> None:
@@ -520,12 +541,13 @@ def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
         heads = (update.startArrowhead, update.endArrowhead)
         if kind not in LINEAR and any(h is not None for h in heads):
             raise EditError(f"{where}: arrowheads are for lines and arrows only")
+    moving = frozenset(u.id for u in parsed if u.x is not None or u.y is not None)
     for update in parsed:
-        _apply_update(draft, update)
+        _apply_update(draft, update, moving)
     return draft.finish([u.id for u in parsed])
 
 
-def _apply_update(draft: _Draft, update: ElementUpdate) -> None:
+def _apply_update(draft: _Draft, update: ElementUpdate, moving: frozenset[str]) -> None:
     eid = update.id
     mine = draft.edit(eid)
     kind = mine["type"]
@@ -549,10 +571,13 @@ def _apply_update(draft: _Draft, update: ElementUpdate) -> None:
     elif update.width is not None or update.height is not None:
         mine["width"] = update.width if update.width is not None else mine["width"]
         mine["height"] = update.height if update.height is not None else mine["height"]
+    dx = dy = 0.0
     if update.x is not None:
-        mine["x"] = update.x
+        dx, mine["x"] = update.x - float(mine["x"]), update.x
     if update.y is not None:
-        mine["y"] = update.y
+        dy, mine["y"] = update.y - float(mine["y"]), update.y
+    if kind == "frame":
+        _move_children(draft, eid, dx, dy, moving)
     fonts = {k: v for k, v in _style(update).items() if k in _FONT_KEYS}
     if kind == "text":
         _restyle_text(mine, fonts, update.text)
@@ -740,7 +765,7 @@ def align(elements: Elements, ids: Any, how: Alignment, clock: Clock) -> Edit:
         else:
             dy = (y1 + y2) / 2 - (by1 + by2) / 2
         if dx or dy:
-            _moved(draft, eid, dx, dy)
+            _moved(draft, eid, dx, dy, frozenset(boxes))
     return draft.finish(wanted)
 
 
@@ -761,7 +786,9 @@ def distribute(elements: Elements, ids: Any, axis: Axis, clock: Clock) -> Edit:
     for eid in order:
         delta = cursor - boxes[eid][lo]
         if abs(delta) > 1e-9:
-            _moved(draft, eid, delta if lo == 0 else 0.0, delta if lo == 1 else 0.0)
+            _moved(
+                draft, eid, delta if lo == 0 else 0.0, delta if lo == 1 else 0.0, frozenset(boxes)
+            )
         cursor += boxes[eid][hi] - boxes[eid][lo] + gap
     return draft.finish(wanted)
 

@@ -257,6 +257,34 @@ def test_delete_takes_labels_and_unbinds_arrows() -> None:
         edits.delete_elements(after2, ["b"], clock)
 
 
+def test_a_frame_moves_its_children() -> None:
+    clock = StepClock()
+    elements = apply(
+        {},
+        edits.create_elements(
+            {},
+            [
+                {"type": "frame", "id": "f", "x": 0, "y": 0},
+                {"type": "rectangle", "id": "r", "x": 20, "y": 20, "frame": "f", "label": "in"},
+                {"type": "rectangle", "id": "s", "x": 200, "y": 20, "frame": "f"},
+                {"type": "ellipse", "id": "out", "x": 600, "y": 0},
+                {"type": "arrow", "id": "link", "from": "r", "to": "out"},
+            ],
+            clock,
+        ),
+    )
+    after = apply(
+        elements,
+        edits.update_elements(elements, [{"id": "f", "y": 100}, {"id": "s", "x": 150}], clock),
+    )
+    assert (after["r"]["x"], after["r"]["y"]) == (20, 120)
+    assert label(after, "r")["y"] == pytest.approx(label(elements, "r")["y"] + 100)
+    assert (after["s"]["x"], after["s"]["y"]) == (150, 20)  # its own update wins
+    assert after["link"]["y"] > elements["link"]["y"]  # the arrow follows r
+    aligned = apply(after, edits.align(after, ["f", "out"], "top", clock))
+    assert aligned["f"]["y"] == 0 and aligned["r"]["y"] == 20
+
+
 def test_deleting_a_frame_deletes_its_children() -> None:
     clock = StepClock()
     elements = apply(
