@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from fractional_indexing import generate_key_between, generate_n_keys_between
 
@@ -165,7 +165,7 @@ def is_live(element: Mapping[str, Any] | None) -> bool:
     return element is not None and not element.get("isDeleted")
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -211,10 +211,18 @@ def problem(element: Any) -> str | None:
 
 def stamp(element: Element, previous: Mapping[str, Any] | None, clock: Clock) -> Element:
     """Mark ``element`` as a new version of ``previous`` (or as new): what every change does."""
-    version = previous.get("version", 0) if previous is not None else 0
-    element["version"] = (int(version) if isinstance(version, int | float) else 0) + 1
-    element["versionNonce"] = random_integer(clock.random)
-    element["updated"] = clock.now_ms()
+    previous = previous or {}
+    version = previous.get("version", 0)
+    element["version"] = (int(version) if _number(version) else 0) + 1
+    nonce = random_integer(clock.random)
+    while nonce == previous.get("versionNonce"):
+        nonce = random_integer(clock.random)
+    element["versionNonce"] = nonce
+    # Later than the last change even within one millisecond (or with a clock behind
+    # the peer that wrote it): `updated` is what tombstone purging and history read.
+    before = previous.get("updated")
+    now = clock.now_ms()
+    element["updated"] = max(now, int(before) + 1) if _number(before) else now
     return element
 
 
