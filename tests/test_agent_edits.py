@@ -643,3 +643,45 @@ def test_what_other_peers_wrote_wrong_never_breaks_an_operation(
     assert elements == frozen
     for eid, element in edit.changed.items():
         assert problem(element) is None or eid in {d for d, _, _ in damage}, (eid, element)
+
+
+@st.composite
+def _graph(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    n = draw(st.integers(1, 14))
+    nodes = [
+        {
+            "id": f"n{i}",
+            "label": draw(_TEXT),
+            "type": draw(st.sampled_from(["rectangle", "ellipse", "diamond"])),
+        }
+        for i in range(n)
+    ]
+    pairs = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda p: p[0] != p[1])
+    edges = [
+        {"from": f"n{a}", "to": f"n{b}", **({"label": "e"} if (a + b) % 3 == 0 else {})}
+        for a, b in draw(st.lists(pairs, max_size=25))
+        if n > 1
+    ]
+    return nodes, edges
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_graph(), st.sampled_from(["TB", "LR"]))
+def test_any_graph_is_laid_out_soundly(
+    graph: tuple[list[dict[str, Any]], list[dict[str, Any]]], direction: str
+) -> None:
+    """Cycles, parallel edges, islands, empty labels: every graph an agent sends is drawn."""
+    nodes, edges = graph
+    elements = apply({}, edits.layout({}, nodes, edges, StepClock(), direction=direction))  # type: ignore[arg-type]
+    shapes = [elements[n["id"]] for n in nodes]
+    for i, one in enumerate(shapes):  # no two nodes overlap
+        for other in shapes[i + 1 :]:
+            apart = (
+                one["x"] + one["width"] <= other["x"] + 1e-6
+                or other["x"] + other["width"] <= one["x"] + 1e-6
+                or one["y"] + one["height"] <= other["y"] + 1e-6
+                or other["y"] + other["height"] <= one["y"] + 1e-6
+            )
+            assert apart, (one["id"], other["id"])
+    arrows = [e for e in elements.values() if e["type"] == "arrow"]
+    assert len(arrows) == len(edges)
