@@ -15,7 +15,6 @@ containers until then.
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import time
@@ -785,19 +784,17 @@ def _label_origin(container: Mapping[str, Any]) -> tuple[float, float]:
 
 
 def arrow_midpoint(arrow: Mapping[str, Any]) -> tuple[float, float]:
-    """Where Excalidraw puts an arrow's label: the middle of its path (by length)."""
-    points = [(float(p[0]), float(p[1])) for p in arrow["points"]]
-    lengths = [math.dist(a, b) for a, b in itertools.pairwise(points)]
-    half = sum(lengths) / 2
-    for (a, b), length in zip(itertools.pairwise(points), lengths, strict=True):
-        if length and half <= length:
-            t = half / length
-            return (
-                float(arrow["x"]) + a[0] + (b[0] - a[0]) * t,
-                float(arrow["y"]) + a[1] + (b[1] - a[1]) * t,
-            )
-        half -= length
-    return float(arrow["x"]) + points[0][0], float(arrow["y"]) + points[0][1]
+    """Where Excalidraw centres an arrow's label (``getBoundTextElementPosition``):
+    the middle point of an odd number of points, else the middle of the middle
+    segment (of the straight segment: the editor follows a curve's bend there)."""
+    points = arrow["points"]
+    count = len(points)
+    if count % 2 == 1:
+        x, y = points[count // 2]
+    else:
+        (x1, y1), (x2, y2) = points[count // 2 - 1], points[count // 2]
+        x, y = (x1 + x2) / 2, (y1 + y2) / 2
+    return float(arrow["x"]) + float(x), float(arrow["y"]) + float(y)
 
 
 # -- lines and arrows -----------------------------------------------------------
