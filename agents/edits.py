@@ -834,7 +834,8 @@ def layout(
                 raise EditError(f"edges[{n}]: {end!r} is not one of the nodes")
     sizes = {n.id: _node_size(n) for n in node_specs}
     pairs = [(e.from_, e.to) for e in edge_specs]
-    centres, paths = _sugiyama(names, pairs, sizes, direction)
+    gap = _layer_gap([e.label for e in edge_specs if e.label], direction)
+    centres, paths = _sugiyama(names, pairs, sizes, direction, gap)
     ox, oy = origin
     bends = [p for path in paths.values() for p in path]
     left = min([centres[i][0] - sizes[i][0] / 2 for i in names] + [p[0] for p in bends])
@@ -863,7 +864,16 @@ def layout(
         waypoints[len(specs)] = [shift(p) for p in paths.get(pair, [])]
         specs.append(ShapeSpec.model_validate({**arrow, "type": "arrow", "from": edge.from_}))
     draft = _Draft(elements, clock)
-    return draft.finish(_create(draft, specs, waypoints))
+    ids = _create(draft, specs, waypoints)
+    # the drawing's top left, arrow labels included, goes exactly to the origin
+    made = [draft.work[i] for i in draft.created]
+    box = el.bounds(made)
+    assert box is not None
+    dx, dy = ox - box[0], oy - box[1]
+    for element in made:
+        element["x"] = float(element["x"]) + dx
+        element["y"] = float(element["y"]) + dy
+    return draft.finish(ids)
 
 
 def _node_size(node: NodeSpec) -> tuple[float, float]:
@@ -880,15 +890,48 @@ def _node_size(node: NodeSpec) -> tuple[float, float]:
     return node.width or float(width), node.height or float(height)
 
 
+def _layer_gap(labels: list[str], direction: Direction) -> float:
+    """Room between layers for the longest edge label (wrapped as on an arrow)."""
+    extent = 0.0
+    for label in labels:
+        lines = el.wrap(label, el.DEFAULT_FONT_SIZE, el.DEFAULT_FONT_SIZE * 11)
+        width, height = el.measure(lines, el.DEFAULT_FONT_SIZE, el.LINE_HEIGHTS[5])
+        extent = max(extent, width if direction == "LR" else height)
+    return max(LAYER_GAP, extent + 60)
+
+
+def _components(
+    names: list[str], pairs: list[tuple[str, str]]
+) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    """Connected components (nodes and edges, each in the order given)."""
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    groups: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
+    for n in names:
+        groups.setdefault(root(n), ([], []))[0].append(n)
+    for pair in pairs:
+        groups[root(pair[0])][1].append(pair)
+    return list(groups.values())
+
+
 def _sugiyama(
     names: list[str],
     edges: list[tuple[str, str]],
     sizes: Mapping[str, tuple[float, float]],
     direction: Direction,
+    layer_gap: float = LAYER_GAP,
 ) -> tuple[dict[str, tuple[float, float]], dict[tuple[str, str], list[tuple[float, float]]]]:
     """Node centres from grandalf's Sugiyama layout (components side by side), and
     the bends of each edge that spans layers (the layout's dummy nodes)."""
-    from grandalf.graphs import Edge, Graph, Vertex
+    from grandalf.graphs import Edge, Vertex, graph_core
     from grandalf.layouts import SugiyamaLayout
 
     class _View:
@@ -908,14 +951,18 @@ def _sugiyama(
     links = {pair: Edge(vertices[pair[0]], vertices[pair[1]]) for pair in dict.fromkeys(edges)}
     for link in links.values():
         link.view = _View()
-    graph = Graph(list(vertices.values()), list(links.values()))
     placed: dict[str, tuple[float, float]] = {}
     paths: dict[tuple[str, str], list[tuple[float, float]]] = {}
     offset = 0.0
-    for component in graph.C:
+    # Components made here, in the order given: grandalf's own Graph collects
+    # them through sets, so its drawing would depend on memory addresses.
+    for members_names, component_links in _components(names, list(links)):
+        component = graph_core(
+            [vertices[n] for n in members_names], [links[p] for p in component_links]
+        )
         sugiyama = SugiyamaLayout(component)
         sugiyama.xspace = NODE_GAP
-        sugiyama.yspace = LAYER_GAP
+        sugiyama.yspace = layer_gap
         sugiyama.init_all()
         sugiyama.draw()
         members = list(component.sV)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agents import edits
 from agents.describe import describe
 from agents.edits import Edit, EditError
-from agents.elements import Clock, bound_text_id, bounds, problem
+from agents.elements import Clock, bound_text_id, bounds, box, problem
 from agents.specs import Area, ShapeSpec
 from tests.diagram_checker import check_diagram, check_edit
 
@@ -380,12 +380,24 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     top = {i: elements[i]["y"] for i in ("start", "check", "ok", "bad")}
     assert top["start"] < top["check"] < top["ok"] and top["ok"] == top["bad"]
     x1, y1, _, _ = bounds(elements.values()) or (0, 0, 0, 0)
-    assert x1 >= 100 - 1e-6 and y1 >= 200 - 1e-6  # the drawing starts at the origin
+    assert (x1, y1) == pytest.approx((100, 200))  # the drawing's top left is the origin
     arrows = [e for e in elements.values() if e["type"] == "arrow"]
     assert len(arrows) == 5 and all(a["startBinding"] and a["endBinding"] for a in arrows)
     assert any(len(a["points"]) > 2 for a in arrows)
     across = apply({}, edits.layout({}, nodes, edges, StepClock(), direction="LR"))
     assert across["start"]["x"] < across["check"]["x"] < across["ok"]["x"]
+    chain = apply(
+        {},
+        edits.layout(
+            {},
+            [{"id": "p", "label": "P"}, {"id": "q", "label": "Q"}],
+            [{"from": "p", "to": "q", "label": "a rather long label on the edge"}],
+            StepClock(),
+            direction="LR",
+        ),
+    )
+    (text,) = [e for e in chain.values() if e["type"] == "text"][-1:]
+    assert box(chain["p"])[2] < text["x"] and text["x"] + text["width"] < box(chain["q"])[0]
     with pytest.raises(EditError, match="not one of the nodes"):
         edits.layout({}, nodes, [{"from": "start", "to": "ghost"}], clock)
     with pytest.raises(EditError, match="'start' is taken"):
@@ -394,6 +406,22 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     assert named.changed["go"]["type"] == "arrow"
     with pytest.raises(EditError, match="to itself"):
         edits.layout({}, nodes, [{"from": "start", "to": "start"}], clock)
+
+
+def test_layout_is_the_same_for_the_same_graph() -> None:
+    """A redraw of the same graph lands in the same places (grandalf's own component
+    sets would order by memory address)."""
+    nodes = [{"id": f"n{i}", "label": f"node {i}"} for i in range(12)]
+    pairs = [(0, 1), (1, 2), (2, 0), (3, 4), (4, 5), (1, 5), (6, 7), (8, 9), (9, 10), (2, 9)]
+    edges = [{"from": f"n{a}", "to": f"n{b}"} for a, b in pairs]
+
+    def places() -> dict[str, tuple[float, float]]:
+        made = edits.layout({}, nodes, edges, StepClock()).changed
+        return {n["id"]: (made[n["id"]]["x"], made[n["id"]]["y"]) for n in nodes}
+
+    first = places()
+    noise = [object() for _ in range(10_000)]  # other addresses for the next run
+    assert places() == first and noise
 
 
 # -- describe ----------------------------------------------------------------------
