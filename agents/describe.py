@@ -40,8 +40,8 @@ def label_of(elements: Elements, element: Mapping[str, Any]) -> str | None:
     return str(text.get("originalText") or text.get("text") or "")
 
 
-def _ref(elements: Elements, eid: str | None) -> str:
-    if eid is None:
+def _ref(elements: Elements, eid: Any) -> str:
+    if not isinstance(eid, str):
         return "(free)"
     target = elements.get(eid)
     if target is None or target.get("isDeleted"):
@@ -82,7 +82,7 @@ def element_summary(elements: Elements, element: Mapping[str, Any]) -> str:
     if element.get("frameId"):
         extras.append(f"in frame {element['frameId']}")
     if element.get("groupIds"):
-        extras.append("groups " + ",".join(element["groupIds"]))
+        extras.append("groups " + ",".join(str(g) for g in element["groupIds"]))
     if element.get("backgroundColor") not in (None, "transparent"):
         extras.append(f"fill {element['backgroundColor']}")
     if element.get("locked"):
@@ -97,11 +97,11 @@ def _intersects(element: Mapping[str, Any], area: Area) -> bool:
 
 def describe(elements: Elements, *, area: Area | None = None, revision: int | None = None) -> str:
     """The diagram (or the part of it in ``area``) as text, bottom of the z-order first."""
-    live = {
-        k: v
-        for k, v in elements.items()
-        if isinstance(v, Mapping) and not v.get("isDeleted") and isinstance(v.get("type"), str)
+    present = {
+        k: v for k, v in elements.items() if not (isinstance(v, Mapping) and v.get("isDeleted"))
     }
+    live = {k: v for k, v in present.items() if el.problem(v) is None}
+    malformed = len(present) - len(live)
     shown = [
         eid
         for eid in el.z_order(live)
@@ -114,6 +114,8 @@ def describe(elements: Elements, *, area: Area | None = None, revision: int | No
             f" in area {round(area.x)},{round(area.y)} "
             f"size {round(area.width)}x{round(area.height)} (of {len(live)})"
         )
+    if malformed:
+        head += f" ({malformed} malformed not shown)"
     if revision is not None:
         head += f", revision {revision}"
     box = el.bounds(live[eid] for eid in shown)
@@ -129,7 +131,8 @@ def describe(elements: Elements, *, area: Area | None = None, revision: int | No
     groups: dict[str, list[str]] = {}
     for eid in shown:
         for gid in live[eid].get("groupIds") or []:
-            groups.setdefault(gid, []).append(eid)
+            if isinstance(gid, str):
+                groups.setdefault(gid, []).append(eid)
     for gid, members in groups.items():
         lines.append(f"group {gid}: {', '.join(members)}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ deleting one takes its label with it and unbinds its arrows.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
@@ -75,18 +76,27 @@ class _Draft:
     """Working copies over the untouched input; :meth:`finish` stamps each change once."""
 
     def __init__(self, elements: Elements, clock: Clock) -> None:
-        self.base = elements
+        # Other peers may have written anything: only objects are elements, but
+        # every key stays taken.
+        self.base: dict[str, Mapping[str, Any]] = {
+            k: v for k, v in elements.items() if isinstance(v, Mapping)
+        }
+        self.taken = frozenset(elements)
         self.clock = clock
         self.work: dict[str, Element] = {}
         self.created: list[str] = []
         self.deleted: list[str] = []
+        self._keys: list[str] | None = None  # sorted indices, once key_above needs them
 
     def get(self, eid: str) -> Mapping[str, Any] | None:
         return self.work.get(eid, self.base.get(eid))
 
     def live(self, eid: str) -> Mapping[str, Any] | None:
+        """The element when it is live and well-formed (others are left alone)."""
         element = self.get(eid)
-        return element if el.is_live(element) else None
+        if not el.is_live(element) or el.problem(element) is not None:
+            return None
+        return element
 
     def edit(self, eid: str) -> Element:
         """A mutable copy of ``eid``, recorded as changed."""
@@ -97,9 +107,24 @@ class _Draft:
     def add(self, element: Element) -> None:
         self.work[element["id"]] = element
         self.created.append(element["id"])
+        if self._keys is not None and isinstance(element["index"], str):
+            bisect.insort(self._keys, element["index"])
 
-    def view(self) -> dict[str, Mapping[str, Any]]:
-        return {**self.base, **self.work}
+    def key_above(self, eid: str) -> str:
+        """A fresh index just above ``eid``'s (below whatever was next): a new label's."""
+        if self._keys is None:
+            self._keys = sorted(
+                k
+                for k in (e.get("index") for e in {**self.base, **self.work}.values())
+                if isinstance(k, str) and el.valid_index(k)
+            )
+        mine = self.get(eid)
+        lower = mine.get("index") if mine is not None else None
+        if not (isinstance(lower, str) and el.valid_index(lower)):  # then on top
+            return el.index_between(self._keys[-1] if self._keys else None, None)
+        position = bisect.bisect_right(self._keys, lower)
+        upper = self._keys[position] if position < len(self._keys) else None
+        return el.index_between(lower, upper)
 
     def finish(self, focus_ids: Iterable[str] | None = None) -> Edit:
         changed: dict[str, dict[str, Any]] = {}
@@ -162,7 +187,19 @@ def _require_live(draft: _Draft, eid: str) -> Mapping[str, Any]:
         raise EditError(f"no element {eid!r} in the diagram")
     if element.get("isDeleted"):
         raise EditError(f"element {eid!r} was deleted")
+    problem = el.problem(element)
+    if problem is not None:
+        raise EditError(f"element {eid!r} cannot be edited here: {problem}")
     return element
+
+
+def _without(element: Mapping[str, Any], eid: str) -> list[Any]:
+    """The element's ``boundElements`` less ``eid``'s entry."""
+    return [
+        e
+        for e in element.get("boundElements") or []
+        if isinstance(e, Mapping) and e.get("id") != eid
+    ]
 
 
 def _a(kind: str) -> str:
@@ -178,7 +215,7 @@ def _is_label(element: Mapping[str, Any]) -> bool:
 
 def _refit(draft: _Draft, container_id: str) -> None:
     """Re-wrap and re-centre a container's label (growing the container if needed)."""
-    container = draft.get(container_id)
+    container = draft.live(container_id)
     text_id = el.bound_text_id(container) if container else None
     if text_id is None or draft.live(text_id) is None:
         return
@@ -191,14 +228,13 @@ def _refit(draft: _Draft, container_id: str) -> None:
 
 
 def _reroute(draft: _Draft, arrow_id: str) -> None:
-    arrow = draft.get(arrow_id)
-    if arrow is None or arrow.get("isDeleted"):
+    arrow = draft.live(arrow_id)
+    if arrow is None or arrow["type"] != "arrow":
         return
     ends = []
     for key in ("startBinding", "endBinding"):
-        bound = arrow.get(key)
-        target = draft.live(bound["elementId"]) if isinstance(bound, Mapping) else None
-        ends.append(target)
+        target = el.bound_to(arrow, key)
+        ends.append(draft.live(target) if target is not None else None)
     if ends == [None, None]:
         return
     mine = draft.edit(arrow_id)
@@ -207,17 +243,38 @@ def _reroute(draft: _Draft, arrow_id: str) -> None:
 
 
 def _reroute_arrows_of(draft: _Draft, shape_id: str) -> None:
-    shape = draft.get(shape_id)
+    shape = draft.live(shape_id)
     for arrow_id in el.bound_arrow_ids(shape or {}):
         _reroute(draft, arrow_id)
 
 
-def _moved(draft: _Draft, eid: str, dx: float, dy: float) -> None:
-    """Move an element and what follows it (label, arrows)."""
+def _moved(
+    draft: _Draft, eid: str, dx: float, dy: float, skip: frozenset[str] = frozenset()
+) -> None:
+    """Move an element and what follows it (label, arrows; a frame's children but ``skip``)."""
     mine = draft.edit(eid)
     mine["x"] = float(mine["x"]) + dx
     mine["y"] = float(mine["y"]) + dy
     _followed(draft, eid)
+    if mine["type"] == "frame":
+        _move_children(draft, eid, dx, dy, skip)
+
+
+def _move_children(
+    draft: _Draft, frame_id: str, dx: float, dy: float, skip: frozenset[str]
+) -> None:
+    """A frame's children move with it, as when it is dragged in the editor."""
+    if not (dx or dy):
+        return
+    for eid, element in draft.base.items():
+        if element.get("frameId") != frame_id or eid in skip or draft.live(eid) is None:
+            continue
+        if _is_label(element):
+            continue  # it follows its container
+        mine = draft.edit(eid)
+        mine["x"] = float(mine["x"]) + dx
+        mine["y"] = float(mine["y"]) + dy
+        _followed(draft, eid)
 
 
 def _followed(draft: _Draft, eid: str) -> None:
@@ -325,18 +382,17 @@ def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
     for n, spec in enumerate(specs):
         if spec.id is None:
             eid = el.new_id(draft.clock.random)
-            while eid in draft.base or eid in wanted or eid in ids:
+            while eid in draft.taken or eid in wanted or eid in ids:
                 eid = el.new_id(draft.clock.random)
         else:
             eid = spec.id
             existing = draft.base.get(eid)
-            if existing is not None:
-                state = "a deleted element had" if existing.get("isDeleted") else "exists already"
-                if existing.get("isDeleted"):
+            if eid in draft.taken:
+                if isinstance(existing, Mapping) and existing.get("isDeleted"):
                     raise EditError(
-                        f"elements[{n}]: id {eid!r} is taken ({state} it); pick another"
+                        f"elements[{n}]: id {eid!r} belonged to a deleted element; pick another"
                     )
-                raise EditError(f"elements[{n}]: id {eid!r} {state}; pick another or update it")
+                raise EditError(f"elements[{n}]: id {eid!r} exists already; pick another")
             if eid in ids:
                 raise EditError(f"elements[{n}]: id {eid!r} is used twice in this call")
         ids.append(eid)
@@ -400,7 +456,7 @@ def _add_label(
 ) -> str:
     container = draft.edit(container_id)
     text_id = el.new_id(draft.clock.random)
-    while text_id in draft.base or text_id in draft.work:
+    while text_id in draft.taken or text_id in draft.work:
         text_id = el.new_id(draft.clock.random)
     style = _style(style_from)
     style.pop("backgroundColor", None)
@@ -445,10 +501,7 @@ def _connect(
                 continue
             arrow[key] = el.binding(target)
             shape = draft.edit(target)
-            entries = list(shape.get("boundElements") or [])
-            if not any(e.get("id") == arrow_id for e in entries):
-                entries.append({"id": arrow_id, "type": "arrow"})
-            shape["boundElements"] = entries
+            shape["boundElements"] = [*_without(shape, arrow_id), {"id": arrow_id, "type": "arrow"}]
     _refit(draft, arrow_id)
 
 
@@ -488,19 +541,13 @@ def update_elements(elements: Elements, updates: Any, clock: Clock) -> Edit:
         heads = (update.startArrowhead, update.endArrowhead)
         if kind not in LINEAR and any(h is not None for h in heads):
             raise EditError(f"{where}: arrowheads are for lines and arrows only")
-    keys_needed = sum(
-        1 for u in parsed if u.label and el.bound_text_id(draft.get(u.id) or {}) is None
-    )
-    new_keys: list[str] = []
-    if keys_needed:
-        new_keys = el.indices_above(elements, keys_needed)
-    keys = iter(new_keys)
+    moving = frozenset(u.id for u in parsed if u.x is not None or u.y is not None)
     for update in parsed:
-        _apply_update(draft, update, keys)
+        _apply_update(draft, update, moving)
     return draft.finish([u.id for u in parsed])
 
 
-def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
+def _apply_update(draft: _Draft, update: ElementUpdate, moving: frozenset[str]) -> None:
     eid = update.id
     mine = draft.edit(eid)
     kind = mine["type"]
@@ -524,10 +571,13 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
     elif update.width is not None or update.height is not None:
         mine["width"] = update.width if update.width is not None else mine["width"]
         mine["height"] = update.height if update.height is not None else mine["height"]
+    dx = dy = 0.0
     if update.x is not None:
-        mine["x"] = update.x
+        dx, mine["x"] = update.x - float(mine["x"]), update.x
     if update.y is not None:
-        mine["y"] = update.y
+        dy, mine["y"] = update.y - float(mine["y"]), update.y
+    if kind == "frame":
+        _move_children(draft, eid, dx, dy, moving)
     fonts = {k: v for k, v in _style(update).items() if k in _FONT_KEYS}
     if kind == "text":
         _restyle_text(mine, fonts, update.text)
@@ -537,9 +587,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
         if update.label == "":
             text["isDeleted"] = True
             draft.deleted.append(text_id)
-            mine["boundElements"] = [
-                e for e in mine.get("boundElements") or [] if e.get("id") != text_id
-            ]
+            mine["boundElements"] = _without(mine, text_id)
         else:
             if update.strokeColor is not None:
                 text["strokeColor"] = update.strokeColor
@@ -549,12 +597,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, keys: Any) -> None:
                 text["text"] = text["originalText"]
     elif update.label:
         spec_style = update.model_copy(update={"backgroundColor": None})
-        key = next(keys)
-        upper = el.next_index_after(draft.view(), eid)
-        lower = mine.get("index")
-        if isinstance(lower, str) and (upper is None or lower < upper):
-            key = el.index_between(lower, upper)
-        _add_label(draft, eid, update.label, spec_style, key)
+        _add_label(draft, eid, update.label, spec_style, draft.key_above(eid))
     _followed(draft, eid)
 
 
@@ -592,39 +635,39 @@ def delete_elements(elements: Elements, ids: Any, clock: Clock) -> Edit:
         element = draft.get(eid)
         assert element is not None
         if element["type"] == "frame":
-            doomed |= {k for k, v in elements.items() if el.is_live(v) and v.get("frameId") == eid}
+            doomed |= {
+                k for k, v in draft.base.items() if el.is_live(v) and v.get("frameId") == eid
+            }
     for eid in list(doomed):
         text_id = el.bound_text_id(draft.get(eid) or {})
         if text_id is not None and draft.live(text_id) is not None:
             doomed.add(text_id)
-    for eid in el.z_order({k: elements[k] for k in doomed}):
+    for eid in el.z_order({k: draft.base[k] for k in doomed}):
         mine = draft.edit(eid)
         mine["isDeleted"] = True
         draft.deleted.append(eid)
         container_id = mine.get("containerId")
-        if container_id and container_id not in doomed and draft.live(container_id):
+        if (
+            isinstance(container_id, str)
+            and container_id not in doomed
+            and draft.live(container_id)
+        ):
             container = draft.edit(container_id)
-            container["boundElements"] = [
-                e for e in container.get("boundElements") or [] if e.get("id") != eid
-            ]
+            container["boundElements"] = _without(container, eid)
         for key in ("startBinding", "endBinding"):
-            bound = mine.get(key)
-            target = bound.get("elementId") if isinstance(bound, Mapping) else None
-            if target and target not in doomed and draft.live(target):
+            target = el.bound_to(mine, key)
+            if target is not None and target not in doomed and draft.live(target):
                 shape = draft.edit(target)
-                shape["boundElements"] = [
-                    e for e in shape.get("boundElements") or [] if e.get("id") != eid
-                ]
+                shape["boundElements"] = _without(shape, eid)
         for arrow_id in el.bound_arrow_ids(mine):
             if arrow_id in doomed or draft.live(arrow_id) is None:
                 continue
             arrow = draft.edit(arrow_id)
             for key in ("startBinding", "endBinding"):
-                bound = arrow.get(key)
-                if isinstance(bound, Mapping) and bound.get("elementId") == eid:
+                if el.bound_to(arrow, key) == eid:
                     arrow[key] = None
     edit = draft.finish(wanted)
-    box = el.bounds(elements[i] for i in wanted)
+    box = el.bounds(draft.base[i] for i in wanted)
     edit.focus = None if box is None else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     return edit
 
@@ -638,7 +681,7 @@ def group(elements: Elements, ids: Any, clock: Clock, group_id: str | None = Non
     draft = _Draft(elements, clock)
     members = _with_labels(draft, wanted)
     gid = group_id or el.new_id(clock.random)
-    if any(gid in (e.get("groupIds") or []) for e in elements.values()):
+    if any(gid in (e.get("groupIds") or []) for e in draft.base.values()):
         raise EditError(f"group {gid!r} exists already")
     for eid in members:
         mine = draft.edit(eid)
@@ -651,7 +694,7 @@ def ungroup(elements: Elements, ids: Any, clock: Clock) -> Edit:
     wanted = _ids(ids)
     draft = _Draft(elements, clock)
     groups: list[str] = []
-    live = {k: v for k, v in elements.items() if el.is_live(v)}
+    live = {k: v for k, v in draft.base.items() if el.is_live(v) and el.problem(v) is None}
     for eid in wanted:
         if any(eid in (v.get("groupIds") or []) for v in live.values()):
             groups.append(eid)
@@ -722,7 +765,7 @@ def align(elements: Elements, ids: Any, how: Alignment, clock: Clock) -> Edit:
         else:
             dy = (y1 + y2) / 2 - (by1 + by2) / 2
         if dx or dy:
-            _moved(draft, eid, dx, dy)
+            _moved(draft, eid, dx, dy, frozenset(boxes))
     return draft.finish(wanted)
 
 
@@ -743,7 +786,9 @@ def distribute(elements: Elements, ids: Any, axis: Axis, clock: Clock) -> Edit:
     for eid in order:
         delta = cursor - boxes[eid][lo]
         if abs(delta) > 1e-9:
-            _moved(draft, eid, delta if lo == 0 else 0.0, delta if lo == 1 else 0.0)
+            _moved(
+                draft, eid, delta if lo == 0 else 0.0, delta if lo == 1 else 0.0, frozenset(boxes)
+            )
         cursor += boxes[eid][hi] - boxes[eid][lo] + gap
     return draft.finish(wanted)
 
@@ -789,7 +834,8 @@ def layout(
                 raise EditError(f"edges[{n}]: {end!r} is not one of the nodes")
     sizes = {n.id: _node_size(n) for n in node_specs}
     pairs = [(e.from_, e.to) for e in edge_specs]
-    centres, paths = _sugiyama(names, pairs, sizes, direction)
+    gap = _layer_gap([e.label for e in edge_specs if e.label], direction)
+    centres, paths = _sugiyama(names, pairs, sizes, direction, gap)
     ox, oy = origin
     bends = [p for path in paths.values() for p in path]
     left = min([centres[i][0] - sizes[i][0] / 2 for i in names] + [p[0] for p in bends])
@@ -818,7 +864,16 @@ def layout(
         waypoints[len(specs)] = [shift(p) for p in paths.get(pair, [])]
         specs.append(ShapeSpec.model_validate({**arrow, "type": "arrow", "from": edge.from_}))
     draft = _Draft(elements, clock)
-    return draft.finish(_create(draft, specs, waypoints))
+    ids = _create(draft, specs, waypoints)
+    # the drawing's top left, arrow labels included, goes exactly to the origin
+    made = [draft.work[i] for i in draft.created]
+    box = el.bounds(made)
+    assert box is not None
+    dx, dy = ox - box[0], oy - box[1]
+    for element in made:
+        element["x"] = float(element["x"]) + dx
+        element["y"] = float(element["y"]) + dy
+    return draft.finish(ids)
 
 
 def _node_size(node: NodeSpec) -> tuple[float, float]:
@@ -835,15 +890,48 @@ def _node_size(node: NodeSpec) -> tuple[float, float]:
     return node.width or float(width), node.height or float(height)
 
 
+def _layer_gap(labels: list[str], direction: Direction) -> float:
+    """Room between layers for the longest edge label (wrapped as on an arrow)."""
+    extent = 0.0
+    for label in labels:
+        lines = el.wrap(label, el.DEFAULT_FONT_SIZE, el.DEFAULT_FONT_SIZE * 11)
+        width, height = el.measure(lines, el.DEFAULT_FONT_SIZE, el.LINE_HEIGHTS[5])
+        extent = max(extent, width if direction == "LR" else height)
+    return max(LAYER_GAP, extent + 60)
+
+
+def _components(
+    names: list[str], pairs: list[tuple[str, str]]
+) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    """Connected components (nodes and edges, each in the order given)."""
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    groups: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
+    for n in names:
+        groups.setdefault(root(n), ([], []))[0].append(n)
+    for pair in pairs:
+        groups[root(pair[0])][1].append(pair)
+    return list(groups.values())
+
+
 def _sugiyama(
     names: list[str],
     edges: list[tuple[str, str]],
     sizes: Mapping[str, tuple[float, float]],
     direction: Direction,
+    layer_gap: float = LAYER_GAP,
 ) -> tuple[dict[str, tuple[float, float]], dict[tuple[str, str], list[tuple[float, float]]]]:
     """Node centres from grandalf's Sugiyama layout (components side by side), and
     the bends of each edge that spans layers (the layout's dummy nodes)."""
-    from grandalf.graphs import Edge, Graph, Vertex
+    from grandalf.graphs import Edge, Vertex, graph_core
     from grandalf.layouts import SugiyamaLayout
 
     class _View:
@@ -863,14 +951,18 @@ def _sugiyama(
     links = {pair: Edge(vertices[pair[0]], vertices[pair[1]]) for pair in dict.fromkeys(edges)}
     for link in links.values():
         link.view = _View()
-    graph = Graph(list(vertices.values()), list(links.values()))
     placed: dict[str, tuple[float, float]] = {}
     paths: dict[tuple[str, str], list[tuple[float, float]]] = {}
     offset = 0.0
-    for component in graph.C:
+    # Components made here, in the order given: grandalf's own Graph collects
+    # them through sets, so its drawing would depend on memory addresses.
+    for members_names, component_links in _components(names, list(links)):
+        component = graph_core(
+            [vertices[n] for n in members_names], [links[p] for p in component_links]
+        )
         sugiyama = SugiyamaLayout(component)
         sugiyama.xspace = NODE_GAP
-        sugiyama.yspace = LAYER_GAP
+        sugiyama.yspace = layer_gap
         sugiyama.init_all()
         sugiyama.draw()
         members = list(component.sV)

@@ -15,13 +15,12 @@ containers until then.
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from fractional_indexing import generate_key_between, generate_n_keys_between
 
@@ -137,7 +136,6 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: Elements an arrow can bind to (Excalidraw's isBindableElement, for the types made here).
 BINDABLE = frozenset({"rectangle", "ellipse", "diamond", "text", "frame"})
-CONTAINERS = frozenset({"rectangle", "ellipse", "diamond", "arrow"})
 
 _ID_ALPHABET = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict"
 
@@ -166,12 +164,64 @@ def is_live(element: Mapping[str, Any] | None) -> bool:
     return element is not None and not element.get("isDeleted")
 
 
+def _number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def problem(element: Any) -> str | None:
+    """Why an element cannot be worked with (a field missing or of the wrong kind), or None.
+
+    Other peers may write anything into the map; the operations leave such
+    elements alone and say so instead of failing on them.
+    """
+    if not isinstance(element, Mapping):
+        return "it is not an object"
+    if not isinstance(element.get("type"), str):
+        return "it has no type"
+    for key in ("x", "y", "width", "height"):
+        if not _number(element.get(key)):
+            return f"its {key!r} is not a number"
+    if element["type"] in ("line", "arrow"):
+        points = element.get("points")
+        if not isinstance(points, list) or len(points) < 2:
+            return "it has fewer than two points"
+        for point in points:
+            if not (isinstance(point, list | tuple) and len(point) == 2):
+                return "a point is not [x, y]"
+            if not (_number(point[0]) and _number(point[1])):
+                return "a point is not [x, y]"
+    if element["type"] == "text":
+        for key in ("fontSize", "lineHeight"):
+            if not _number(element.get(key)) or element[key] <= 0:
+                return f"its {key!r} is not a positive number"
+        if not isinstance(element.get("text"), str):
+            return "its text is not a string"
+    for key in ("groupIds", "boundElements"):
+        if element.get(key) is not None and not isinstance(element.get(key), list):
+            return f"its {key!r} is not a list"
+    for key in ("containerId", "frameId", "index"):
+        if element.get(key) is not None and not isinstance(element.get(key), str):
+            return f"its {key!r} is not a string"
+    for key in ("startBinding", "endBinding"):
+        if element.get(key) is not None and not isinstance(element.get(key), Mapping):
+            return f"its {key!r} is not an object"
+    return None
+
+
 def stamp(element: Element, previous: Mapping[str, Any] | None, clock: Clock) -> Element:
     """Mark ``element`` as a new version of ``previous`` (or as new): what every change does."""
-    version = previous.get("version", 0) if previous is not None else 0
-    element["version"] = (int(version) if isinstance(version, int | float) else 0) + 1
-    element["versionNonce"] = random_integer(clock.random)
-    element["updated"] = clock.now_ms()
+    previous = previous or {}
+    version = previous.get("version", 0)
+    element["version"] = (int(version) if _number(version) else 0) + 1
+    nonce = random_integer(clock.random)
+    while nonce == previous.get("versionNonce"):
+        nonce = random_integer(clock.random)
+    element["versionNonce"] = nonce
+    # Later than the last change even within one millisecond (or with a clock behind
+    # the peer that wrote it): `updated` is what tombstone purging and history read.
+    before = previous.get("updated")
+    now = clock.now_ms()
+    element["updated"] = max(now, int(before) + 1) if _number(before) else now
     return element
 
 
@@ -180,8 +230,6 @@ def roundness_for(kind: str, rounded: bool | None) -> dict[str, int] | None:
     if kind in ("text", "frame"):
         return None
     if rounded is False:
-        return None
-    if rounded is None and kind == "ellipse":
         return None
     return {"type": ROUND_ADAPTIVE if kind == "rectangle" else ROUND_PROPORTIONAL}
 
@@ -535,7 +583,7 @@ _SAME_WIDTHS = {1: 5, 2: 6, 9: 6}
 _MONOSPACED = {3: 0.586, 8: 0.55}
 
 
-def char_width(char: str, font_size: float, family: int = 5) -> float:
+def char_width(char: str, font_size: float, family: int = DEFAULT_FONT_FAMILY) -> float:
     """One character's advance width in px (see ``_ASCII_WIDTHS``)."""
     family = _SAME_WIDTHS.get(family, family)
     code = ord(char)
@@ -651,7 +699,9 @@ def label_max_width(container: Mapping[str, Any], text: Mapping[str, Any]) -> fl
     kind = container["type"]
     if kind == "arrow":
         minimum = float(text.get("fontSize", DEFAULT_FONT_SIZE))
-        return max(ARROW_LABEL_WIDTH_FRACTION * width, minimum * 11)
+        return max(
+            ARROW_LABEL_WIDTH_FRACTION * width, minimum * ARROW_LABEL_FONT_SIZE_TO_MIN_WIDTH_RATIO
+        )
     if kind == "ellipse":
         return round(width / 2 * math.sqrt(2)) - BOUND_TEXT_PADDING * 2
     if kind == "diamond":
@@ -734,19 +784,17 @@ def _label_origin(container: Mapping[str, Any]) -> tuple[float, float]:
 
 
 def arrow_midpoint(arrow: Mapping[str, Any]) -> tuple[float, float]:
-    """Where Excalidraw puts an arrow's label: the middle of its path (by length)."""
-    points = [(float(p[0]), float(p[1])) for p in arrow["points"]]
-    lengths = [math.dist(a, b) for a, b in itertools.pairwise(points)]
-    half = sum(lengths) / 2
-    for (a, b), length in zip(itertools.pairwise(points), lengths, strict=True):
-        if length and half <= length:
-            t = half / length
-            return (
-                float(arrow["x"]) + a[0] + (b[0] - a[0]) * t,
-                float(arrow["y"]) + a[1] + (b[1] - a[1]) * t,
-            )
-        half -= length
-    return float(arrow["x"]) + points[0][0], float(arrow["y"]) + points[0][1]
+    """Where Excalidraw centres an arrow's label (``getBoundTextElementPosition``):
+    the middle point of an odd number of points, else the middle of the middle
+    segment (of the straight segment: the editor follows a curve's bend there)."""
+    points = arrow["points"]
+    count = len(points)
+    if count % 2 == 1:
+        x, y = points[count // 2]
+    else:
+        (x1, y1), (x2, y2) = points[count // 2 - 1], points[count // 2]
+        x, y = (x1 + x2) / 2, (y1 + y2) / 2
+    return float(arrow["x"]) + float(x), float(arrow["y"]) + float(y)
 
 
 # -- lines and arrows -----------------------------------------------------------
@@ -917,17 +965,6 @@ def index_below(elements: Elements, key: str) -> str | None:
     return max(below) if below else None
 
 
-def next_index_after(elements: Elements, eid: str) -> str | None:
-    """The index just above ``eid``'s in the map, or None when it is the top."""
-    mine = elements[eid].get("index")
-    above = [
-        k
-        for k in (e.get("index") for e in elements.values())
-        if isinstance(k, str) and isinstance(mine, str) and valid_index(k) and k > mine
-    ]
-    return min(above) if above else None
-
-
 def valid_index(key: str) -> bool:
     """The fractional-indexing key format (clients/web/src/binding.js ``validIndex``)."""
     if not key or not key.isascii() or not key.isalnum():
@@ -962,7 +999,7 @@ def bounds(elements: Iterable[Mapping[str, Any]]) -> tuple[float, float, float, 
 def box(element: Mapping[str, Any]) -> tuple[float, float, float, float]:
     x, y = float(element["x"]), float(element["y"])
     points = element.get("points")
-    if isinstance(points, list) and points:
+    if element.get("type") in ("line", "arrow") and isinstance(points, list) and points:
         xs = [x + float(p[0]) for p in points]
         ys = [y + float(p[1]) for p in points]
         return min(xs), min(ys), max(xs), max(ys)
@@ -983,4 +1020,12 @@ def bound_arrow_ids(element: Mapping[str, Any]) -> list[str]:
         entry["id"]
         for entry in element.get("boundElements") or ()
         if isinstance(entry, Mapping) and entry.get("type") == "arrow"
+        if isinstance(entry.get("id"), str)
     ]
+
+
+def bound_to(element: Mapping[str, Any], key: str) -> str | None:
+    """The id an arrow's ``startBinding`` or ``endBinding`` names, if any."""
+    binding = element.get(key)
+    target = binding.get("elementId") if isinstance(binding, Mapping) else None
+    return target if isinstance(target, str) else None

@@ -50,9 +50,9 @@ ElementId = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="An element id: letters, digits, '_' or '-'.",
+        max_length=100,
+        pattern=r"^\S+$",
+        description="An element id (no spaces); new ones are best letters, digits, '_', '-'.",
     ),
 ]
 Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]

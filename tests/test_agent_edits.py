@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agents import edits
 from agents.describe import describe
 from agents.edits import Edit, EditError
-from agents.elements import Clock, bound_text_id, bounds
+from agents.elements import Clock, bound_text_id, bounds, box, problem
 from agents.specs import Area, ShapeSpec
 from tests.diagram_checker import check_diagram, check_edit
 
@@ -257,6 +257,34 @@ def test_delete_takes_labels_and_unbinds_arrows() -> None:
         edits.delete_elements(after2, ["b"], clock)
 
 
+def test_a_frame_moves_its_children() -> None:
+    clock = StepClock()
+    elements = apply(
+        {},
+        edits.create_elements(
+            {},
+            [
+                {"type": "frame", "id": "f", "x": 0, "y": 0},
+                {"type": "rectangle", "id": "r", "x": 20, "y": 20, "frame": "f", "label": "in"},
+                {"type": "rectangle", "id": "s", "x": 200, "y": 20, "frame": "f"},
+                {"type": "ellipse", "id": "out", "x": 600, "y": 0},
+                {"type": "arrow", "id": "link", "from": "r", "to": "out"},
+            ],
+            clock,
+        ),
+    )
+    after = apply(
+        elements,
+        edits.update_elements(elements, [{"id": "f", "y": 100}, {"id": "s", "x": 150}], clock),
+    )
+    assert (after["r"]["x"], after["r"]["y"]) == (20, 120)
+    assert label(after, "r")["y"] == pytest.approx(label(elements, "r")["y"] + 100)
+    assert (after["s"]["x"], after["s"]["y"]) == (150, 20)  # its own update wins
+    assert after["link"]["y"] > elements["link"]["y"]  # the arrow follows r
+    aligned = apply(after, edits.align(after, ["f", "out"], "top", clock))
+    assert aligned["f"]["y"] == 0 and aligned["r"]["y"] == 20
+
+
 def test_deleting_a_frame_deletes_its_children() -> None:
     clock = StepClock()
     elements = apply(
@@ -352,12 +380,24 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     top = {i: elements[i]["y"] for i in ("start", "check", "ok", "bad")}
     assert top["start"] < top["check"] < top["ok"] and top["ok"] == top["bad"]
     x1, y1, _, _ = bounds(elements.values()) or (0, 0, 0, 0)
-    assert x1 >= 100 - 1e-6 and y1 >= 200 - 1e-6  # the drawing starts at the origin
+    assert (x1, y1) == pytest.approx((100, 200))  # the drawing's top left is the origin
     arrows = [e for e in elements.values() if e["type"] == "arrow"]
     assert len(arrows) == 5 and all(a["startBinding"] and a["endBinding"] for a in arrows)
     assert any(len(a["points"]) > 2 for a in arrows)
     across = apply({}, edits.layout({}, nodes, edges, StepClock(), direction="LR"))
     assert across["start"]["x"] < across["check"]["x"] < across["ok"]["x"]
+    chain = apply(
+        {},
+        edits.layout(
+            {},
+            [{"id": "p", "label": "P"}, {"id": "q", "label": "Q"}],
+            [{"from": "p", "to": "q", "label": "a rather long label on the edge"}],
+            StepClock(),
+            direction="LR",
+        ),
+    )
+    (text,) = [e for e in chain.values() if e["type"] == "text"][-1:]
+    assert box(chain["p"])[2] < text["x"] and text["x"] + text["width"] < box(chain["q"])[0]
     with pytest.raises(EditError, match="not one of the nodes"):
         edits.layout({}, nodes, [{"from": "start", "to": "ghost"}], clock)
     with pytest.raises(EditError, match="'start' is taken"):
@@ -366,6 +406,22 @@ def test_layout_places_layers_and_binds_arrows() -> None:
     assert named.changed["go"]["type"] == "arrow"
     with pytest.raises(EditError, match="to itself"):
         edits.layout({}, nodes, [{"from": "start", "to": "start"}], clock)
+
+
+def test_layout_is_the_same_for_the_same_graph() -> None:
+    """A redraw of the same graph lands in the same places (grandalf's own component
+    sets would order by memory address)."""
+    nodes = [{"id": f"n{i}", "label": f"node {i}"} for i in range(12)]
+    pairs = [(0, 1), (1, 2), (2, 0), (3, 4), (4, 5), (1, 5), (6, 7), (8, 9), (9, 10), (2, 9)]
+    edges = [{"from": f"n{a}", "to": f"n{b}"} for a, b in pairs]
+
+    def places() -> dict[str, tuple[float, float]]:
+        made = edits.layout({}, nodes, edges, StepClock()).changed
+        return {n["id"]: (made[n["id"]]["x"], made[n["id"]]["y"]) for n in nodes}
+
+    first = places()
+    noise = [object() for _ in range(10_000)]  # other addresses for the next run
+    assert places() == first and noise
 
 
 # -- describe ----------------------------------------------------------------------
@@ -540,3 +596,120 @@ def test_garbage_is_refused_cleanly(garbage: Any) -> None:
         else:  # garbage that happens to be a valid request must still be sound
             apply(elements, edit)
     assert elements == frozen
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_KEYS = st.sampled_from(
+    [
+        "x",
+        "width",
+        "type",
+        "points",
+        "boundElements",
+        "groupIds",
+        "containerId",
+        "startBinding",
+        "endBinding",
+        "fontSize",
+        "text",
+        "index",
+        "frameId",
+        "isDeleted",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "ab", "ac", "t", "j1"]), _KEYS, _JSON), max_size=4
+    ),
+    st.sampled_from(["create", "update", "delete", "group", "ungroup", "align", "describe"]),
+    st.lists(st.sampled_from(["a", "b", "c", "ab", "ac", "t", "j1", "j2"]), min_size=1, max_size=3),
+)
+def test_what_other_peers_wrote_wrong_never_breaks_an_operation(
+    damage: list[tuple[str, str, Any]], operation: str, ids: list[str]
+) -> None:
+    """The map may hold anything a peer wrote: an operation works around it, or
+    refuses with EditError; it never fails otherwise and never writes it back broken."""
+    elements, clock = build()
+    elements["j2"] = "not an element"  # type: ignore[assignment]
+    for eid, key, value in damage:
+        elements.setdefault(eid, {"id": eid})[key] = value
+    frozen = copy.deepcopy(elements)
+    try:
+        if operation == "create":
+            specs = [
+                {"type": "arrow", "from": ids[0], "to": ids[-1]},
+                {"type": "text", "text": "x", "frame": ids[0]},
+            ]
+            edit = edits.create_elements(elements, specs[: len(ids)], clock)
+        elif operation == "update":
+            edit = edits.update_elements(
+                elements, [{"id": i, "x": 5, "label": "L"} for i in dict.fromkeys(ids)], clock
+            )
+        elif operation == "delete":
+            edit = edits.delete_elements(elements, ids, clock)
+        elif operation == "group":
+            edit = edits.group(elements, ids, clock)
+        elif operation == "ungroup":
+            edit = edits.ungroup(elements, ids, clock)
+        elif operation == "align":
+            edit = edits.align(elements, ids, "top", clock)
+        else:
+            describe(elements)
+            return
+    except EditError:
+        assert elements == frozen
+        return
+    assert elements == frozen
+    for eid, element in edit.changed.items():
+        assert problem(element) is None or eid in {d for d, _, _ in damage}, (eid, element)
+
+
+@st.composite
+def _graph(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    n = draw(st.integers(1, 14))
+    nodes = [
+        {
+            "id": f"n{i}",
+            "label": draw(_TEXT),
+            "type": draw(st.sampled_from(["rectangle", "ellipse", "diamond"])),
+        }
+        for i in range(n)
+    ]
+    pairs = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda p: p[0] != p[1])
+    edges = [
+        {"from": f"n{a}", "to": f"n{b}", **({"label": "e"} if (a + b) % 3 == 0 else {})}
+        for a, b in draw(st.lists(pairs, max_size=25))
+        if n > 1
+    ]
+    return nodes, edges
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_graph(), st.sampled_from(["TB", "LR"]))
+def test_any_graph_is_laid_out_soundly(
+    graph: tuple[list[dict[str, Any]], list[dict[str, Any]]], direction: str
+) -> None:
+    """Cycles, parallel edges, islands, empty labels: every graph an agent sends is drawn."""
+    nodes, edges = graph
+    elements = apply({}, edits.layout({}, nodes, edges, StepClock(), direction=direction))  # type: ignore[arg-type]
+    shapes = [elements[n["id"]] for n in nodes]
+    for i, one in enumerate(shapes):  # no two nodes overlap
+        for other in shapes[i + 1 :]:
+            apart = (
+                one["x"] + one["width"] <= other["x"] + 1e-6
+                or other["x"] + other["width"] <= one["x"] + 1e-6
+                or one["y"] + one["height"] <= other["y"] + 1e-6
+                or other["y"] + other["height"] <= one["y"] + 1e-6
+            )
+            assert apart, (one["id"], other["id"])
+    arrows = [e for e in elements.values() if e["type"] == "arrow"]
+    assert len(arrows) == len(edges)

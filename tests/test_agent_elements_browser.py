@@ -12,6 +12,7 @@ for shapes drawn by hand.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -73,12 +74,24 @@ def made_by_the_operations() -> dict[str, dict[str, Any]]:
 
 
 def write(server: Any, diagram: str, elements: dict[str, dict[str, Any]]) -> None:
-    """Write the elements in one transaction, as the MCP server will; wait until stored."""
+    """Write the elements in one transaction; wait until stored."""
+    edit_live(server, diagram, lambda _current: elements)
+
+
+def edit_live(
+    server: Any,
+    diagram: str,
+    operation: Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]],
+) -> None:
+    """As the MCP server will: read the doc's map, run an operation, write what it
+    changed in one transaction, and wait until the server stored it."""
 
     async def put() -> None:
         async with DiagramClient(f"ws://127.0.0.1:{server.port}/yjs", diagram) as client:
             await client.wait_for(lambda c: c.status == "connected", timeout=10)
             shared = client.doc.get("elements", type=Map)
+            current = {k: dict(v) for k, v in shared.items() if isinstance(v, dict)}
+            elements = operation(current)
             with client.doc.transaction():
                 for eid, element in elements.items():
                     shared[eid] = element
@@ -86,8 +99,12 @@ def write(server: Any, diagram: str, elements: dict[str, dict[str, Any]]) -> Non
                 with anyio.fail_after(10):
                     while True:
                         reply = await http.get(f"{url(server)}/api/diagrams/{diagram}")
-                        stored = {e["id"] for e in reply.json()["elements"]}
-                        if set(elements) <= stored:
+                        stored = {e["id"]: e for e in reply.json()["elements"]}
+                        if all(
+                            stored.get(k, {}).get("version") == v["version"]
+                            for k, v in elements.items()
+                            if not v["isDeleted"]
+                        ):
                             return
                         await anyio.sleep(0.05)
 
@@ -175,6 +192,27 @@ def test_excalidraw_takes_the_elements_as_written_and_they_follow_a_drag(
         "the drag reached the server",
     )[0]
     check_diagram(stored)
+
+    # an agent edits what the browser wrote: relabel and move "check", delete "start"
+    def relabel_and_delete(current: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        clock = Clock(random.Random(11))
+        changed = edits.update_elements(
+            current, [{"id": "check", "label": "Is the order valid?", "y": 420}], clock
+        ).changed
+        current = {**current, **changed}
+        return {**changed, **edits.delete_elements(current, ["start"], clock).changed}
+
+    edit_live(server, "agents", relabel_and_delete)
+
+    def edited() -> dict[str, dict[str, Any]] | None:
+        now = {k: v for k, v in scene(alice).items() if not v["isDeleted"]}
+        return now if "start" not in now and now["check"]["y"] == 420 else None
+
+    final = wait_for(edited, 5, "the agent's edit is on the canvas")
+    relabelled = final[bound_text_id(final["check"]) or ""]
+    assert relabelled["originalText"] == "Is the order valid?"
+    assert [a for a in final.values() if a["type"] == "arrow" and a["startBinding"] is None]
+    check_diagram(final)
 
 
 def end_point(arrow: dict[str, Any]) -> tuple[float, float]:
