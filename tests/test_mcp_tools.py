@@ -193,6 +193,10 @@ async def test_the_agent_draws_labelled_shapes_and_a_bound_arrow_as_a_collaborat
             described = await call(client, "describe_diagram", diagram="plan")
             assert described["revision"] == revision_of(ada.doc) == result["revision"]
             assert '"API gateway"' in described["text"] and "queries" in described["text"]
+            around_db = {"x": db["x"] - 5, "y": db["y"] - 5, "width": 50, "height": 50}
+            part = await call(client, "describe_diagram", diagram="plan", area=around_db)
+            listed = {line.split()[0] for line in part["text"].splitlines()[1:]}
+            assert "db" in listed and "api" not in listed  # (the arrow reaching db is in it)
             got = await call(client, "get_elements", diagram="plan", ids=["api", "q"])
             assert [e["id"] for e in got["elements"]] == ["api", "q"]
             assert got["elements"][0] == after["api"]
