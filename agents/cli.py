@@ -14,7 +14,6 @@ import sys
 
 import anyio
 
-from agents.server import ServerOptions, build_server
 from agents.session import DEFAULT_SERVER, IDLE_TIMEOUT
 
 __all__ = ["COMMANDS", "add_commands", "run"]
@@ -60,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.server.startswith(("http://", "https://")):
         print("inkwire mcp: --server must be an http:// or https:// URL", file=sys.stderr)
         return 2
+    # imported here: `inkwire` loads this module for every command
+    from agents.server import ServerOptions, build_server
+
     options = ServerOptions(
         server=args.server.rstrip("/"),
         token=args.token or os.environ.get(TOKEN_ENV) or None,

@@ -15,9 +15,10 @@ the live dashboard and ``GET /api/rooms`` lists the loaded rooms
 (:mod:`collab.dashboard`).
 
 ``/mcp`` is the MCP server for AI agents (:mod:`agents`) over streamable
-HTTP: a client of this server like a browser, reached at the address the
-request came in on, with the request's token (checked here first when auth
-is on: 401 without a valid one).
+HTTP, loaded on its first request (:mod:`collab.mcp`): a client of this
+server like a browser, reached at the address the request came in on, with
+the request's token (checked here first when auth is on: 401 without a
+valid one).
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from prometheus_client import generate_latest
 
-from agents.http import MCP_PATH, McpEndpoint
-from agents.server import ServerOptions
 from collab import api
 from collab.collaborators import Collaborators
 from collab.config import Config
@@ -42,6 +41,7 @@ from collab.connection import serve_yjs
 from collab.dashboard import Dashboard
 from collab.diagram_events import DiagramEvents
 from collab.hooks import RoomHooks
+from collab.mcp import McpMount
 from collab.metrics import Stats
 from collab.persistence import PersistenceFactory, StorePersistence
 from collab.rooms import Rooms
@@ -121,9 +121,7 @@ class CollabApp:
         self.collaborators = Collaborators(self.rooms, self.relay, self.store, self.events)
         self.web = WebApp(web_root)
         self.dashboard = Dashboard(self, self.config.dashboard_relays)
-        self.mcp = McpEndpoint(
-            ServerOptions(server=None, relays=list(self.config.dashboard_relays))
-        )
+        self.mcp = McpMount(self.config.dashboard_relays)
         self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,7 +141,7 @@ class CollabApp:
                 sub = {**scope, "path": path[len(EVENTS_PATH) :]}
                 sub["root_path"] = scope.get("root_path", "") + EVENTS_PATH
                 await self.relay(sub, receive, send)
-            elif path == MCP_PATH or path.startswith(MCP_PATH + "/"):
+            elif self.mcp.serves(path):
                 await self._mcp(scope, receive, send)
             elif path == "/api/servers" and scope["method"] == "GET":
                 await self.dashboard.serve(scope, send)
@@ -165,7 +163,8 @@ class CollabApp:
             if self.link is not None and self.bus is not None:
                 await tg.start(self.link.run)
                 tg.start_soon(self.bus.run)
-            async with _mounted(self.relay), self.mcp.running():
+            await tg.start(self.mcp.run)
+            async with _mounted(self.relay):
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
                 message = await receive()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -32,7 +33,6 @@ from agents.elements import Clock
 from agents.server import ServerOptions, build_server
 from agents.session import revision_of
 from clients import DiagramClient
-from collab.app import CollabApp
 from net.tokens import make_token
 from tests.conftest import ROOT, RunningServer
 from tests.diagram_checker import check_diagram
@@ -316,7 +316,7 @@ def test_building_the_mcp_server_leaves_the_process_logging_alone() -> None:
     for handler in handlers:
         root.removeHandler(handler)
     try:
-        CollabApp()
+        build_server()
         assert root.handlers == [] and root.level == level
     finally:
         for handler in handlers:
@@ -350,3 +350,25 @@ async def test_the_agent_rides_out_a_server_restart(server_process: Any) -> None
     saved = {e["id"]: e for e in scene["elements"]}
     assert saved["api"]["x"] == 50
     check_diagram(saved)
+
+
+@pytest.mark.processes  # a fresh interpreter, to see what importing loads
+def test_a_server_loads_the_mcp_sdk_only_when_mcp_is_asked_for() -> None:
+    """The SDK and the element model cost 1.5 s and 40 MB to import: servers (and every
+    worker of inkwire up) that never serve /mcp must not pay for them."""
+    script = (
+        "import sys, collab.app, service.run, collab.cli\n"
+        "heavy = ('mcp', 'mcp_types', 'grandalf', 'agents.server', 'agents.edits')\n"
+        "print(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] == 'mcp'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
