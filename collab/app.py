@@ -198,8 +198,10 @@ class CollabApp:
         self.ready = False
         self.rooms.close_all(1001, "server shutting down")
         self.relay.begin_shutdown()
+        self.mcp.stop()
 
     async def wait_all_closed(self) -> None:
+        await self.mcp.wait_stopped()
         await self.rooms.wait_all_closed()
         await self.relay.wait_all_closed()
 

@@ -372,3 +372,24 @@ def test_a_server_loads_the_mcp_sdk_only_when_mcp_is_asked_for() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+async def test_a_server_with_an_agent_connected_shuts_down_cleanly(
+    server_process: Any, tmp_path: Path
+) -> None:
+    """SIGTERM ends the agents' sessions first: their streams close and their clients
+    leave the rooms, rather than hypercorn cutting the streams when its grace runs out."""
+    running = server_process("--grace", "1")
+    base = f"http://127.0.0.1:{running.port}"
+    async with httpx2.AsyncClient(timeout=30) as http:
+        transport = streamable_http_client(f"{base}/mcp", http_client=http)
+        info = Implementation(name="claude", version="1.0")
+        async with Client(transport, client_info=info, mode="legacy") as client:
+            await call(
+                client, "create_elements", diagram="plan", elements=FLOW, create_diagram=True
+            )
+            running.process.terminate()
+            code = await anyio.to_thread.run_sync(lambda: running.process.wait(timeout=10))
+    assert code == 0
+    log = (tmp_path / f"server-{running.port}.log").read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
