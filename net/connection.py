@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 import anyio
@@ -137,7 +136,8 @@ class FanoutConnection(ABC, Generic[E]):
         subscriber = self.subscriber
         self.raw_path = sender.raw
         if sender.raw:
-            subscriber.deliver_now = partial(self._deliver_now, sender)
+            subscriber.deliver_now = self._deliver_now
+            subscriber.write_now = self._write_now
         keepalives = self.keepalives
         try:
             async with anyio.create_task_group() as tg:
@@ -153,6 +153,7 @@ class FanoutConnection(ABC, Generic[E]):
         finally:
             self._tasks = None
             subscriber.on_wake = None
+            subscriber.deliver_now = subscriber.write_now = None
             if keepalives is not None:
                 keepalives.remove(self)
 
@@ -183,6 +184,22 @@ class FanoutConnection(ABC, Generic[E]):
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
 
-    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[E]) -> bool:
-        """Called by the publisher: write this run straight out if the socket has room."""
-        return sender.try_write(self._frames(start, entries))
+    def _deliver_now(self, start: int, entries: Sequence[E]) -> bool:
+        """Called by the publisher: write this run straight out if the socket has room.
+
+        Only set as :attr:`~net.fanout.Subscriber.deliver_now` while a raw
+        sender serves the connection (see :meth:`run`).
+        """
+        sender = self._sender
+        return sender is not None and sender.try_write(self._frames(start, entries))
+
+    def _write_now(self, frame: Frame) -> bool:
+        """Called for a direct frame (a reply) while the writer waits: write it at once
+        if the socket has room, saving a writer task. A big frame always goes through
+        the writer, which bounds how many are in flight (:attr:`big_sends`)."""
+        sender = self._sender
+        return (
+            sender is not None
+            and len(frame.payload) < self.big_frame
+            and sender.try_write_one(frame)
+        )

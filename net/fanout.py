@@ -39,6 +39,11 @@ class Subscriber:
     entries synchronously (a write that cannot block), sparing its writer;
     it returns False when it cannot, and the subscriber is woken as usual.
 
+    ``write_now``, if set, does the same for one direct frame (a reply, say):
+    :meth:`FanoutLog.send_direct` writes it at once when the subscriber is
+    waiting and the frame's turn has come, instead of queueing it and
+    starting a writer task for it.
+
     ``on_wake`` starts the subscriber's writer: a writer exists only while
     there is something to send. It drains with :meth:`FanoutLog.take` until
     that returns None (the subscriber is then *waiting*), and ends; the next
@@ -47,6 +52,7 @@ class Subscriber:
 
     on_overflow: Callable[[], None]
     deliver_now: Callable[[int, Sequence[Any]], bool] | None = None
+    write_now: Callable[[Frame], bool] | None = None
     on_wake: Callable[[], None] | None = None
     cursor: int | None = None
     outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
@@ -96,9 +102,11 @@ class FanoutLog(Generic[T]):
         if self._since_trim >= TRIM_EVERY:
             self._trim()  # before: lag counts only what subscribers could already send
         self.published = upto
-        idle, self._idle = self._idle, set()
+        idle = self._idle
         runs: dict[int, Sequence[T]] = {}
-        for subscriber in idle:
+        # the steady-rate hot path: one pass, no allocation per subscriber; a
+        # subscriber written to stays idle (its writer goes on waiting)
+        for subscriber in list(idle):
             cursor = subscriber.cursor
             deliver = subscriber.deliver_now
             if deliver is not None and cursor is not None and not subscriber.outbox:
@@ -107,12 +115,26 @@ class FanoutLog(Generic[T]):
                     run = runs[cursor] = self._entries[cursor - self._base : upto - self._base]
                 if deliver(cursor, run):
                     subscriber.cursor = upto
-                    self._idle.add(subscriber)  # its writer goes on waiting
                     continue
+            idle.discard(subscriber)
             subscriber.wake()
 
     def send_direct(self, subscriber: Subscriber, frame: Frame, *, after: int = 0) -> None:
-        """Queue a frame for one subscriber, ordered after log position ``after``."""
+        """Send a frame to one subscriber, ordered after log position ``after``.
+
+        A waiting subscriber with an empty outbox has sent everything up to
+        :attr:`published`, so a frame due by then is written at once when its
+        ``write_now`` can; otherwise it is queued for the subscriber's writer.
+        """
+        write_now = subscriber.write_now
+        if (
+            write_now is not None
+            and subscriber.waiting
+            and not subscriber.outbox  # (one may wait there for a later log position)
+            and after <= self.published
+            and write_now(frame)
+        ):
+            return
         subscriber.outbox.append((after, frame))
         self._idle.discard(subscriber)
         subscriber.wake()

@@ -92,6 +92,18 @@ class Published:
     epoch: str
 
 
+def published_body(
+    checked: Sequence[tuple[str, Sequence[str], Mapping[str, Any]]],
+    published: Sequence[Sequence[Published]],
+) -> dict[str, Any]:
+    """Where each published event landed: ``{"published": [{"event", "offsets"}]}``."""
+    results = []
+    for (event, _, _), placed in zip(checked, published, strict=True):
+        offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
+        results.append({"event": event, "offsets": offsets})
+    return {"published": results}
+
+
 @dataclass(slots=True)
 class _Channel:
     epoch: str
