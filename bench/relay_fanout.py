@@ -10,6 +10,9 @@ started:
                  --log-level WARNING`; subscribers get one event per WebSocket frame
 * inkwire-batch  the same server and command; subscribers opt in to batching with
                  `ws://.../?batch=1` (pending events newline-joined into one frame)
+* inkwire-ws     the same server and command, one event per frame; the publisher is a
+                 relay WebSocket sending `publish` requests instead of `POST /publish`
+                 (one per event paced, `{"events": [...]}` batches in the burst)
 * websockets     a plain `websockets` 17 server, `websockets.broadcast` to every
                  subscriber (bench/baseline_broadcast.py)
 * hypercorn      a bare ASGI relay on hypercorn: `await send(...)` to each subscriber in
@@ -30,8 +33,8 @@ regex over the raw bytes (one event per frame or many per frame alike).
 
 Publisher. The baselines get one WebSocket text frame per event from one publisher
 connection (`/pub`) and forward it verbatim. The inkwire relay takes events from
-outside the process through `POST /publish` (dhruva's catalog has no WebSocket request
-that emits `adapter.activated`), over one keep-alive HTTP/1.1 connection: in the burst
+outside the process through `POST /publish` (inkwire-ws: `publish` requests over a relay
+WebSocket, batched and paced alike), over one keep-alive HTTP/1.1 connection: in the burst
 phase as `POST /publish` batches of PUBLISH_BATCH events written back to back (so the
 HTTP cost per event is amortised as the baselines' per-frame read cost is), in the
 paced phase one POST per event (each event goes out as it happens). inkwire validates
@@ -54,12 +57,16 @@ connection: (server RSS with N joined - RSS before they joined) / N.
 
 The load generator is the lean asyncio.Protocol client of bench/yjs_fanout.py (minimal
 HTTP upgrade, masked client frames, a parser for the server's frames, pings answered);
+a receiver counts a chunk that is exactly one whole text frame (each paced event arrives
+so) with one regex and no frame parsing, so that 500 receivers at 100 events/s leave the
+load generator's core room to spare;
 server processes, the timed phase and the report come from bench/common.py, as there.
 
 Run
 ---
     .venv/bin/python bench/relay_fanout.py [--n 10,100,500]
-        [--servers inkwire,inkwire-batch,websockets,hypercorn] [--quick] [--json out.json]
+        [--servers inkwire,inkwire-batch,inkwire-ws,websockets,hypercorn] [--quick]
+        [--json out.json]
 
 Server logs go to bench/results/<server>.log (git-ignored). Everything listens and
 connects on 127.0.0.1 only; every phase has a timeout; every server is killed on exit.
