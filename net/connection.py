@@ -17,7 +17,7 @@ The writer is the fan-out's hot path: per frame it does one ``send`` and
 nothing else, and a run of log entries becomes frames through one call of
 the server's :meth:`FanoutConnection._frames`. Where the socket is a raw
 transport (see :mod:`net.wire`) the publisher may even write a run for an
-idle connection itself (:attr:`~net.fanout.Subscriber.deliver_now`), sparing
+idle connection itself (:attr:`~net.fanout.Subscriber.direct`), sparing
 the writer's wake-up.
 """
 
@@ -136,8 +136,7 @@ class FanoutConnection(ABC, Generic[E]):
         subscriber = self.subscriber
         self.raw_path = sender.raw
         if sender.raw:
-            subscriber.deliver_now = self._deliver_now
-            subscriber.write_now = self._write_now
+            subscriber.direct = self  # deliver_now and write_now below
         keepalives = self.keepalives
         try:
             async with anyio.create_task_group() as tg:
@@ -153,7 +152,7 @@ class FanoutConnection(ABC, Generic[E]):
         finally:
             self._tasks = None
             subscriber.on_wake = None
-            subscriber.deliver_now = subscriber.write_now = None
+            subscriber.direct = None
             if keepalives is not None:
                 keepalives.remove(self)
 
@@ -184,16 +183,16 @@ class FanoutConnection(ABC, Generic[E]):
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
 
-    def _deliver_now(self, start: int, entries: Sequence[E]) -> bool:
+    def deliver_now(self, start: int, entries: Sequence[E]) -> bool:
         """Called by the publisher: write this run straight out if the socket has room.
 
-        Only set as :attr:`~net.fanout.Subscriber.deliver_now` while a raw
-        sender serves the connection (see :meth:`run`).
+        The connection is its subscriber's :attr:`~net.fanout.Subscriber.direct`
+        writer only while a raw sender serves it (see :meth:`run`).
         """
         sender = self._sender
         return sender is not None and sender.try_write(self._frames(start, entries))
 
-    def _write_now(self, frame: Frame) -> bool:
+    def write_now(self, frame: Frame) -> bool:
         """Called for a direct frame (a reply) while the writer waits: write it at once
         if the socket has room, saving a writer task. A big frame always goes through
         the writer, which bounds how many are in flight (:attr:`big_sends`)."""

@@ -17,13 +17,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from net.wire import Frame
 
 T = TypeVar("T")
 
 TRIM_EVERY = 256  # entries appended between lag checks and log trims
+
+
+class DirectWriter(Protocol):
+    """Writes for one subscriber now, if its socket has room; False: it could not."""
+
+    def deliver_now(self, start: int, entries: Sequence[Any], /) -> bool:
+        """The run of log entries from position ``start``."""
+
+    def write_now(self, frame: Frame, /) -> bool:
+        """One direct frame."""
 
 
 @dataclass(slots=True, eq=False)
@@ -35,14 +45,12 @@ class Subscriber:
     log position they must not overtake: they are sent once every entry
     before that position is published.
 
-    ``deliver_now``, if set, lets the publisher hand an idle subscriber its
-    entries synchronously (a write that cannot block), sparing its writer;
-    it returns False when it cannot, and the subscriber is woken as usual.
-
-    ``write_now``, if set, does the same for one direct frame (a reply, say):
-    :meth:`FanoutLog.send_direct` writes it at once when the subscriber is
-    waiting and the frame's turn has come, instead of queueing it and
-    starting a writer task for it.
+    ``direct``, if set, writes to the subscriber's socket synchronously when
+    that cannot block (see :class:`DirectWriter`): the publisher hands an
+    idle subscriber its entries through it, and :meth:`FanoutLog.send_direct`
+    a direct frame (a reply, say) whose turn has come while the subscriber
+    waits, sparing the writer task either would start. When it cannot, the
+    subscriber is woken as usual. One reference, no callable per connection.
 
     ``on_wake`` starts the subscriber's writer: a writer exists only while
     there is something to send. It drains with :meth:`FanoutLog.take` until
@@ -51,8 +59,7 @@ class Subscriber:
     """
 
     on_overflow: Callable[[], None]
-    deliver_now: Callable[[int, Sequence[Any]], bool] | None = None
-    write_now: Callable[[Frame], bool] | None = None
+    direct: DirectWriter | None = None
     on_wake: Callable[[], None] | None = None
     cursor: int | None = None
     outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
@@ -108,12 +115,12 @@ class FanoutLog(Generic[T]):
         # subscriber written to stays idle (its writer goes on waiting)
         for subscriber in list(idle):
             cursor = subscriber.cursor
-            deliver = subscriber.deliver_now
-            if deliver is not None and cursor is not None and not subscriber.outbox:
+            direct = subscriber.direct
+            if direct is not None and cursor is not None and not subscriber.outbox:
                 run = runs.get(cursor)
                 if run is None:
                     run = runs[cursor] = self._entries[cursor - self._base : upto - self._base]
-                if deliver(cursor, run):
+                if direct.deliver_now(cursor, run):
                     subscriber.cursor = upto
                     continue
             idle.discard(subscriber)
@@ -124,15 +131,15 @@ class FanoutLog(Generic[T]):
 
         A waiting subscriber with an empty outbox has sent everything up to
         :attr:`published`, so a frame due by then is written at once when its
-        ``write_now`` can; otherwise it is queued for the subscriber's writer.
+        ``direct`` writer can; otherwise it is queued for the subscriber's writer.
         """
-        write_now = subscriber.write_now
+        direct = subscriber.direct
         if (
-            write_now is not None
+            direct is not None
             and subscriber.waiting
             and not subscriber.outbox  # (one may wait there for a later log position)
             and after <= self.published
-            and write_now(frame)
+            and direct.write_now(frame)
         ):
             return
         subscriber.outbox.append((after, frame))

@@ -17,7 +17,7 @@ each is live) in :attr:`Member.channels`; the writer skips the rest. So:
 The cost is a dict lookup per published entry per connection to skip
 channels it does not follow; next to framing and writing a message that is
 noise, and on hypercorn's asyncio path idle connections do it synchronously
-in :meth:`FanoutLog.publish` (``deliver_now``) without waking their writer.
+in :meth:`FanoutLog.publish` (``Subscriber.direct``) without waking their writer.
 
 History is separate from the log (the log forgets what every writer has
 sent): per channel, the last ``history_size`` frames younger than

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from net.fanout import FanoutLog, Subscriber
 from net.wire import Frame
 
@@ -18,11 +20,14 @@ class Socket:
             self.written.append(frame.payload)
         return self.room
 
+    def deliver_now(self, start: int, entries: Sequence[object]) -> bool:
+        return False  # the writer sends log entries here (see the last test)
+
 
 def waiting_subscriber(log: FanoutLog[bytes], socket: Socket) -> tuple[Subscriber, list[str]]:
     """A subscriber whose writer drained everything and ended (it waits)."""
     wakes: list[str] = []
-    subscriber = Subscriber(on_overflow=lambda: None, write_now=socket.write_now)
+    subscriber = Subscriber(on_overflow=lambda: None, direct=socket)
     subscriber.on_wake = lambda: wakes.append("wake")
     log.add(subscriber)
     log.attach(subscriber, log.head)
@@ -77,7 +82,7 @@ def test_a_busy_writer_keeps_the_order_of_what_it_drains() -> None:
     socket = Socket()
     subscriber, wakes = waiting_subscriber(log, socket)
     log.append(b"entry", 5)
-    log.publish()  # no deliver_now: the writer is woken for it
+    log.publish()  # its direct writer declines the run: the writer is woken for it
     assert wakes == ["wake"] and not subscriber.waiting
     # due now, after the entry; but the writer is running, so it queues behind the entry
     log.send_direct(subscriber, Frame(b"reply"), after=log.head)
