@@ -11,6 +11,9 @@ bench/common.py, this load generator on core 1):
 * relay        `inkwire relay dhruva`, each client subscribed to `registry`
 * node         the Node @y/websocket-server (bench/node_modules), 20 per room, joined
 * websockets   the `websockets` broadcast relay (bench/baseline_broadcast.py), welcomed
+* hypercorn    a bare ASGI app on hypercorn (bench/baseline_asgi_relay.py: accepts, welcomes,
+               holds), with the inkwire relay's hypercorn settings: hypercorn's own floor,
+               which inkwire's two servers sit on
 
 For each N (default 1 000 and 10 000, plus 15 000 when the open-file limit allows; this
 process raises its soft limit to the hard one, and the servers inherit it), on a fresh
@@ -68,7 +71,7 @@ from yjs_fanout import (
     small_updates,
 )
 
-SERVERS = ("inkwire", "relay", "node", "websockets")
+SERVERS = ("inkwire", "relay", "node", "websockets", "hypercorn")
 PER_ROOM = 20
 IN_FLIGHT = 100
 FLOOD_BATCH = 64  # update frames written per turn of the flooder's loop
@@ -91,7 +94,7 @@ def spec(name: str, port: int, *, fairness: bool = False) -> ServerSpec:
         return s
     if name == "node":
         return server_specs(port)["node"]
-    s = relay_spec("inkwire" if name == "relay" else "websockets", port)
+    s = relay_spec({"relay": "inkwire"}.get(name, name), port)
     if name == "relay":
         s.env["INKWIRE_RELAYS_DHRUVA_MAX_CONNECTIONS"] = limits
     return s
@@ -110,7 +113,7 @@ def shipped_rate_limit(argv: list[str]) -> list[str]:
 
 async def open_one(name: str, port: int, i: int) -> YClient:
     loop = asyncio.get_running_loop()
-    if name in ("relay", "websockets"):
+    if name in ("relay", "websockets", "hypercorn"):
         inkwire = name == "relay"
         _, client = await loop.create_connection(lambda: JsonClient(port, "/", inkwire), HOST, port)
     else:
