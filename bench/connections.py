@@ -11,6 +11,9 @@ bench/common.py, this load generator on core 1):
 * relay        `inkwire relay dhruva`, each client subscribed to `registry`
 * node         the Node @y/websocket-server (bench/node_modules), 20 per room, joined
 * websockets   the `websockets` broadcast relay (bench/baseline_broadcast.py), welcomed
+* hypercorn    a bare ASGI app on hypercorn (bench/baseline_asgi_relay.py: accepts, welcomes,
+               holds), with the inkwire relay's hypercorn settings: hypercorn's own floor,
+               which inkwire's two servers sit on
 
 For each N (default 1 000 and 10 000, plus 15 000 when the open-file limit allows; this
 process raises its soft limit to the hard one, and the servers inherit it), on a fresh
@@ -20,10 +23,13 @@ second (100 handshakes in flight), and server CPU per connection over the openin
 The clients are raw asyncio protocols offering no compression (see docs/capacity.md:
 a client offering permessage-deflate cost inkwire 10 KiB more before it declined it).
 
-Fairness (inkwire and node, `--fairness`, on by default): a quiet diagram (one writer,
-10 receivers) gets 150 updates at 50/s; its p50/p99 from the writer's send to each
+Fairness (inkwire, node and relay, `--fairness`, on by default): a quiet diagram (one
+writer, 10 receivers) gets 150 updates at 50/s; its p50/p99 from the writer's send to each
 receiver, alone and while a client in another diagram floods updates as fast as its
-socket takes them (reconnecting when closed, as a determined flooder would).
+socket takes them (reconnecting when closed, as a determined flooder would). inkwire runs
+with its /yjs rate limit as shipped here (the fan-out benchmarks turn it off). The relay's
+quiet channel gets 150 events at 50/s from a client sending `publish` requests, to 10
+subscribers, alone and while another client floods `get_adapter_status` requests.
 
     PYTHONPATH=$PWD .venv/bin/python bench/connections.py [--n 1000,10000,15000]
 """
@@ -52,11 +58,20 @@ from common import (
     started,
     table,
 )
-from relay_fanout import JsonClient
+from relay_fanout import JsonClient, WsPublisher, event_item, publish_request
+from relay_fanout import connect as relay_connect
 from relay_fanout import server_spec as relay_spec
-from yjs_fanout import YClient, close_all, join, run_phase, server_specs, small_updates
+from yjs_fanout import (
+    YClient,
+    client_frame,
+    close_all,
+    join,
+    run_phase,
+    server_specs,
+    small_updates,
+)
 
-SERVERS = ("inkwire", "relay", "node", "websockets")
+SERVERS = ("inkwire", "relay", "node", "websockets", "hypercorn")
 PER_ROOM = 20
 IN_FLIGHT = 100
 FLOOD_BATCH = 64  # update frames written per turn of the flooder's loop
@@ -69,23 +84,36 @@ def raise_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def spec(name: str, port: int) -> ServerSpec:
+def spec(name: str, port: int, *, fairness: bool = False) -> ServerSpec:
     limits = "20000"  # let the servers take 15 000 (their default stops at 10 000)
     if name == "inkwire":
         s = server_specs(port)["inkwire"]
         s.env["INKWIRE_COLLAB_MAX_CONNECTIONS"] = limits
+        if fairness:  # as shipped: the fan-out benchmarks' options turn the rate limit off
+            s.argv = shipped_rate_limit(s.argv)
         return s
     if name == "node":
         return server_specs(port)["node"]
-    s = relay_spec("inkwire" if name == "relay" else "websockets", port)
+    s = relay_spec({"relay": "inkwire"}.get(name, name), port)
     if name == "relay":
         s.env["INKWIRE_RELAYS_DHRUVA_MAX_CONNECTIONS"] = limits
     return s
 
 
+def shipped_rate_limit(argv: list[str]) -> list[str]:
+    """``argv`` without the ``--set collab.yjs_message_rate_limit=...`` pair."""
+    out: list[str] = []
+    for arg in argv:
+        if arg.startswith("collab.yjs_message_rate_limit=") and out and out[-1] == "--set":
+            out.pop()
+            continue
+        out.append(arg)
+    return out
+
+
 async def open_one(name: str, port: int, i: int) -> YClient:
     loop = asyncio.get_running_loop()
-    if name in ("relay", "websockets"):
+    if name in ("relay", "websockets", "hypercorn"):
         inkwire = name == "relay"
         _, client = await loop.create_connection(lambda: JsonClient(port, "/", inkwire), HOST, port)
     else:
@@ -166,6 +194,83 @@ async def flood(port: int, stop: asyncio.Event, result: FairnessResult) -> None:
         client.close()
 
 
+# a request the relay answers from its projection (NOT_FOUND): cheap, as a flood goes
+FLOOD_REQUEST = client_frame(
+    json.dumps(
+        {
+            "type": "request",
+            "event": "get_adapter_status",
+            "data": {"adapter_id": "nobody"},
+            "id": "f",
+        }
+    ).encode(),
+    0x1,
+)
+
+
+async def flood_relay(port: int, stop: asyncio.Event, result: FairnessResult) -> None:
+    """Requests on a relay connection as fast as the socket takes them; reconnect if closed."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            _, client = await loop.create_connection(lambda: WsPublisher(port), HOST, port)
+            await asyncio.wait_for(client.joined, 10)
+        except (OSError, TimeoutError, ConnectionError):
+            await asyncio.sleep(0.1)
+            continue
+        transport = client.transport
+        assert transport is not None
+        while not stop.is_set() and not client.lost:
+            client.refused.clear()  # its RATE_LIMITED replies: not kept
+            if transport.get_write_buffer_size() < 256 * 1024:
+                for _ in range(FLOOD_BATCH):
+                    client.write_raw(FLOOD_REQUEST)
+                result.flood_frames += FLOOD_BATCH
+                await asyncio.sleep(0)
+            else:  # the relay stopped reading: wait without spinning this process's core
+                await asyncio.sleep(0.005)
+        result.flood_closes += client.lost
+        client.close()
+
+
+async def run_relay_fairness(server: ServerProcess) -> FairnessResult:
+    """The relay's fairness: a quiet channel (one client publishing with ``publish``
+    requests, 10 subscribers), alone and while another client floods requests."""
+    result = FairnessResult()
+    frames = [client_frame(publish_request([event_item(i)], i), 0x1) for i in range(301)]
+    send_ns = [0] * len(frames)
+    clients: list[YClient] = []
+    try:
+        loop = asyncio.get_running_loop()
+        _, writer = await loop.create_connection(
+            lambda: WsPublisher(server.port), HOST, server.port
+        )
+        await asyncio.wait_for(writer.joined, 10)
+        receivers: list[YClient] = [
+            await asyncio.wait_for(relay_connect(server.port, "/", True), 10) for _ in range(10)
+        ]
+        clients = [writer, *receivers]
+        await run_phase(server, writer, receivers, frames[:1], 0, send_ns, None, 10)
+        result.alone = await run_phase(
+            server, writer, receivers, frames[1:151], 1, send_ns, 1 / 50, 30
+        )
+        stop = asyncio.Event()
+        flooder = asyncio.create_task(flood_relay(server.port, stop, result))
+        await asyncio.sleep(2.0)  # the flood is on
+        result.flooded = await run_phase(
+            server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
+        )
+        stop.set()
+        await flooder
+        if writer.refused:
+            result.error = f"the quiet publisher was refused: {writer.refused[0]}"
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        close_all(clients)
+    return result
+
+
 async def run_fairness(server: ServerProcess) -> FairnessResult:
     result = FairnessResult()
     frames = small_updates(301)
@@ -216,11 +321,12 @@ async def bench_server(name: str, ns: list[int], fairness: bool) -> ServerResult
         async with started(spec(name, port), port, settle_s=0.5) as server:
             say(f"  {name}: {n} idle connections ...")
             result.idle.append(await run_idle(name, server, n))
-    if fairness and name in ("inkwire", "node"):
+    if fairness and name in ("inkwire", "node", "relay"):
         port = free_port()
-        async with started(spec(name, port), port, settle_s=0.5) as server:
+        async with started(spec(name, port, fairness=True), port, settle_s=0.5) as server:
             say(f"  {name}: fairness ...")
-            result.fairness = await run_fairness(server)
+            run = run_relay_fairness if name == "relay" else run_fairness
+            result.fairness = await run(server)
     return result
 
 
@@ -269,7 +375,9 @@ def report(results: list[ServerResult]) -> str:
             )
         out += [
             "",
-            "Fairness: a quiet diagram's p50 / p99 ms (150 updates at 50/s, 10 receivers)",
+            "Fairness: a quiet diagram's (relay: channel's) p50 / p99 ms (150 updates or"
+            " events at 50/s, 10 receivers),\nalone and while another client floods (updates"
+            " into its own diagram; relay: requests)",
             table(
                 ["server", "alone", "neighbour flooding", "flood frames", "flooder closed", ""],
                 rows,

@@ -293,9 +293,11 @@ class YClient(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
-    def count_markers(self, now: int, end: int) -> None:
-        """Hot path: only note which markers arrived when; `settle` does the rest later."""
-        found = MARKER.findall(self.buf, 0, end)
+    def count_markers(self, now: int, end: int, data: bytes | bytearray | None = None) -> None:
+        """Hot path: only note which markers arrived when; `settle` does the rest later.
+
+        Looks in ``data`` if given (a chunk that was never buffered), else the buffer."""
+        found = MARKER.findall(self.buf if data is None else data, 0, end)
         if found:
             self.arrivals.append((now, found))
             self.remaining -= len(found)

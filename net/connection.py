@@ -17,7 +17,7 @@ The writer is the fan-out's hot path: per frame it does one ``send`` and
 nothing else, and a run of log entries becomes frames through one call of
 the server's :meth:`FanoutConnection._frames`. Where the socket is a raw
 transport (see :mod:`net.wire`) the publisher may even write a run for an
-idle connection itself (:attr:`~net.fanout.Subscriber.deliver_now`), sparing
+idle connection itself (:attr:`~net.fanout.Subscriber.direct`), sparing
 the writer's wake-up.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 import anyio
@@ -137,7 +136,7 @@ class FanoutConnection(ABC, Generic[E]):
         subscriber = self.subscriber
         self.raw_path = sender.raw
         if sender.raw:
-            subscriber.deliver_now = partial(self._deliver_now, sender)
+            subscriber.direct = self  # deliver_now and write_now below
         keepalives = self.keepalives
         try:
             async with anyio.create_task_group() as tg:
@@ -153,6 +152,7 @@ class FanoutConnection(ABC, Generic[E]):
         finally:
             self._tasks = None
             subscriber.on_wake = None
+            subscriber.direct = None
             if keepalives is not None:
                 keepalives.remove(self)
 
@@ -183,6 +183,22 @@ class FanoutConnection(ABC, Generic[E]):
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
 
-    def _deliver_now(self, sender: Sender, start: int, entries: Sequence[E]) -> bool:
-        """Called by the publisher: write this run straight out if the socket has room."""
-        return sender.try_write(self._frames(start, entries))
+    def deliver_now(self, start: int, entries: Sequence[E]) -> bool:
+        """Called by the publisher: write this run straight out if the socket has room.
+
+        The connection is its subscriber's :attr:`~net.fanout.Subscriber.direct`
+        writer only while a raw sender serves it (see :meth:`run`).
+        """
+        sender = self._sender
+        return sender is not None and sender.try_write(self._frames(start, entries))
+
+    def write_now(self, frame: Frame) -> bool:
+        """Called for a direct frame (a reply) while the writer waits: write it at once
+        if the socket has room, saving a writer task. A big frame always goes through
+        the writer, which bounds how many are in flight (:attr:`big_sends`)."""
+        sender = self._sender
+        return (
+            sender is not None
+            and len(frame.payload) < self.big_frame
+            and sender.try_write_one(frame)
+        )

@@ -17,13 +17,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from net.wire import Frame
 
 T = TypeVar("T")
 
 TRIM_EVERY = 256  # entries appended between lag checks and log trims
+
+
+class DirectWriter(Protocol):
+    """Writes for one subscriber now, if its socket has room; False: it could not."""
+
+    def deliver_now(self, start: int, entries: Sequence[Any], /) -> bool:
+        """The run of log entries from position ``start``."""
+
+    def write_now(self, frame: Frame, /) -> bool:
+        """One direct frame."""
 
 
 @dataclass(slots=True, eq=False)
@@ -35,9 +45,12 @@ class Subscriber:
     log position they must not overtake: they are sent once every entry
     before that position is published.
 
-    ``deliver_now``, if set, lets the publisher hand an idle subscriber its
-    entries synchronously (a write that cannot block), sparing its writer;
-    it returns False when it cannot, and the subscriber is woken as usual.
+    ``direct``, if set, writes to the subscriber's socket synchronously when
+    that cannot block (see :class:`DirectWriter`): the publisher hands an
+    idle subscriber its entries through it, and :meth:`FanoutLog.send_direct`
+    a direct frame (a reply, say) whose turn has come while the subscriber
+    waits, sparing the writer task either would start. When it cannot, the
+    subscriber is woken as usual. One reference, no callable per connection.
 
     ``on_wake`` starts the subscriber's writer: a writer exists only while
     there is something to send. It drains with :meth:`FanoutLog.take` until
@@ -46,7 +59,7 @@ class Subscriber:
     """
 
     on_overflow: Callable[[], None]
-    deliver_now: Callable[[int, Sequence[Any]], bool] | None = None
+    direct: DirectWriter | None = None
     on_wake: Callable[[], None] | None = None
     cursor: int | None = None
     outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
@@ -96,23 +109,39 @@ class FanoutLog(Generic[T]):
         if self._since_trim >= TRIM_EVERY:
             self._trim()  # before: lag counts only what subscribers could already send
         self.published = upto
-        idle, self._idle = self._idle, set()
+        idle = self._idle
         runs: dict[int, Sequence[T]] = {}
-        for subscriber in idle:
+        # the steady-rate hot path: one pass, no allocation per subscriber; a
+        # subscriber written to stays idle (its writer goes on waiting)
+        for subscriber in list(idle):
             cursor = subscriber.cursor
-            deliver = subscriber.deliver_now
-            if deliver is not None and cursor is not None and not subscriber.outbox:
+            direct = subscriber.direct
+            if direct is not None and cursor is not None and not subscriber.outbox:
                 run = runs.get(cursor)
                 if run is None:
                     run = runs[cursor] = self._entries[cursor - self._base : upto - self._base]
-                if deliver(cursor, run):
+                if direct.deliver_now(cursor, run):
                     subscriber.cursor = upto
-                    self._idle.add(subscriber)  # its writer goes on waiting
                     continue
+            idle.discard(subscriber)
             subscriber.wake()
 
     def send_direct(self, subscriber: Subscriber, frame: Frame, *, after: int = 0) -> None:
-        """Queue a frame for one subscriber, ordered after log position ``after``."""
+        """Send a frame to one subscriber, ordered after log position ``after``.
+
+        A waiting subscriber with an empty outbox has sent everything up to
+        :attr:`published`, so a frame due by then is written at once when its
+        ``direct`` writer can; otherwise it is queued for the subscriber's writer.
+        """
+        direct = subscriber.direct
+        if (
+            direct is not None
+            and subscriber.waiting
+            and not subscriber.outbox  # (one may wait there for a later log position)
+            and after <= self.published
+            and direct.write_now(frame)
+        ):
+            return
         subscriber.outbox.append((after, frame))
         self._idle.discard(subscriber)
         subscriber.wake()

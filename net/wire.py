@@ -106,6 +106,8 @@ class Sender:
 
     def try_write(self, frames: Sequence[Frame]) -> bool:
         """Write frames now if that cannot block (a raw socket with room); else False."""
+        if len(frames) == 1:
+            return self.try_write_one(frames[0])
         if not frames:
             return True  # nothing for this client in the run (say, only its own edits)
         transport = self._transport
@@ -115,15 +117,26 @@ class Sender:
             or transport.get_write_buffer_size() > HIGH_WATER
         ):
             return False
+        transport.write(b"".join([message.wire for message in frames]))  # one syscall
         stats = self.stats
-        if len(frames) == 1:
-            frame = frames[0]
-            transport.write(frame.wire)
-            stats.bytes_out += len(frame.payload)
-        else:  # one syscall for the run
-            transport.write(b"".join([message.wire for message in frames]))
-            stats.bytes_out += sum([len(message.payload) for message in frames])
+        stats.bytes_out += sum([len(message.payload) for message in frames])
         stats.frames_out += len(frames)
+        self.last_sent = time.monotonic()
+        return True
+
+    def try_write_one(self, frame: Frame) -> bool:
+        """:meth:`try_write` of one frame (the steady-rate case: one event, one reply)."""
+        transport = self._transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > HIGH_WATER
+        ):
+            return False
+        transport.write(frame.wire)
+        stats = self.stats
+        stats.bytes_out += len(frame.payload)
+        stats.frames_out += 1
         self.last_sent = time.monotonic()
         return True
 

@@ -45,8 +45,14 @@ from relays.broadcaster import Broadcaster
 from relays.catalog import Catalog
 from relays.connection import RelayConnection
 from relays.history import RelayHistory
-from relays.hub import Hub, HubSettings, Published
-from relays.protocol import BATCH_SUBPROTOCOL, ProtocolError, RelayUnavailable, encode_welcome
+from relays.hub import Hub, HubSettings, Published, published_body
+from relays.protocol import (
+    BATCH_SUBPROTOCOL,
+    ErrorCode,
+    ProtocolError,
+    RelayUnavailable,
+    encode_welcome,
+)
 from relays.scope import Scopes
 from relays.stats import RelayStats, snapshot
 
@@ -384,33 +390,45 @@ class RelayApp:
         except (ValueError, RecursionError):
             await respond_json(send, 400, {"error": "body is not valid JSON"})
             return
-        items = parsed if isinstance(parsed, list) else [parsed]
-        checked = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict) or not isinstance(item.get("event"), str):
-                error = f"item {index}: expected an object with 'event' (string) and 'data'"
-                await respond_json(send, 400, {"error": error})
-                return
-            try:
-                payload, channels = self.catalog.prepare(item["event"], item.get("data"))
-            except ProtocolError as exc:
-                body_ = {"error": f"item {index}: {exc.message}", "error_code": exc.code.value}
-                await respond_json(send, 422, body_)
-                return
-            denied = [channel for channel in channels if not grant.allows(channel)]
-            if denied:
-                error = f"item {index}: this token may not publish on {denied[0]}"
-                await respond_json(send, 403, {"error": error, "error_code": "FORBIDDEN"})
-                return
-            checked.append((item["event"], channels, payload))
+        try:
+            checked = self.check_publish(parsed if isinstance(parsed, list) else [parsed], grant)
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.BAD_REQUEST:
+                await respond_json(send, 400, {"error": exc.message})
+            else:
+                status = 403 if exc.code is ErrorCode.FORBIDDEN else 422
+                await respond_json(
+                    send, status, {"error": exc.message, "error_code": exc.code.value}
+                )
+            return
         try:
             # 202 Accepted: numbered (and durable) in Redis; applied here a moment later
             published = await self.publish_events(checked, read_own=False)
         except RelayUnavailable as exc:
             await respond_json(send, 503, {"error": exc.message, "error_code": exc.code.value})
             return
-        results = []
-        for (event, _, _), placed in zip(checked, published, strict=True):
-            offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
-            results.append({"event": event, "offsets": offsets})
-        await respond_json(send, 202, {"published": results})
+        await respond_json(send, 202, published_body(checked, published))
+
+    def check_publish(self, items: Sequence[object], grant: Grant) -> list[Validated]:
+        """Events to publish (``{"event", "data"}`` each) validated whole, for ``POST
+        /publish`` and the ``publish`` request alike; ProtocolError naming the item:
+        BAD_REQUEST (not such an object), the catalog's refusal, or FORBIDDEN (a
+        channel the token does not cover)."""
+        checked: list[Validated] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    f"item {index}: expected an object with 'event' (string) and 'data'",
+                )
+            try:
+                payload, channels = self.catalog.prepare(item["event"], item.get("data"))
+            except ProtocolError as exc:
+                raise ProtocolError(exc.code, f"item {index}: {exc.message}") from None
+            denied = [channel for channel in channels if not grant.allows(channel)]
+            if denied:
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, f"item {index}: this token may not publish on {denied[0]}"
+                )
+            checked.append((item["event"], channels, payload))
+        return checked

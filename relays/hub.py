@@ -17,7 +17,7 @@ each is live) in :attr:`Member.channels`; the writer skips the rest. So:
 The cost is a dict lookup per published entry per connection to skip
 channels it does not follow; next to framing and writing a message that is
 noise, and on hypercorn's asyncio path idle connections do it synchronously
-in :meth:`FanoutLog.publish` (``deliver_now``) without waking their writer.
+in :meth:`FanoutLog.publish` (``Subscriber.direct``) without waking their writer.
 
 History is separate from the log (the log forgets what every writer has
 sent): per channel, the last ``history_size`` frames younger than
@@ -90,6 +90,18 @@ class Published:
     channel: str
     offset: int
     epoch: str
+
+
+def published_body(
+    checked: Sequence[tuple[str, Sequence[str], Mapping[str, Any]]],
+    published: Sequence[Sequence[Published]],
+) -> dict[str, Any]:
+    """Where each published event landed: ``{"published": [{"event", "offsets"}]}``."""
+    results = []
+    for (event, _, _), placed in zip(checked, published, strict=True):
+        offsets = [{"channel": p.channel, "offset": p.offset, "epoch": p.epoch} for p in placed]
+        results.append({"event": event, "offsets": offsets})
+    return {"published": results}
 
 
 @dataclass(slots=True)

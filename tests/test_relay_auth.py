@@ -282,6 +282,28 @@ async def test_publish_needs_a_token_with_publish_rights() -> None:
         assert by_query.status_code == 202
 
 
+async def test_publish_request_needs_the_same_rights() -> None:
+    """The ``publish`` request over the WebSocket is bounded as POST /publish is."""
+    one = {
+        "event": "adapter.activated",
+        "data": {"adapter_id": "a1", "repo": "o/r", "version": "1"},
+    }
+    async with auth_relay() as running:
+
+        async def publish(bearer: str) -> dict[str, Any]:
+            async with raw(f"{running.url}?token={bearer}") as ws:
+                await recv(ws)  # the welcome
+                await ws.send(request("publish", one, "p1"))
+                return await recv(ws)
+
+        refused = await publish(token(publish=False))
+        assert refused["type"] == "error" and refused["error_code"] == "FORBIDDEN"
+        outside = await publish(token(channels=["registry"], publish=True))
+        assert outside["error_code"] == "FORBIDDEN" and "adapter:a1" in outside["error_message"]
+        ok = await publish(token(channels=["*"], publish=True))
+        assert ok["type"] == "response" and ok["data"]["published"][0]["event"] == one["event"]
+
+
 # --- inkwire relay with the secret from the environment -------------------------------
 
 

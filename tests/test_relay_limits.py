@@ -1,6 +1,7 @@
 """The per-connection rate limiter: the token bucket alone, then a flood over a real socket."""
 
 import json
+import time
 from contextlib import suppress
 
 import anyio
@@ -9,7 +10,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from net.limits import ALLOWED, CLOSE, DROPPED, RateLimiter
+from net.tokens import OPEN
+from relays.app import RelayApp
 from relays.catalogs import BY_NAME
+from relays.connection import RelayConnection
 from tests.relayclient import TIMEOUT, Client, client, relay
 
 dhruva = BY_NAME["dhruva"]
@@ -90,3 +94,56 @@ def test_a_refused_client_waits_until_its_next_token() -> None:
     assert limiter.take(0.0) == DROPPED
     assert limiter.due() == pytest.approx(0.1)  # one token at 10 a second
     assert limiter.take(0.1) == ALLOWED
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_requests_lets_others_run() -> None:
+    """hypercorn hands the reader a client's queued messages without a suspension; the
+    reader yields once its handling passes the time slice, so a burst of slow requests
+    (a flooder back with a full bucket) does not hold everyone else until it is done."""
+    app = RelayApp(dhruva)
+    handled: list[str] = []
+
+    @app.handle("get_adapter_status")
+    async def slow(params: dict[str, object]) -> dict[str, object]:
+        end = time.perf_counter() + 0.002  # handling that holds the loop (no await)
+        while time.perf_counter() < end:
+            pass
+        handled.append("request")
+        return {}
+
+    burst = [
+        {
+            "type": "websocket.receive",
+            "text": json.dumps(
+                {
+                    "type": "request",
+                    "event": "get_adapter_status",
+                    "id": i,
+                    "data": {"adapter_id": "a"},
+                }
+            ),
+        }
+        for i in range(20)
+    ]
+    messages = iter([*burst, {"type": "websocket.disconnect", "code": 1000}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages)  # all queued already: no suspension, as hypercorn's queue
+
+    async def other_connection() -> None:
+        while True:
+            handled.append("other")
+            await anyio.lowlevel.checkpoint()
+
+    connection = RelayConnection(app, "peer", batch=False, grant=OPEN)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_connection)
+        await anyio.lowlevel.checkpoint()  # it ran once
+        await connection._read(receive)
+        tg.cancel_scope.cancel()
+    requests = [i for i, what in enumerate(handled) if what == "request"]
+    assert len(requests) == 20
+    # the other task ran between the burst's first and last request, more than once
+    between = handled[requests[0] : requests[-1]].count("other")
+    assert between >= 3, handled

@@ -306,6 +306,52 @@ async def test_http_publish() -> None:
         assert len(events) == 3  # the refused batch published nothing
 
 
+async def test_publish_request_over_the_websocket() -> None:
+    """``publish`` is POST /publish over the connection: same checks, same answer."""
+    one = {"event": "adapter.deactivated", "data": {"adapter_id": "a", "repo": "r", "reason": "x"}}
+    async with relay(dhruva) as running, client(running.url) as sub, client(running.url) as pub:
+        await sub.reply(await sub.subscribe("lifecycle"))
+        reply = await pub.reply(await pub.request("publish", one))
+        assert reply["type"] == "response"
+        [result] = reply["data"]["published"]
+        assert result["event"] == "adapter.deactivated"
+        assert [o["channel"] for o in result["offsets"]] == ["adapter:a", "lifecycle"]
+        reply = await pub.reply(await pub.request("publish", {"events": [one, one]}))
+        assert [o["offsets"][1]["offset"] for o in reply["data"]["published"]] == [2, 3]
+        missing = {"event": "adapter.deactivated", "data": {"adapter_id": "a", "repo": "r"}}
+        for data, code in [
+            ({"events": [one, missing]}, "INVALID_PAYLOAD"),  # checked whole: nothing sent
+            ({"event": "nope", "data": {}}, "INVALID_PAYLOAD"),
+            ({"events": "not a list"}, "INVALID_PAYLOAD"),
+            ({"channel": "lifecycle"}, "INVALID_PAYLOAD"),
+            ({"events": [{"data": {}}]}, "BAD_REQUEST"),
+        ]:
+            error = await pub.reply(await pub.request("publish", data))
+            assert error["type"] == "error" and error["error_code"] == code, (data, error)
+        assert "reason" in (await pub.reply("publish-2"))["error_message"]
+        events = await sub.events_count(3)
+        assert [e["offset"] for e in events] == [1, 2, 3]
+        # the connection is still served: one more publish goes through
+        reply = await pub.reply(await pub.request("publish", one, message_id="last"))
+        assert reply["data"]["published"][0]["offsets"][1]["offset"] == 4
+        assert [e["offset"] for e in await sub.events_count(4)] == [1, 2, 3, 4]
+
+
+async def test_replies_keep_their_order() -> None:
+    """Replies written at once by the reader (a waiting writer) and replies the writer
+    queues arrive in the order of their requests, interleaved with live events."""
+    one = {"event": "adapter.deactivated", "data": {"adapter_id": "a", "repo": "r", "reason": "x"}}
+    async with relay(dhruva) as running, client(running.url) as c:
+        await c.reply(await c.subscribe("lifecycle"))
+        for i in range(150):  # 300 messages: within the rate limit's burst
+            await c.send({"type": "ping", "id": f"p{i}"})
+            await c.request("publish", one, message_id=f"m{i}")
+        await c.wait(lambda: len(c.replies) >= 301 and len(c.events) >= 150)
+        expected = [key for i in range(150) for key in (f"p{i}", f"m{i}")]
+        assert list(c.replies) == ["sub_lifecycle", *expected]
+        assert [e["offset"] for e in c.events] == list(range(1, 151))
+
+
 async def test_server_full_is_refused_with_1013() -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
