@@ -400,15 +400,16 @@ def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
     return ids
 
 
+_FONT_KEYS = {"fontSize", "fontFamily", "textAlign"}
+
+
 def _style(spec: BaseModel) -> dict[str, Any]:
+    """The style fields a request gave (element styles, text styles, ``rounded``)."""
     return {
         k: v
         for k, v in spec.model_dump(include=set(el.STYLE_KEYS) | _FONT_KEYS | {"rounded"}).items()
         if v is not None
     }
-
-
-_FONT_KEYS = {"fontSize", "fontFamily", "textAlign"}
 
 
 def _build(draft: _Draft, eid: str, spec: ShapeSpec, index: str) -> Element:
@@ -445,7 +446,7 @@ def _build(draft: _Draft, eid: str, spec: ShapeSpec, index: str) -> Element:
         width=spec.width or default_w,
         height=spec.height or default_h,
         roundness=el.roundness_for(spec.type, spec.rounded),
-        **{k: v for k, v in common.items()},
+        **common,
     )
     if spec.type == "frame":
         element["name"] = spec.name
