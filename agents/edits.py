@@ -17,7 +17,6 @@ deleting one takes its label with it and unbinds its arrows.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agents import elements as el
+from agents import text as tx
 from agents.elements import Clock, Element, Elements
+from agents.layout import layer_gap, node_size, place
 from agents.specs import (
     LABELLED,
     LINEAR,
@@ -399,15 +400,16 @@ def _assign_ids(draft: _Draft, specs: list[ShapeSpec]) -> list[str]:
     return ids
 
 
+_FONT_KEYS = {"fontSize", "fontFamily", "textAlign"}
+
+
 def _style(spec: BaseModel) -> dict[str, Any]:
+    """The style fields a request gave (element styles, text styles, ``rounded``)."""
     return {
         k: v
         for k, v in spec.model_dump(include=set(el.STYLE_KEYS) | _FONT_KEYS | {"rounded"}).items()
         if v is not None
     }
-
-
-_FONT_KEYS = {"fontSize", "fontFamily", "textAlign"}
 
 
 def _build(draft: _Draft, eid: str, spec: ShapeSpec, index: str) -> Element:
@@ -444,7 +446,7 @@ def _build(draft: _Draft, eid: str, spec: ShapeSpec, index: str) -> Element:
         width=spec.width or default_w,
         height=spec.height or default_h,
         roundness=el.roundness_for(spec.type, spec.rounded),
-        **{k: v for k, v in common.items()},
+        **common,
     )
     if spec.type == "frame":
         element["name"] = spec.name
@@ -593,7 +595,7 @@ def _apply_update(draft: _Draft, update: ElementUpdate, moving: frozenset[str]) 
                 text["strokeColor"] = update.strokeColor
             _restyle_text(text, fonts, None)
             if update.label is not None:
-                text["originalText"] = el.normalize_text(update.label)
+                text["originalText"] = tx.normalize_text(update.label)
                 text["text"] = text["originalText"]
     elif update.label:
         spec_style = update.model_copy(update={"backgroundColor": None})
@@ -605,14 +607,14 @@ def _restyle_text(text: Element, fonts: Mapping[str, Any], new_text: str | None)
     if "fontSize" in fonts:
         text["fontSize"] = float(fonts["fontSize"])
     if "fontFamily" in fonts:
-        text["fontFamily"] = el.FONT_FAMILIES[fonts["fontFamily"]]
-        text["lineHeight"] = el.LINE_HEIGHTS[text["fontFamily"]]
+        text["fontFamily"] = tx.FONT_FAMILIES[fonts["fontFamily"]]
+        text["lineHeight"] = tx.LINE_HEIGHTS[text["fontFamily"]]
     if "textAlign" in fonts:
         text["textAlign"] = fonts["textAlign"]
     if new_text is not None:
-        text["originalText"] = text["text"] = el.normalize_text(new_text)
+        text["originalText"] = text["text"] = tx.normalize_text(new_text)
     if not text.get("containerId"):
-        text["width"], text["height"] = el.measure(
+        text["width"], text["height"] = tx.measure(
             text["text"],
             float(text["fontSize"]),
             float(text["lineHeight"]),
@@ -795,10 +797,6 @@ def distribute(elements: Elements, ids: Any, axis: Axis, clock: Clock) -> Edit:
 
 # -- layout ------------------------------------------------------------------------
 
-#: Space between layers and between nodes of one layer.
-LAYER_GAP = 100.0
-NODE_GAP = 60.0
-
 
 def layout(
     elements: Elements,
@@ -832,10 +830,13 @@ def layout(
         for end in (edge.from_, edge.to):
             if end not in names:
                 raise EditError(f"edges[{n}]: {end!r} is not one of the nodes")
-    sizes = {n.id: _node_size(n) for n in node_specs}
+    sizes = {n.id: node_size(n) for n in node_specs}
     pairs = [(e.from_, e.to) for e in edge_specs]
-    gap = _layer_gap([e.label for e in edge_specs if e.label], direction)
-    centres, paths = _sugiyama(names, pairs, sizes, direction, gap)
+    gap = layer_gap([e.label for e in edge_specs if e.label], direction)
+    try:
+        centres, paths = place(names, pairs, sizes, direction, gap)
+    except ValueError as exc:
+        raise EditError(str(exc)) from None
     ox, oy = origin
     bends = [p for path in paths.values() for p in path]
     left = min([centres[i][0] - sizes[i][0] / 2 for i in names] + [p[0] for p in bends])
@@ -874,111 +875,3 @@ def layout(
         element["x"] = float(element["x"]) + dx
         element["y"] = float(element["y"]) + dy
     return draft.finish(ids)
-
-
-def _node_size(node: NodeSpec) -> tuple[float, float]:
-    """Big enough for the label wrapped to a readable width, at least 160 x 80."""
-    if node.width is not None and node.height is not None:
-        return node.width, node.height
-    font_size = float(node.fontSize or el.DEFAULT_FONT_SIZE)
-    family = el.FONT_FAMILIES.get(node.fontFamily or "", el.DEFAULT_FONT_FAMILY)
-    line = 140.0 if node.type == "diamond" else 220.0
-    lines = el.wrap(node.label, font_size, line * font_size / el.DEFAULT_FONT_SIZE, family)
-    tw, th = el.measure(lines or " ", font_size, el.LINE_HEIGHTS[family], family)
-    width = max(160.0, el.container_size_for(tw, node.type) + 20)
-    height = max(80.0, el.container_size_for(th, node.type) + 20)
-    return node.width or float(width), node.height or float(height)
-
-
-def _layer_gap(labels: list[str], direction: Direction) -> float:
-    """Room between layers for the longest edge label (wrapped as on an arrow)."""
-    extent = 0.0
-    for label in labels:
-        lines = el.wrap(label, el.DEFAULT_FONT_SIZE, el.DEFAULT_FONT_SIZE * 11)
-        width, height = el.measure(lines, el.DEFAULT_FONT_SIZE, el.LINE_HEIGHTS[5])
-        extent = max(extent, width if direction == "LR" else height)
-    return max(LAYER_GAP, extent + 60)
-
-
-def _components(
-    names: list[str], pairs: list[tuple[str, str]]
-) -> list[tuple[list[str], list[tuple[str, str]]]]:
-    """Connected components (nodes and edges, each in the order given)."""
-    parent = {n: n for n in names}
-
-    def root(n: str) -> str:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for a, b in pairs:
-        parent[root(a)] = root(b)
-    groups: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
-    for n in names:
-        groups.setdefault(root(n), ([], []))[0].append(n)
-    for pair in pairs:
-        groups[root(pair[0])][1].append(pair)
-    return list(groups.values())
-
-
-def _sugiyama(
-    names: list[str],
-    edges: list[tuple[str, str]],
-    sizes: Mapping[str, tuple[float, float]],
-    direction: Direction,
-    layer_gap: float = LAYER_GAP,
-) -> tuple[dict[str, tuple[float, float]], dict[tuple[str, str], list[tuple[float, float]]]]:
-    """Node centres from grandalf's Sugiyama layout (components side by side), and
-    the bends of each edge that spans layers (the layout's dummy nodes)."""
-    from grandalf.graphs import Edge, Vertex, graph_core
-    from grandalf.layouts import SugiyamaLayout
-
-    class _View:
-        def __init__(self, w: float = 1.0, h: float = 1.0) -> None:
-            self.w, self.h = w, h
-            self.xy = (0.0, 0.0)
-            self.path: list[tuple[float, float]] = []
-
-        def setpath(self, path: list[tuple[float, float]]) -> None:
-            self.path = [(float(x), float(y)) for x, y in path]
-
-    across = direction == "LR"
-    vertices = {n: Vertex(n) for n in names}
-    for n, vertex in vertices.items():
-        w, h = sizes[n]
-        vertex.view = _View(h, w) if across else _View(w, h)
-    links = {pair: Edge(vertices[pair[0]], vertices[pair[1]]) for pair in dict.fromkeys(edges)}
-    for link in links.values():
-        link.view = _View()
-    placed: dict[str, tuple[float, float]] = {}
-    paths: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    offset = 0.0
-    # Components made here, in the order given: grandalf's own Graph collects
-    # them through sets, so its drawing would depend on memory addresses.
-    for members_names, component_links in _components(names, list(links)):
-        component = graph_core(
-            [vertices[n] for n in members_names], [links[p] for p in component_links]
-        )
-        sugiyama = SugiyamaLayout(component)
-        sugiyama.xspace = NODE_GAP
-        sugiyama.yspace = layer_gap
-        sugiyama.init_all()
-        sugiyama.draw()
-        members = list(component.sV)
-        min_x = min(v.view.xy[0] - v.view.w / 2 for v in members)
-        max_x = max(v.view.xy[0] + v.view.w / 2 for v in members)
-        for vertex in members:
-            x, y = vertex.view.xy
-            placed[vertex.data] = (x - min_x + offset, y)
-        for pair, link in links.items():
-            if pair[0] in placed and pair[0] in {v.data for v in members}:
-                bends = link.view.path[1:-1]
-                paths[pair] = [(x - min_x + offset, y) for x, y in bends]
-        offset += max_x - min_x + NODE_GAP * 2
-    if across:
-        placed = {n: (y, x) for n, (x, y) in placed.items()}
-        paths = {pair: [(y, x) for x, y in bends] for pair, bends in paths.items()}
-    if not all(math.isfinite(c) for xy in placed.values() for c in xy):
-        raise EditError("the layout failed for this graph")
-    return placed, paths

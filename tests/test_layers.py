@@ -131,7 +131,7 @@ AGENTS = ROOT / "agents"
 #: What ``agents`` may build on: the servers' pieces, never the relays, cluster or service.
 AGENTS_MAY_IMPORT = {"net", "storage", "clients", "collab", "agents"}
 #: The pure element model: plain dicts in and out, no I/O, no CRDT, no MCP SDK.
-AGENTS_PURE = ("specs", "elements", "edits", "describe")
+AGENTS_PURE = ("specs", "text", "elements", "layout", "edits", "describe")
 PURE_FORBIDDEN = {"pycrdt", "mcp", "anyio", "httpx", "net", "collab", "clients", "storage"}
 
 
