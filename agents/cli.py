@@ -12,9 +12,7 @@ import logging
 import os
 import sys
 
-import anyio
-
-from agents.session import DEFAULT_SERVER, IDLE_TIMEOUT
+from agents.defaults import DEFAULT_SERVER, IDLE_TIMEOUT
 
 __all__ = ["COMMANDS", "add_commands", "run"]
 
@@ -60,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print("inkwire mcp: --server must be an http:// or https:// URL", file=sys.stderr)
         return 2
     # imported here: `inkwire` loads this module for every command
+    import anyio
+
     from agents.server import ServerOptions, build_server
 
     options = ServerOptions(

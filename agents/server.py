@@ -29,11 +29,10 @@ from pycrdt import Doc
 from pydantic import BaseModel, Field
 
 from agents import edits, operations
+from agents.defaults import DEFAULT_SERVER, IDLE_TIMEOUT
 from agents.describe import describe
 from agents.export import Export, Format, export_diagram
 from agents.session import (
-    DEFAULT_SERVER,
-    IDLE_TIMEOUT,
     Agent,
     DiagramUnavailable,
     Sessions,

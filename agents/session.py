@@ -38,6 +38,7 @@ import httpx
 from anyio.abc import TaskGroup, TaskStatus
 from pycrdt import Decoder, Doc
 
+from agents.defaults import IDLE_TIMEOUT
 from clients.diagram import DiagramClient, DiagramConnectionError
 
 __all__ = [
@@ -52,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger("inkwire.agents")
 
-DEFAULT_SERVER = "http://127.0.0.1:3042"
-IDLE_TIMEOUT = 600.0  # seconds without a tool call before a diagram's client closes
 _REAP_EVERY = 30.0
 _CLOSE_GRACE = 5.0  # seconds the clients get to say goodbye when the server stops
 

@@ -29,9 +29,12 @@ Health, metrics and the web app's pages and assets stay open.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from net.tokens import Grant
 from relays.scope import ANY_VALUE
+
+if TYPE_CHECKING:  # only annotations: `inkwire` reads SECRET_ENV without loading JWT
+    from net.tokens import Grant
 
 SECRET_ENV = "INKWIRE_COLLAB_SECRET"
 FORBIDDEN = 4403  # the close code of a token that does not cover the diagram

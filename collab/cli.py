@@ -1,22 +1,21 @@
 """The ``inkwire`` command line."""
 
+# Startup time is the user's (and a desktop agent's, which runs a subcommand as its
+# stdio server): building the parser imports only argparse definitions, and each
+# command imports what it runs when it runs (tests/test_layers.py keeps it so).
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from functools import partial
-
-import anyio
 
 from agents import cli as agents_cli
 from cluster import add_redis_option
 from collab import auth, cli_db, cli_replay
 from relays import cli as relay_cli
 from relays import cli_clients
-from service import build, logs, run, units, up
 from service import cli as service_cli
-from storage.store import StorageError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     service_cli.add_settings_options(commands.choices["relay"])
     cli_clients.add_commands(commands)
     agents_cli.add_commands(commands)
-    service_cli.add_commands(commands)
-    up.add_command(commands)
-    units.add_command(commands)
+    service_cli.add_commands(commands)  # config, up, deploy
     args = parser.parse_args(argv)
     if args.command in agents_cli.COMMANDS:
         sys.exit(agents_cli.run(args))
@@ -89,7 +86,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "config":
         sys.exit(service_cli.run(args))
     if args.command == "deploy":
+        from service import units
+
         sys.exit(units.run(args))
+    _serve(parser, args)
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``serve``, ``relay`` and ``up``: the commands that start servers."""
+    from functools import partial
+
+    import anyio
+
+    from service import build, logs, run, up
+    from storage.store import StorageError
+
     resolved = service_cli.settings_or_exit(args, args.command)
     settings = resolved.settings
     if args.command != "up":  # up's workers log for themselves, named by up

@@ -17,18 +17,20 @@ import sys
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
-import httpx
 
 from storage import StorageError, replay
 from storage.databases import exists, open_store, shown
 from storage.excalidraw import InvalidDiagram
 from storage.store import DiagramArchive
 from storage.urls import warn_if_password_in_argv
+
+if TYPE_CHECKING:
+    import httpx
 
 COMMANDS = ("list", "history", "export", "import", "restore", "replay")
 
@@ -96,9 +98,6 @@ def run(args: argparse.Namespace) -> int:
     except (CommandError, StorageError, InvalidDiagram, replay.NotFound, replay.BadRequest) as exc:
         print(f"inkwire {args.command}: {exc}", file=sys.stderr)
         return 1
-    except httpx.HTTPError as exc:
-        print(f"inkwire {args.command}: {exc}", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -135,25 +134,34 @@ def _direct(args: argparse.Namespace) -> None:
 
 
 def _via_server(args: argparse.Namespace) -> None:
+    import httpx  # only here: the commands on a file start without it
+
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    with httpx.Client(base_url=args.server.rstrip("/"), headers=headers, timeout=60) as http:
-        if args.command == "list":
-            params = {"limit": args.limit} | ({"prefix": args.prefix} if args.prefix else {})
-            _print_list(_ok(http.get("/api/diagrams", params=params)), args.json)
-            return
-        diagram = args.diagram or Path(args.file).stem
-        base = f"/api/diagrams/{quote(diagram, safe='')}"
-        if args.command == "history":
-            params = {"limit": args.limit} | ({"before": args.before} if args.before else {})
-            _print_history(_ok(http.get(f"{base}/history", params=params)), args.json)
-        elif args.command == "export":
-            params = {"at": args.at} if args.at else {}
-            _write_export(_ok(http.get(base, params=params)), args.output)
-        elif args.command == "import":
-            _print_json(_ok(http.post(f"{base}/import", content=_read(args.file))))
-        elif args.command == "restore":
-            at: str | int = int(args.at) if args.at.isdigit() else args.at
-            _print_json(_ok(http.post(f"{base}/restore", json={"at": at})))
+    try:
+        with httpx.Client(base_url=args.server.rstrip("/"), headers=headers, timeout=60) as http:
+            _requests(http, args)
+    except httpx.HTTPError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _requests(http: httpx.Client, args: argparse.Namespace) -> None:
+    if args.command == "list":
+        params = {"limit": args.limit} | ({"prefix": args.prefix} if args.prefix else {})
+        _print_list(_ok(http.get("/api/diagrams", params=params)), args.json)
+        return
+    diagram = args.diagram or Path(args.file).stem
+    base = f"/api/diagrams/{quote(diagram, safe='')}"
+    if args.command == "history":
+        params = {"limit": args.limit} | ({"before": args.before} if args.before else {})
+        _print_history(_ok(http.get(f"{base}/history", params=params)), args.json)
+    elif args.command == "export":
+        params = {"at": args.at} if args.at else {}
+        _write_export(_ok(http.get(base, params=params)), args.output)
+    elif args.command == "import":
+        _print_json(_ok(http.post(f"{base}/import", content=_read(args.file))))
+    elif args.command == "restore":
+        at: str | int = int(args.at) if args.at.isdigit() else args.at
+        _print_json(_ok(http.post(f"{base}/restore", json={"at": at})))
 
 
 def _ok(response: httpx.Response) -> Any:

@@ -28,8 +28,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
-import jwt
 
+# PyJWT (and the cryptography it loads) is imported by the two functions that sign and
+# verify: `inkwire` reads the auth modules' constants at every start, without auth.
 ALGORITHM = "HS256"
 UNAUTHORIZED = 4001  # the close code of a failed authentication
 
@@ -79,6 +80,8 @@ class Authenticator:
     def check(self, token: object) -> Grant:
         if not isinstance(token, str) or not token:
             raise AuthError("no token")
+        import jwt
+
         try:
             claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM])
         except jwt.PyJWTError as exc:
@@ -128,6 +131,8 @@ def make_token(
     claims: dict[str, Any] = {"sub": sub, "channels": list(channels), "publish": publish}
     if ttl is not None:
         claims["exp"] = int(time.time() + ttl)
+    import jwt
+
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

@@ -20,13 +20,13 @@ import json
 import signal
 import sys
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-import anyio
-import httpx
+if TYPE_CHECKING:  # each command imports its client when it runs: `inkwire` starts fast
+    import httpx
 
-from clients.relay import Event, Gap, RelayClient, RelayError
+    from clients.relay import Event, Gap
 
 COMMANDS = frozenset(("tail", "publish"))
 HTTP_TIMEOUT = 10.0
@@ -50,6 +50,8 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.command == "publish":
         return publish(args.url, args.event, args.data, args.token)
+    import anyio
+
     try:
         return anyio.run(tail, args.url, args.channels, args.json, args.batch, args.token)
     except KeyboardInterrupt:  # Ctrl-C before the signal handler was in place
@@ -68,6 +70,10 @@ async def tail(
     out: TextIO | None = None,
 ) -> int:
     """Print events until a signal; 1 if the relay cannot be reached or refuses a channel."""
+    import anyio
+
+    from clients.relay import Gap, RelayClient, RelayError
+
     out = out or sys.stdout
     status = 0
     async with anyio.create_task_group() as tg:
@@ -154,6 +160,8 @@ def publish(url: str, event: str, data: str, token: str | None = None) -> int:
     except ValueError as exc:
         _error(f"--data is not JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc))
         return 2
+    import httpx
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.post(

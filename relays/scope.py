@@ -30,11 +30,13 @@ A grant covering everything (auth off, or a ``*`` token) skips it all.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from net.tokens import Grant
 from relays.catalog import Catalog, ChannelTemplate, ListRecords, Table
 from relays.protocol import ErrorCode, ProtocolError
+
+if TYPE_CHECKING:  # only annotations (collab.auth, and so `inkwire`, imports this module)
+    from net.tokens import Grant
 
 Record = Mapping[str, Any]
 RecordFilter = Callable[[Record], bool]

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from net.hosting import PLAIN, Listen, run_app
-from relays.app import Handler, RelayApp, RelaySettings
 from relays.catalog import Catalog
-from relays.hub import Hub, Published
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `import relays` stays light: the server loads when a relay starts
+    from net.hosting import Listen
+    from relays.app import Handler, RelayApp, RelaySettings
+    from relays.hub import Hub, Published
     from storage.databases import Database
 
 log = logging.getLogger("inkwire.relay")
@@ -81,13 +81,18 @@ async def host_relay(
     host: str,
     port: int,
     shutdown_trigger: Callable[[], Awaitable[None]],
-    listen: Listen = PLAIN,
+    listen: Listen | None = None,
 ) -> None:
     """Serve ``app`` and run its background tasks; they stop after the server, so
-    the history writer commits every event published before shutdown."""
+    the history writer commits every event published before shutdown.
+
+    ``listen``: TLS, or a socket inherited from ``inkwire up`` (default: plain TCP).
+    """
+    from net.hosting import PLAIN, run_app
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(app.background)
-        await run_app(app, host, port, shutdown_trigger, listen)
+        await run_app(app, host, port, shutdown_trigger, listen or PLAIN)
         tg.cancel_scope.cancel()
 
 
@@ -111,6 +116,9 @@ async def serve(
     ``store``: where history is kept (:func:`storage.databases.open_store`;
     the caller closes it), instead of ``settings.history_db``.
     """
+    from net.hosting import Listen
+    from relays.app import RelayApp, RelaySettings
+
     if (certfile is None) != (keyfile is None):
         raise ValueError("TLS needs both certfile and keyfile")
     listen = Listen(certfile=certfile, keyfile=keyfile)

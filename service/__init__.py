@@ -13,3 +13,5 @@
 
 docs/configuration.md and docs/service.md say how to use them.
 """
+
+CONFIG_ENV = "INKWIRE_CONFIG"  # the settings file when --config is not given

@@ -11,21 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from cluster import add_redis_option
 from relays.catalogs import SERVICES
-from service.sources import (
-    BY_DOTTED,
-    CONFIG_ENV,
-    Flag,
-    Resolved,
-    SettingsError,
-    effective,
-    parse_set,
-    port_clashes,
-    resolve,
-)
+from service import CONFIG_ENV
 from storage.urls import redact
+
+if TYPE_CHECKING:  # the settings model (pydantic) loads when a command resolves settings
+    from service.sources import Resolved
 
 # argparse dest -> settings key, for `inkwire serve`
 SERVE_FLAGS = {
@@ -99,6 +94,8 @@ def relay_names(args: argparse.Namespace, resolved: Resolved | None = None) -> l
 
 def resolve_args(args: argparse.Namespace, command: str) -> Resolved:
     """The effective settings of a command's parsed arguments (raises SettingsError)."""
+    from service.sources import BY_DOTTED, Flag, SettingsError, parse_set, resolve
+
     flags: dict[tuple[str, ...], Flag] = {}
     for item in args.set_keys:
         key_path, value = parse_set(item)
@@ -138,6 +135,8 @@ def resolve_args(args: argparse.Namespace, command: str) -> Resolved:
 
 def settings_or_exit(args: argparse.Namespace, command: str) -> Resolved:
     """Resolve, or print every problem and exit 2 (the start stops there)."""
+    from service.sources import SettingsError
+
     try:
         return resolve_args(args, command)
     except SettingsError as exc:
@@ -146,10 +145,11 @@ def settings_or_exit(args: argparse.Namespace, command: str) -> Resolved:
         sys.exit(2)
 
 
-# --- inkwire config check|show --------------------------------------------------------
+# --- inkwire config check|show, up, deploy ---------------------------------------------
 
 
 def add_commands(commands: Any) -> None:
+    """``config``, ``up`` (:mod:`service.up`) and ``deploy`` (:mod:`service.units`)."""
     config = commands.add_parser("config", help="check or show the settings (inkwire.yaml)")
     actions = config.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="validate the settings; exit 2 naming each problem")
@@ -159,9 +159,47 @@ def add_commands(commands: Any) -> None:
     )
     add_settings_options(show, servers=False)
     show.add_argument("--json", action="store_true", help="one JSON object: key -> value, origin")
+    up = commands.add_parser("up", help="run every enabled server of the settings, supervised")
+    add_redis_option(up, "rooms and channels (needed for --workers above 1)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes per server, sharing its port (default: the number of cores "
+        "with redis; 1 without)",
+    )
+    up.add_argument(
+        "--only",
+        action="append",
+        metavar="SERVICE",
+        help="run only this server (collab or a relay's name; repeatable): one unit each "
+        "under systemd or supervisord (`inkwire deploy`)",
+    )
+    add_settings_options(up)
+    deploy = commands.add_parser(
+        "deploy", help="print systemd units or a supervisord config for the settings"
+    )
+    deploy.add_argument("manager", choices=["systemd", "supervisor"])
+    deploy.add_argument(
+        "--user", default="inkwire", help="the dedicated user the servers run as (inkwire)"
+    )
+    deploy.add_argument(
+        "--workdir",
+        default="/var/lib/inkwire",
+        help="working directory: where relative db paths land (/var/lib/inkwire)",
+    )
+    deploy.add_argument(
+        "--inkwire", help="the inkwire executable (default: the one running this command)"
+    )
+    deploy.add_argument(
+        "--output", type=Path, metavar="DIR", help="write one file per unit here instead"
+    )
+    add_settings_options(deploy, servers=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inkwire config check|show``."""
+    from service.sources import effective, port_clashes
+
     resolved = settings_or_exit(args, "config")
     if args.action == "check":
         clashes = port_clashes(resolved)
@@ -190,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _json_value(resolved: Resolved, dotted: str) -> Any:
     from service.settings import value_at
+    from service.sources import BY_DOTTED
 
     leaf = BY_DOTTED[dotted]
     value = value_at(resolved.settings, leaf.path)

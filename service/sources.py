@@ -34,10 +34,10 @@ import yaml
 from pydantic import ValidationError
 
 from relays.catalogs import BY_NAME
+from service import CONFIG_ENV
 from service.settings import Leaf, Settings, leaves, value_at
 from storage.urls import redact
 
-CONFIG_ENV = "INKWIRE_CONFIG"
 LEAVES: dict[tuple[str, ...], Leaf] = {leaf.path: leaf for leaf in leaves()}
 BY_DOTTED: dict[str, Leaf] = {leaf.dotted: leaf for leaf in LEAVES.values()}
 

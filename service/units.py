@@ -16,34 +16,11 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from service import cli as service_cli
 from service.settings import ServerAddress, Settings
 
 TARGET = "inkwire.target"
-
-
-def add_command(commands: Any) -> None:
-    deploy = commands.add_parser(
-        "deploy", help="print systemd units or a supervisord config for the settings"
-    )
-    deploy.add_argument("manager", choices=["systemd", "supervisor"])
-    deploy.add_argument(
-        "--user", default="inkwire", help="the dedicated user the servers run as (inkwire)"
-    )
-    deploy.add_argument(
-        "--workdir",
-        default="/var/lib/inkwire",
-        help="working directory: where relative db paths land (/var/lib/inkwire)",
-    )
-    deploy.add_argument(
-        "--inkwire", help="the inkwire executable (default: the one running this command)"
-    )
-    deploy.add_argument(
-        "--output", type=Path, metavar="DIR", help="write one file per unit here instead"
-    )
-    service_cli.add_settings_options(deploy, servers=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,13 +36,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-from cluster import add_redis_option
-from service import cli as service_cli
 from service import logs
 from service.settings import Settings, dump
 from service.sources import Resolved, port_clashes
@@ -54,25 +51,6 @@ STOP_SECONDS = 10.0
 QUICK_DEATH = 5.0
 MAX_QUICK_DEATHS = 5
 MAX_LINE = 64 * 1024
-
-
-def add_command(commands: Any) -> None:
-    up = commands.add_parser("up", help="run every enabled server of the settings, supervised")
-    add_redis_option(up, "rooms and channels (needed for --workers above 1)")
-    up.add_argument(
-        "--workers",
-        type=int,
-        help="worker processes per server, sharing its port (default: the number of cores "
-        "with redis; 1 without)",
-    )
-    up.add_argument(
-        "--only",
-        action="append",
-        metavar="SERVICE",
-        help="run only this server (collab or a relay's name; repeatable): one unit each "
-        "under systemd or supervisord (`inkwire deploy`)",
-    )
-    service_cli.add_settings_options(up)
 
 
 @dataclass

@@ -5,6 +5,9 @@ it is: in a function, under ``TYPE_CHECKING``), and at run time (importing
 all of ``net`` in a fresh interpreter loads none of the other packages).
 ``agents`` (the MCP server and its tools) may import ``net``, ``storage``,
 ``clients``, ``collab`` and ``relays``, never ``cluster`` or ``service``.
+
+And the ``inkwire`` command's parser loads no server, client or settings model:
+each command imports those when it runs, so every command starts quickly.
 """
 
 from __future__ import annotations
@@ -160,3 +163,47 @@ def test_the_agents_element_model_is_pure() -> None:
             if module.split(".")[0] in PURE_FORBIDDEN:
                 breaches.append(f"{path.relative_to(ROOT)}:{line}: imports {module}")
     assert not breaches, "the element model does no I/O:\n" + "\n".join(breaches)
+
+
+# What building the `inkwire` parser may not load: each is imported by the command that
+# uses it (a server, a client, the settings model, token checks), so the commands that do
+# not (--help, list, config's parser...) start without them.
+NOT_AT_STARTUP = (
+    "clients",  # httpx-ws, httpcore, trio: tail and replay
+    "httpx",  # --server and publish
+    "hypercorn",  # serve, relay, up
+    "jwt",  # token checks and minting
+    "pydantic",  # the settings model: serve, relay, up, config, deploy
+    "relays.app",
+    "collab.app",
+    "service.settings",
+)
+
+
+@pytest.mark.processes  # a fresh interpreter, as `inkwire` starts
+def test_the_cli_parser_loads_no_server_client_or_settings_model() -> None:
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from collab import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])\n"
+        "print(json.dumps({'cli': cli.__file__, 'loaded': sorted(sys.modules)}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert Path(report["cli"]).parent == ROOT / "collab"
+    loaded = [
+        name
+        for name in report["loaded"]
+        if any(name == heavy or name.startswith(f"{heavy}.") for heavy in NOT_AT_STARTUP)
+    ]
+    assert not loaded, f"building the inkwire parser loaded {loaded}"
