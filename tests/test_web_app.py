@@ -279,7 +279,7 @@ def test_a_pasted_image_reaches_the_peer_over_http(server: Any, open_peer: Any) 
     )
     wait_for(
         lambda: bob.page.evaluate(RED_PIXELS_JS) > 100,
-        5,
+        10,  # the fetch, the decode and the next frame: 5 s was once not enough under load
         "Bob's canvas renders the red image",
     )
     assert f"/api/diagrams/pictures/files/{file_id}" in "\n".join(fetched)
