@@ -125,14 +125,15 @@ class Connection(FanoutConnection[RoomEntry]):
         pacer = self._pacer
         slice_ = TimeSlice()
         while True:
+            # the slice counts from before receive(): handing over a queued message is
+            # hypercorn's work done in this reader's turn (a wait here only adds a checkpoint)
+            started = perf_counter()
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return
-            # one clock read per message: the pacer's and the time slice's (perf_counter)
-            started = perf_counter()
             if pacer is not None:  # before any work on the message
-                wait = pacer.take(started)
+                wait = pacer.take(perf_counter())
                 if wait is None:
                     self.fail(RATE_LIMITED, "rate limit exceeded: slow down", "rate_limited")
                     return

@@ -26,6 +26,7 @@ from net.wire import raw_writer
 SHUTDOWN_SECONDS = 1.5  # for clients to take their 1001 close before hypercorn stops
 UPGRADE_SECONDS = 5.0  # from accepting a TCP connection to its complete request
 TLS_HANDSHAKE_SECONDS = 10.0
+APP_QUEUE = 32  # messages hypercorn parses ahead of the app (see hypercorn_config)
 
 
 class HostedApp(Protocol):
@@ -166,9 +167,13 @@ def hypercorn_config(
         # way (not RFC 8441 over HTTP/2), and keeps the direct socket writes of net.wire
         config.alpn_protocols = ["http/1.1"]
     config.backlog = 1024
-    # let the app read ahead (the default of 10 queued messages caps coalescing),
-    # but not too far: the queue counts messages, each up to the size limit
-    config.max_app_queue_size = 128
+    # How far hypercorn parses a client's frames ahead of the app. It fills this
+    # queue in one turn of the loop, with no suspension until it is full, so it
+    # bounds how long one flooding client's socket holds everyone else: at 128 a
+    # turn took 2-3 ms of CPU (wsproto, ~20 us a frame), the quiet diagram's p99
+    # beside a flooder 12 ms (docs/capacity.md). 32 still lets a burst coalesce
+    # (the default of 10 capped it); it counts messages, each up to the size limit.
+    config.max_app_queue_size = APP_QUEUE
     # the app's own check closes with a reason; hypercorn's is the hard stop above it
     config.websocket_max_message_size = app.max_message_size + (1 << 20)
     # hypercorn's ping task outlives a closed socket by up to one interval and

@@ -85,6 +85,9 @@ class Pacer:
         return -self._tokens / self.rate
 
 
+BUDGET: Final = 0.001  # seconds a reader may hold the loop (see docs/capacity.md)
+
+
 class TimeSlice:
     """How long a reader may handle messages back to back before it lets others run.
 
@@ -92,19 +95,24 @@ class TimeSlice:
     in between (hypercorn's queue has them ready), so a burst of them would
     hold the event loop for as long as they take: a flooder's burst of
     hundreds of updates stalled every other diagram for tens of
-    milliseconds. The reader adds up its handling time here and yields to the
-    loop (one checkpoint) whenever it passes ``budget``, which bounds the stall
-    without yielding per message, so a burst still coalesces.
+    milliseconds. The reader adds up the time each message takes, from before
+    its ``receive()`` (hypercorn parses the frame in the reader's turn when its
+    queue has room) to the end of its handling, and yields to the loop (one
+    checkpoint) whenever it passes ``budget``, which bounds the stall without
+    yielding per message, so a burst still coalesces. A ``receive()`` that
+    waited counts too: a needless checkpoint after a quiet spell costs a few
+    microseconds. 1 ms: at 5 ms, counting handling only, a flooder's turns took
+    5-10 ms and the quiet diagram beside it waited for them (docs/capacity.md).
     """
 
     __slots__ = ("_used", "budget")
 
-    def __init__(self, budget: float = 0.005) -> None:
+    def __init__(self, budget: float = BUDGET) -> None:
         self.budget = budget
         self._used = 0.0
 
     def spent(self, seconds: float) -> bool:
-        """Count ``seconds`` of handling; True: yield to the loop now."""
+        """Count ``seconds`` of reading and handling; True: yield to the loop now."""
         self._used += seconds
         if self._used < self.budget:
             return False

@@ -16,9 +16,10 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
 from collab.protocol import sync_step1
-from net.hosting import UPGRADE_SECONDS
+from net.hosting import APP_QUEUE, UPGRADE_SECONDS, hypercorn_config
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice
+from relays.app import RelayApp
 from relays.catalogs import BY_NAME
 from tests.relayclient import relay
 from tests.yclient import Peer, peer, wait_until
@@ -291,3 +292,19 @@ def test_a_reader_yields_once_its_handling_passes_the_budget() -> None:
     slice_ = TimeSlice(budget=0.005)
     assert [slice_.spent(0.002) for _ in range(5)] == [False, False, True, False, False]
     assert slice_.spent(0.010)  # one long message: yield right after it
+
+
+def test_hypercorn_parses_a_bounded_run_of_frames_in_one_turn() -> None:
+    """hypercorn parses a client's frames into the app queue in one turn of the loop
+    until the queue is full: its size bounds that turn, whatever the app's time slice.
+    At 128 a flooder's turn held the loop 2-3 ms (docs/capacity.md)."""
+    config = hypercorn_config(RelayApp(BY_NAME["dhruva"]), "127.0.0.1", 0)
+    assert config.max_app_queue_size == APP_QUEUE <= 32
+
+
+def test_a_reader_holds_the_loop_for_at_most_a_millisecond_by_default() -> None:
+    """A quiet diagram's update waits for whatever holds the loop when it arrives: with
+    5 ms slices a flooder's burst kept the quiet p99 at ~12 ms (docs/capacity.md)."""
+    slice_ = TimeSlice()
+    assert not slice_.spent(0.0006)
+    assert slice_.spent(0.0006)

@@ -147,3 +147,43 @@ async def test_a_burst_of_requests_lets_others_run() -> None:
     # the other task ran between the burst's first and last request, more than once
     between = handled[requests[0] : requests[-1]].count("other")
     assert between >= 3, handled
+
+
+@pytest.mark.anyio
+async def test_the_time_slice_counts_what_hypercorn_does_in_the_readers_turn() -> None:
+    """hypercorn parses the frames it hands over in the reader's turn when the app queue
+    has room (``receive()`` returns without a suspension): that time holds the loop too,
+    so the slice counts it, not only the handling. Here handing over each message holds
+    the loop (a busy wait) while handling it is cheap: the reader still lets others run
+    during the burst (a slice that counted handling alone never yielded)."""
+    app = RelayApp(dhruva)
+    handled: list[str] = []
+    request = {
+        "type": "websocket.receive",
+        "text": json.dumps(
+            {"type": "request", "event": "get_adapter_status", "id": 1, "data": {"adapter_id": "a"}}
+        ),
+    }
+    messages = iter([*[request] * 20, {"type": "websocket.disconnect", "code": 1000}])
+
+    async def receive() -> dict[str, object]:
+        end = time.perf_counter() + 0.0015  # parsing a frame, in this reader's turn
+        while time.perf_counter() < end:
+            pass
+        handled.append("request")
+        return next(messages)
+
+    async def other_connection() -> None:
+        while True:
+            handled.append("other")
+            await anyio.lowlevel.checkpoint()
+
+    connection = RelayConnection(app, "peer", batch=False, grant=OPEN)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_connection)
+        await anyio.lowlevel.checkpoint()
+        await connection._read(receive)
+        tg.cancel_scope.cancel()
+    requests = [i for i, what in enumerate(handled) if what == "request"]
+    between = handled[requests[0] : requests[-1]].count("other")
+    assert between >= 3, handled

@@ -142,7 +142,10 @@ async def test_pending_updates_are_merged_into_one_frame(collab_server) -> None:
             tg.cancel_scope.cancel()
         assert slow.snapshot() == writer.snapshot()
         update_frames = [f for f in slow.frames if f[:2] in (b"\x00\x01", b"\x00\x02")]
-        assert len(update_frames) < 20  # 600 updates arrived in a few merged frames
+        # 600 updates arrived in merged frames, not one each: hypercorn hands the reader
+        # at most APP_QUEUE (32) of them per turn, and the room publishes between turns
+        # (36-40 frames here; < 20 with a queue of 128, see docs/capacity.md)
+        assert len(update_frames) < 60
 
 
 # awareness (presence) ------------------------------------------------------------

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from pycrdt import Doc, Map
 
 from storage import MemoryStore, Store
+from storage.memory import COMPACT_AFTER
 from tests.databases import KINDS, Backend, backend_for
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +117,32 @@ async def test_nodes_sharing_a_database_number_one_log(backend: Backend) -> None
     keys = {f"n{n}-{i}" for n in range(2) for i in range(30)}
     assert saved_keys(await nodes[0].load("d")) == keys
     assert saved_keys(await nodes[1].load("d")) == keys
+
+
+async def test_memory_store_folds_a_long_tail_a_chunk_per_turn() -> None:
+    """Folding a thousand updates into the base takes milliseconds: the memory store
+    lets other tasks run between chunks (a flooded diagram stalled every other room),
+    and a load in the middle of a fold, or an append, still sees every update."""
+    store = MemoryStore()
+    doc: Doc[Any] = Doc()
+    keys = [f"k{i}" for i in range(COMPACT_AFTER + 5)]
+    updates = edits(doc, *keys)
+    turns: list[str] = []
+    loaded: list[bytes | None] = []
+
+    async def meanwhile() -> None:
+        await anyio.lowlevel.checkpoint()  # the fold has begun
+        turns.append("other")
+        loaded.append(await store.load("busy"))  # compacts at once, in the middle
+        await store.append("busy", edits(doc, "late"))
+
+    await store.append("busy", updates[:5])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(meanwhile)
+        await store.append("busy", updates[5:])  # reaches COMPACT_AFTER: a fold
+        turns.append("appended")
+    assert turns == ["other", "appended"]  # the other task ran during the fold
+    assert saved_keys(loaded[0]) == set(keys)
+    assert saved_keys(await store.load("busy")) == {*keys, "late"}
+    await store.release("busy")
+    assert saved_keys(await store.load("busy")) == {*keys, "late"}
