@@ -39,6 +39,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from pycrdt import Decoder, Doc
 
 from agents.defaults import IDLE_TIMEOUT
+from agents.mirror import ElementMirror
 from clients.diagram import DiagramClient, DiagramConnectionError
 
 __all__ = [
@@ -159,6 +160,7 @@ class _Open:
     closed: anyio.Event
     done: anyio.Event
     last_used: float = field(default_factory=time.monotonic)
+    mirror: ElementMirror | None = None  # made on the first write or read of the elements
 
 
 class Workspace:
@@ -197,6 +199,13 @@ class Workspace:
                 raise DiagramUnavailable("this MCP session has ended")
             self._open[diagram] = opened
             return opened.client
+
+    def mirror(self, diagram: str) -> ElementMirror:
+        """The open diagram's elements as dicts, kept current (:mod:`agents.mirror`)."""
+        opened = self._open[diagram]
+        if opened.mirror is None:
+            opened.mirror = ElementMirror(opened.client.elements)
+        return opened.mirror
 
     async def _own(self, diagram: str, *, task_status: TaskStatus[_Open]) -> None:
         agent = self.agent
