@@ -50,7 +50,7 @@ class ElementMirror:
 
     def _changed(self, event: MapEvent) -> None:
         self.generation += 1
-        keys: dict[str, dict[str, Any]] = event.keys  # type: ignore[assignment]
+        keys: dict[str, dict[str, Any]] = event.keys  # type: ignore[attr-defined]  # a slot
         for key, change in keys.items():
             value = change.get("newValue") if change.get("action") != "delete" else None
             if isinstance(value, dict):
