@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from pycrdt import Map, MapEvent
+from pycrdt import Map
 
 __all__ = ["TRIES", "ElementMirror", "consistent_edit"]
 
@@ -46,11 +46,15 @@ class ElementMirror:
         self._elements: Elements = {
             key: dict(value) for key, value in elements.items() if isinstance(value, dict)
         }
-        self._subscription = elements.observe(self._changed)  # lives as long as the map
+        # The native map's events: pycrdt's own Map.observe first walks every changed
+        # value in Python to wrap nested shared types (elements are plain JSON, never
+        # those), which triples the cost of observing a big write (1 000 elements:
+        # ~25 ms against ~6 ms). The subscription ends when it is dropped: kept here.
+        self._subscription = elements.integrated.observe(self._changed)
 
-    def _changed(self, event: MapEvent) -> None:
+    def _changed(self, event: Any) -> None:
         self.generation += 1
-        keys: dict[str, dict[str, Any]] = event.keys  # type: ignore[attr-defined]  # a slot
+        keys: dict[str, dict[str, Any]] = event.keys
         for key, change in keys.items():
             value = change.get("newValue") if change.get("action") != "delete" else None
             if isinstance(value, dict):

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import pytest
+from pycrdt import Map
 
 from agents import edits
 from agents.edits import Edit, EditError
@@ -77,12 +78,14 @@ async def test_the_mirror_follows_every_change_of_the_map(server: RunningServer)
         before = mirror.generation
         ada.update_element("seed", x=50)
         ada.elements["junk"] = "not an element"
+        ada.elements["nested"] = Map({"type": "rectangle"})  # a shared type, not JSON
         ada.add_element({"id": "more", "type": "ellipse", "x": 0, "y": 0})
         await ada.confirm()
         await agent.wait_for(lambda c: "more" in c.elements and "junk" in c.elements)
         assert mirror.generation > before
         assert mirror.snapshot() == stored(agent)
-        assert mirror.snapshot()["seed"]["x"] == 50 and "junk" not in mirror.snapshot()
+        assert mirror.snapshot()["seed"]["x"] == 50
+        assert "junk" not in mirror.snapshot() and "nested" not in mirror.snapshot()
         del ada.elements["more"]  # a key removed (as the tombstone purge does)
         await ada.confirm()
         await agent.wait_for(lambda c: "more" not in c.elements)
