@@ -331,9 +331,10 @@ class _Tools:
                     "it changed since you read it; nothing changed (describe it again)"
                 )
 
+        mirror = await workspace.mirror(client)
         try:
             edit, _ = await consistent_edit(
-                workspace.mirror(diagram),
+                mirror,
                 lambda current: make(current, edits.Clock()),
                 lambda: revision_of(client.doc),
                 check,
@@ -443,8 +444,9 @@ class _Tools:
         box), arrows as `A --label--> B`, frames and groups; only what overlaps `area`
         if given. Its revision goes with it."""
         workspace, client = await self.open(ctx, diagram)
+        mirror = await workspace.mirror(client)
         revision = revision_of(client.doc)
-        current = workspace.mirror(diagram).snapshot()  # the text is of this revision
+        current = mirror.snapshot()  # the text is of this revision
         try:
             text = await anyio.to_thread.run_sync(
                 lambda: describe(current, area=area, revision=revision)
@@ -458,7 +460,7 @@ class _Tools:
     ) -> Elements:
         """The full Excalidraw JSON of the elements with these ids."""
         workspace, client = await self.open(ctx, diagram)
-        current = workspace.mirror(diagram).snapshot()
+        current = (await workspace.mirror(client)).snapshot()
         live = {i: current[i] for i in ids if i in current and not current[i].get("isDeleted")}
         missing = [i for i in ids if i not in live]
         if missing:

@@ -171,6 +171,7 @@ class Workspace:
         self.sessions = sessions
         self._open: dict[str, _Open] = {}
         self._opening = anyio.Lock()
+        self._mirroring = anyio.Lock()
         self.closed = False
 
     async def client(self, diagram: str, *, create: bool = False) -> DiagramClient:
@@ -200,11 +201,16 @@ class Workspace:
             self._open[diagram] = opened
             return opened.client
 
-    def mirror(self, diagram: str) -> ElementMirror:
-        """The open diagram's elements as dicts, kept current (:mod:`agents.mirror`)."""
-        opened = self._open[diagram]
-        if opened.mirror is None:
-            opened.mirror = ElementMirror(opened.client.elements)
+    async def mirror(self, client: DiagramClient) -> ElementMirror:
+        """The client's elements as dicts, kept current (:mod:`agents.mirror`); the
+        first call converts them in a worker thread. A client closed meanwhile gets
+        a mirror of its own (its document is still there to read)."""
+        opened = next((o for o in self._open.values() if o.client is client), None)
+        if opened is None:
+            return await ElementMirror.load(client.elements)
+        async with self._mirroring:  # one conversion, however many calls wait for it
+            if opened.mirror is None:
+                opened.mirror = await ElementMirror.load(client.elements)
         return opened.mirror
 
     async def _own(self, diagram: str, *, task_status: TaskStatus[_Open]) -> None:

@@ -92,6 +92,34 @@ async def test_the_mirror_follows_every_change_of_the_map(server: RunningServer)
         assert mirror.snapshot() == stored(agent)
 
 
+async def test_a_mirror_converted_in_a_thread_keeps_the_changes_made_meanwhile(
+    server: RunningServer,
+) -> None:
+    async with person(server, "plan") as ada, person(server, "plan") as agent:
+        await seeded(ada)
+        await agent.wait_for(lambda c: c.get_element("seed"))
+        loaded: list[ElementMirror] = []
+
+        async def load() -> None:
+            loaded.append(await ElementMirror.load(agent.elements))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load)
+            await anyio.wait_all_tasks_blocked()  # it copied the document and waits for its thread
+            agent.update_element("seed", x=99)
+            agent.add_element({"id": "late", "type": "ellipse", "x": 0, "y": 0})
+            del agent.elements["late"]
+            agent.add_element({"id": "later", "type": "diamond", "x": 0, "y": 0})
+        mirror = loaded[0]
+        assert mirror.snapshot() == stored(agent)
+        assert mirror.snapshot()["seed"]["x"] == 99 and "later" in mirror.snapshot()
+        ada.add_element({"id": "after", "type": "ellipse", "x": 9, "y": 9})  # and what follows
+        await ada.confirm()
+        await agent.wait_for(lambda c: c.get_element("after"))
+        assert "after" in mirror.snapshot()
+        assert mirror.snapshot() == stored(agent)
+
+
 async def test_an_unchanged_document_computes_the_edit_once_in_a_worker_thread(
     server: RunningServer,
 ) -> None:
