@@ -4,7 +4,8 @@ Reading pycrdt's ``elements`` map into Python costs ~20 µs an element (a
 5 000-element diagram: ~100 ms), and every write tool needs the whole map:
 converting it on every call would stall the event loop, which on ``/mcp``
 is the loop that serves every room of the server. :class:`ElementMirror`
-converts the map once, then only what each transaction changes (a map
+converts the map once (:meth:`ElementMirror.load`: in a worker thread, from
+a copy of the document), then only what each transaction changes (a map
 observer), and counts the changes (:attr:`ElementMirror.generation`).
 
 :func:`consistent_edit` computes an edit in a worker thread from a snapshot
