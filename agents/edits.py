@@ -80,7 +80,7 @@ class _Draft:
         # Other peers may have written anything: only objects are elements, but
         # every key stays taken.
         self.base: dict[str, Mapping[str, Any]] = {
-            k: v for k, v in elements.items() if isinstance(v, Mapping)
+            k: v for k, v in elements.items() if type(v) is dict or isinstance(v, Mapping)
         }
         self.taken = frozenset(elements)
         self.clock = clock

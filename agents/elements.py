@@ -567,9 +567,12 @@ def z_order(elements: Elements) -> list[str]:
 
 def top_index(elements: Elements) -> str | None:
     """The highest index in the map (tombstones included: they keep their place)."""
-    keys = [e.get("index") for e in elements.values()]
-    valid = [k for k in keys if isinstance(k, str) and valid_index(k)]
-    return max(valid) if valid else None
+    keys = {e.get("index") for e in elements.values()}
+    # highest first: only the top ones need the (slower) format check
+    for key in sorted((k for k in keys if isinstance(k, str)), reverse=True):
+        if valid_index(key):
+            return key
+    return None
 
 
 def indices_above(elements: Elements, n: int) -> list[str]:

@@ -15,6 +15,7 @@ leave the diagram as it was.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from agents import edits, operations
 from agents.defaults import DEFAULT_SERVER, IDLE_TIMEOUT
 from agents.describe import describe
 from agents.export import Export, Format, export_diagram
+from agents.mirror import consistent_edit
 from agents.session import (
     Agent,
     DiagramUnavailable,
@@ -295,8 +297,12 @@ class _Tools:
     ) -> EditResult:
         """Compute an edit against the live document and apply it as one transaction.
 
-        Nothing is awaited between reading the document and writing the edit,
-        so it is computed against exactly what it changes. The call returns
+        The edit is computed in a worker thread (a big one would stall the event
+        loop, which on ``/mcp`` serves every room) from a snapshot of the
+        elements, and computed again if anything changed them meanwhile
+        (:func:`~agents.mirror.consistent_edit`); nothing is awaited between
+        the check that nothing changed and writing the edit, so it is computed
+        against exactly what it changes. The call returns
         once the server has saved it (:meth:`DiagramClient.confirm`); a refusal
         (read-only token, locked diagram) drops this client, whose document
         still holds the refused edit, so the next call starts from the
@@ -308,8 +314,6 @@ class _Tools:
                 f"the connection to {diagram!r} is being re-established: try again in a "
                 "moment; nothing changed"
             )
-        if client.meta.get("locked") is True:
-            raise ToolError(f"diagram {diagram!r} is locked: unlock it first; nothing changed")
         if if_revision is not None:
             # a sync round trip first: its reply brings whatever the server has that
             # this replica lacks, so the revision compared is the server's own
@@ -317,18 +321,33 @@ class _Tools:
                 await client.confirm(CONFIRM_TIMEOUT)
             except (DiagramConnectionError, TimeoutError) as error:
                 raise ToolError(f"cannot reach {diagram!r} ({error}); nothing changed") from None
-        revision = revision_of(client.doc)
-        if if_revision is not None and if_revision != revision:
-            raise ToolError(
-                f"diagram {diagram!r} is at revision {revision}, not {if_revision}: "
-                "it changed since you read it; nothing changed (describe it again)"
-            )
+
+        def check(revision: int) -> None:
+            if client.meta.get("locked") is True:
+                raise ToolError(f"diagram {diagram!r} is locked: unlock it first; nothing changed")
+            if if_revision is not None and if_revision != revision:
+                raise ToolError(
+                    f"diagram {diagram!r} is at revision {revision}, not {if_revision}: "
+                    "it changed since you read it; nothing changed (describe it again)"
+                )
+
+        mirror = await workspace.mirror(client)
         try:
-            edit = make(_stored(client), edits.Clock())
+            edit, _ = await consistent_edit(
+                mirror,
+                lambda current: make(current, edits.Clock()),
+                lambda: revision_of(client.doc),
+                check,
+            )
         except edits.EditError as error:
             raise ToolError(f"{error}; nothing changed") from None
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise _unreadable(diagram, error) from None
+        if client.status != "connected":  # the connection dropped while it was computed
+            raise ToolError(
+                f"the connection to {diagram!r} is being re-established: try again in a "
+                "moment; nothing changed"
+            )
         if edit.changed:
             client.permission_denied = None
             with client.doc.transaction(origin=f"agent:{workspace.agent.name}"):
@@ -424,10 +443,14 @@ class _Tools:
         """The diagram as compact text: one line per element (id, type, label, bounding
         box), arrows as `A --label--> B`, frames and groups; only what overlaps `area`
         if given. Its revision goes with it."""
-        _, client = await self.open(ctx, diagram)
+        workspace, client = await self.open(ctx, diagram)
+        mirror = await workspace.mirror(client)
         revision = revision_of(client.doc)
+        current = mirror.snapshot()  # the text is of this revision
         try:
-            text = describe(_stored(client), area=area, revision=revision)
+            text = await anyio.to_thread.run_sync(
+                lambda: describe(current, area=area, revision=revision)
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise _unreadable(diagram, error) from None
         return Description(diagram=diagram, revision=revision, text=text)
@@ -436,13 +459,16 @@ class _Tools:
         self, ctx: Context[Sessions], diagram: DiagramId, ids: ElementIds
     ) -> Elements:
         """The full Excalidraw JSON of the elements with these ids."""
-        _, client = await self.open(ctx, diagram)
-        live = client.elements_snapshot()
+        workspace, client = await self.open(ctx, diagram)
+        current = (await workspace.mirror(client)).snapshot()
+        live = {i: current[i] for i in ids if i in current and not current[i].get("isDeleted")}
         missing = [i for i in ids if i not in live]
         if missing:
             raise ToolError(f"no element {', '.join(map(repr, missing[:20]))} in {diagram!r}")
         return Elements(
-            diagram=diagram, revision=revision_of(client.doc), elements=[live[i] for i in ids]
+            diagram=diagram,
+            revision=revision_of(client.doc),
+            elements=[copy.deepcopy(live[i]) for i in ids],  # the mirror's are shared
         )
 
     async def create_elements(
@@ -727,12 +753,6 @@ class _Tools:
         return await operations.get_metrics(
             workspace.sessions.api.http, servers, prefix=prefix, buckets=buckets
         )
-
-
-def _stored(client: DiagramClient) -> dict[str, dict[str, Any]]:
-    """Every element the document holds, tombstones included (ids cannot be reused
-    without them)."""
-    return {key: dict(value) for key, value in client.elements.items() if isinstance(value, dict)}
 
 
 def _unreadable(diagram: str, error: Exception) -> ToolError:

@@ -39,6 +39,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from pycrdt import Decoder, Doc
 
 from agents.defaults import IDLE_TIMEOUT
+from agents.mirror import ElementMirror
 from clients.diagram import DiagramClient, DiagramConnectionError
 
 __all__ = [
@@ -159,6 +160,7 @@ class _Open:
     closed: anyio.Event
     done: anyio.Event
     last_used: float = field(default_factory=time.monotonic)
+    mirror: ElementMirror | None = None  # made on the first write or read of the elements
 
 
 class Workspace:
@@ -169,6 +171,7 @@ class Workspace:
         self.sessions = sessions
         self._open: dict[str, _Open] = {}
         self._opening = anyio.Lock()
+        self._mirroring = anyio.Lock()
         self.closed = False
 
     async def client(self, diagram: str, *, create: bool = False) -> DiagramClient:
@@ -197,6 +200,18 @@ class Workspace:
                 raise DiagramUnavailable("this MCP session has ended")
             self._open[diagram] = opened
             return opened.client
+
+    async def mirror(self, client: DiagramClient) -> ElementMirror:
+        """The client's elements as dicts, kept current (:mod:`agents.mirror`); the
+        first call converts them in a worker thread. A client closed meanwhile gets
+        a mirror of its own (its document is still there to read)."""
+        opened = next((o for o in self._open.values() if o.client is client), None)
+        if opened is None:
+            return await ElementMirror.load(client.elements)
+        async with self._mirroring:  # one conversion, however many calls wait for it
+            if opened.mirror is None:
+                opened.mirror = await ElementMirror.load(client.elements)
+        return opened.mirror
 
     async def _own(self, diagram: str, *, task_status: TaskStatus[_Open]) -> None:
         agent = self.agent

@@ -11,6 +11,7 @@ person edits it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 DEFAULT_FONT_SIZE = 20
@@ -80,8 +81,18 @@ def char_width(char: str, font_size: float, family: int = DEFAULT_FONT_FAMILY) -
     return widths[ord("n") - 32] / 1000 * font_size
 
 
+@functools.lru_cache(maxsize=64)
+def _ascii_widths(font_size: float, family: int) -> dict[str, float]:
+    """:func:`char_width` of every ASCII character at one size and font (labels are
+    measured character by character, many times while wrapping)."""
+    return {chr(code): char_width(chr(code), font_size, family) for code in range(128)}
+
+
 def line_width(line: str, font_size: float, family: int = DEFAULT_FONT_FAMILY) -> float:
-    return sum(char_width(c, font_size, family) for c in line)
+    table = _ascii_widths(font_size, family)
+    if line.isascii():
+        return sum(map(table.__getitem__, line))
+    return sum(table[c] if c in table else char_width(c, font_size, family) for c in line)
 
 
 def normalize_text(text: str) -> str:

@@ -24,9 +24,19 @@ Transports (``--transports``, default both):
 The first call of each transport opens the agent's client of the diagram (its
 sync) and is not counted (``--warmup``). Reported: median, min and max in ms.
 
+Then, unless ``--stall-rounds 0``: how long a big call over ``/mcp`` holds up
+the server's other rooms. The diagram is grown to ``--stall-diagram``
+elements (default 5 000), and while an agent creates ``--stall-shapes``
+labelled rectangles (default 500: 1 000 elements) in it over ``/mcp``, a
+client of *another* room does sync round trips back to back
+(``DiagramClient.confirm``: each needs the server's event loop). Reported:
+the longest round trip during each call (the loop's longest stall, give or
+take a round trip), and the median round trip when nothing else runs.
+
 Run
 ---
     .venv/bin/python bench/mcp_agent.py [--rounds 15] [--shapes 50] [--transports memory,http]
+        [--stall-rounds 3] [--stall-diagram 5000] [--stall-shapes 500]
 
 Everything is on 127.0.0.1; the server is stopped on exit, also on failure.
 """
@@ -56,6 +66,8 @@ from mcp.types import Implementation
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents import edits  # noqa: E402
+from agents.elements import Clock  # noqa: E402
 from agents.server import ServerOptions, build_server  # noqa: E402
 from clients import DiagramClient  # noqa: E402
 
@@ -172,6 +184,58 @@ async def bench(
     return {"seen": seen, "call": calls}
 
 
+async def grow(peer: DiagramClient, size: int) -> None:
+    """Add labelled rectangles (far from the rounds' shapes) until the diagram has ``size``."""
+    while (have := len(peer.elements)) < size:
+        count = max(1, min(500, (size - have) // 2))
+        current = {k: dict(v) for k, v in peer.elements.items() if isinstance(v, dict)}
+        specs = [
+            {"type": "rectangle", "x": (i % 50) * 200, "y": -50_000 - have * 10 - i * 100}
+            | {"label": f"filler {have + i}"}
+            for i in range(count)
+        ]
+        edit = edits.create_elements(current, specs, Clock())
+        with peer.doc.transaction():
+            for element_id, element in edit.changed.items():
+                peer.elements[element_id] = element
+        await peer.confirm(60)
+
+
+async def stall(url: str, peer: DiagramClient, rounds: int, count: int) -> dict[str, list[float]]:
+    """The longest sync round trip of another room while a big /mcp call runs."""
+    worst: list[float] = []
+    idle: list[float] = []
+    ws = f"{url.replace('http', 'ws', 1)}/yjs"
+    async with DiagramClient(ws, "bench-probe") as probe, agent("http", url) as client:
+        for _ in range(20):
+            start = time.perf_counter()
+            await probe.confirm(30)
+            idle.append((time.perf_counter() - start) * 1000)
+        await client.call_tool("describe_diagram", {"diagram": DIAGRAM})  # joins the room
+        for n in range(rounds):
+            trips: list[float] = []
+            done = anyio.Event()
+
+            async def probing(trips: list[float] = trips, done: anyio.Event = done) -> None:
+                while not done.is_set():
+                    start = time.perf_counter()
+                    await probe.confirm(30)
+                    trips.append((time.perf_counter() - start) * 1000)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(probing)
+                await anyio.sleep(0.05)
+                result = await client.call_tool(
+                    "create_elements",
+                    {"diagram": DIAGRAM, "elements": shapes(100 + n, count, "stall")},
+                )
+                done.set()
+            if result.is_error:
+                raise RuntimeError(f"create_elements failed: {result.content}")
+            worst.append(max(trips))
+    return {"worst": worst, "idle": idle}
+
+
 def summary(values: list[float]) -> str:
     return (
         f"median {statistics.median(values):7.1f} ms   "
@@ -181,6 +245,8 @@ def summary(values: list[float]) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     results: dict[str, dict[str, list[float]]] = {}
+    stalls: dict[str, list[float]] = {}
+    size = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             inkwire_serve(Path(tmp) / "bench.db") as url,
@@ -192,6 +258,10 @@ async def main(args: argparse.Namespace) -> None:
                 results[transport] = await bench(
                     transport, url, peer, args.rounds, args.warmup, args.shapes
                 )
+            if args.stall_rounds:
+                await grow(peer, args.stall_diagram)
+                size = len(peer.elements)
+                stalls = await stall(url, peer, args.stall_rounds, args.stall_shapes)
     print(
         f"create_elements of {args.shapes} labelled rectangles ({2 * args.shapes} elements) "
         "to their appearance in a connected peer, inkwire serve with SQLite on 127.0.0.1"
@@ -199,6 +269,13 @@ async def main(args: argparse.Namespace) -> None:
     for transport, found in results.items():
         print(f"  {transport:6} seen  {summary(found['seen'])}")
         print(f"  {transport:6} call  {summary(found['call'])}")
+    if args.stall_rounds:
+        print(
+            f"another room's longest sync round trip while /mcp creates {args.stall_shapes} "
+            f"labelled rectangles ({2 * args.stall_shapes} elements) in a diagram of {size}"
+        )
+        print(f"  during the call  {summary(stalls['worst'])}")
+        print(f"  idle round trip  {summary(stalls['idle'])}")
 
 
 if __name__ == "__main__":
@@ -207,4 +284,7 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--shapes", type=int, default=50)
     parser.add_argument("--transports", default="memory,http")
+    parser.add_argument("--stall-rounds", type=int, default=3)
+    parser.add_argument("--stall-diagram", type=int, default=5000)
+    parser.add_argument("--stall-shapes", type=int, default=500)
     anyio.run(main, parser.parse_args())
