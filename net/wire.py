@@ -110,22 +110,15 @@ class Sender:
             return self.try_write_one(frames[0])
         if not frames:
             return True  # nothing for this client in the run (say, only its own edits)
-        transport = self._transport
-        if (
-            transport is None
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > HIGH_WATER
-        ):
-            return False
-        transport.write(b"".join([message.wire for message in frames]))  # one syscall
-        stats = self.stats
-        stats.bytes_out += sum([len(message.payload) for message in frames])
-        stats.frames_out += len(frames)
-        self.last_sent = time.monotonic()
-        return True
+        # one syscall for the run
+        wire = b"".join([message.wire for message in frames])
+        return self._write_now(wire, sum([len(message.payload) for message in frames]), len(frames))
 
     def try_write_one(self, frame: Frame) -> bool:
         """:meth:`try_write` of one frame (the steady-rate case: one event, one reply)."""
+        return self._write_now(frame.wire, len(frame.payload), 1)
+
+    def _write_now(self, wire: bytes, payload_bytes: int, frames: int) -> bool:
         transport = self._transport
         if (
             transport is None
@@ -133,10 +126,10 @@ class Sender:
             or transport.get_write_buffer_size() > HIGH_WATER
         ):
             return False
-        transport.write(frame.wire)
+        transport.write(wire)
         stats = self.stats
-        stats.bytes_out += len(frame.payload)
-        stats.frames_out += 1
+        stats.bytes_out += payload_bytes
+        stats.frames_out += frames
         self.last_sent = time.monotonic()
         return True
 
