@@ -33,7 +33,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
-from collab.dashboard import relay_url
+from collab.dashboard import json_object, relay_url
 
 DEADLINE = 3.0  # seconds for one server's requests in one call, whatever it does
 MAX_SAMPLES = 2000  # metric samples per server in one answer
@@ -173,7 +173,7 @@ async def health_check(
         out.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         out.status_code = ready.status_code
         out.ready = ready.status_code == 200
-        out.body = _json(ready) or None
+        out.body = json_object(ready) or None
 
     found = await _each(servers, Health, one, deadline)
     return HealthReport(all_ready=all(h.ready for h in found), servers=found)
@@ -186,7 +186,7 @@ async def get_status(
 
     async def one(server: Server, out: Status) -> None:
         ready = await http.get(f"{server.url}/health/ready")
-        body = _json(ready)
+        body = json_object(ready)
         out.up = True
         out.ready = ready.status_code == 200
         out.status = _str(body.get("status")) or f"HTTP {ready.status_code}"
@@ -196,11 +196,11 @@ async def get_status(
             out.service = "excalidraw"
             out.rooms = _int(body.get("rooms"))
             out.storage = _str(body.get("storage"))
-            rooms = _json(await _checked(http, server, "/api/rooms", limit=1))
+            rooms = json_object(await _checked(http, server, "/api/rooms", limit=1))
             out.uptime_seconds = _float(rooms.get("uptime"))
         else:
             out.service = _str(body.get("service"))
-            stats = _json(await _checked(http, server, "/stats"))
+            stats = json_object(await _checked(http, server, "/stats"))
             out.channels = _int(stats.get("channels"))
             out.subscriptions = _int(stats.get("subscriptions"))
             out.events_published = _int(stats.get("events_published"))
@@ -221,7 +221,7 @@ async def list_rooms(
 
     async def one(server: Server, out: ServerRooms) -> None:
         if server.kind == "collab":
-            body = _json(await _checked(http, server, "/api/rooms", limit=limit))
+            body = json_object(await _checked(http, server, "/api/rooms", limit=limit))
             out.total = _int(body.get("total"))
             out.rooms = [
                 Room(
@@ -233,7 +233,7 @@ async def list_rooms(
                 for r in _dicts(body.get("rooms"))
             ]
         else:
-            body = _json(await _checked(http, server, "/stats"))
+            body = json_object(await _checked(http, server, "/stats"))
             out.total = _int(body.get("channels"))
             out.rooms = [
                 Room(
@@ -325,20 +325,11 @@ async def _checked(
     headers = {"authorization": f"Bearer {server.token}"} if server.token else {}
     response = await http.get(f"{server.url}{path}", params=params, headers=headers)
     if response.status_code != 200:
-        reason = _str(_json(response).get("error")) or httpx.codes.get_reason_phrase(
+        reason = _str(json_object(response).get("error")) or httpx.codes.get_reason_phrase(
             response.status_code
         )
         raise _Failed(f"{path}: HTTP {response.status_code} {reason}".rstrip())
     return response
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    """A response's JSON object, or {} (a proxy's HTML error page, say)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

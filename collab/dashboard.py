@@ -223,16 +223,17 @@ class Dashboard:
             return entry
         entry["up"] = True
         entry["ready"] = health.status_code == 200
-        body = _json(health)
+        body = json_object(health)
         entry["status"] = body.get("status", f"HTTP {health.status_code}")
         if "redis" in body:
             entry["redis"] = body["redis"]
         if isinstance(body.get("service"), str):
             entry["name"] = self._names[url] = body["service"]
         if stats.status_code != 200:
-            entry["error"] = f"/stats: HTTP {stats.status_code} {_json(stats).get('error', '')}"
+            reason = json_object(stats).get("error", "")
+            entry["error"] = f"/stats: HTTP {stats.status_code} {reason}"
             return entry
-        numbers = _json(stats)
+        numbers = json_object(stats)
         entry.update(
             connections=numbers.get("connections"),
             channels=numbers.get("channels"),
@@ -253,7 +254,7 @@ class Dashboard:
         return entry
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def json_object(response: httpx.Response) -> dict[str, Any]:
     """A response's JSON object, or {} (a proxy's HTML error page, say)."""
     try:
         body = response.json()
