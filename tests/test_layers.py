@@ -29,6 +29,26 @@ AGENTS = ROOT / "agents"
 AGENTS_MAY_NOT = ("cluster", "service")
 
 
+def fresh_python(script: str) -> str:
+    """What ``script`` prints, run by a fresh interpreter on this checkout (what
+    importing loads is only seen where nothing was imported before)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def _net_modules() -> list[str]:
     return sorted(
         "net" if path.stem == "__init__" else f"net.{path.stem}" for path in NET.glob("*.py")
@@ -108,21 +128,7 @@ def test_importing_net_loads_nothing_else_of_inkwire() -> None:
         "    importlib.import_module(name)\n"
         "print(json.dumps({'net': sys.modules['net'].__file__, 'loaded': sorted(sys.modules)}))\n"
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(fresh_python(script))
     assert Path(report["net"]).parent == NET  # this checkout's net, not an installed one
     loaded = report["loaded"]
     assert set(modules) <= set(loaded)
@@ -189,17 +195,7 @@ def test_the_cli_parser_loads_no_server_client_or_settings_model() -> None:
         "    cli.main(['--help'])\n"
         "print(json.dumps({'cli': cli.__file__, 'loaded': sorted(sys.modules)}))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(fresh_python(script))
     assert Path(report["cli"]).parent == ROOT / "collab"
     loaded = [
         name

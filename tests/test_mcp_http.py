@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -38,6 +37,7 @@ from tests.conftest import ROOT, RunningServer
 from tests.diagram_checker import check_diagram
 from tests.node import require_node
 from tests.test_interop_node import NODE_PACKAGES, PEER_SCRIPT, NodePeer
+from tests.test_layers import fresh_python
 from tests.test_mcp_tools import (
     FLOW,
     SECRET,
@@ -366,17 +366,7 @@ def test_a_server_loads_the_mcp_sdk_only_when_mcp_is_asked_for() -> None:
         "heavy = ('mcp', 'mcp_types', 'grandalf', 'agents.server', 'agents.edits')\n"
         "print(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] == 'mcp'))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(script).strip() == "[]"
 
 
 async def test_a_server_with_an_agent_connected_shuts_down_cleanly(
