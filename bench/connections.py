@@ -40,11 +40,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import os
 import resource
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
@@ -58,6 +63,7 @@ from common import (
     started,
     table,
 )
+from loop_probe import site_dir
 from relay_fanout import JsonClient, WsPublisher, event_item, publish_request
 from relay_fanout import connect as relay_connect
 from relay_fanout import server_spec as relay_spec
@@ -159,15 +165,20 @@ async def run_idle(name: str, server: ServerProcess, n: int) -> IdleResult:
 
 
 @dataclass
-class FairnessResult:
-    alone: PhaseStats | None = None
-    flooded: PhaseStats | None = None
+class FloodCount:
     flood_frames: int = 0
     flood_closes: int = 0
+
+
+@dataclass
+class FairnessResult(FloodCount):
+    alone: PhaseStats | None = None
+    flooded: PhaseStats | None = None
     error: str | None = None
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)  # time.time() bounds
 
 
-async def flood(port: int, stop: asyncio.Event, result: FairnessResult) -> None:
+async def flood(port: int, stop: asyncio.Event, result: FloodCount) -> None:
     """Updates into another diagram as fast as the socket takes them; reconnect if closed."""
     frames = small_updates(20_000, first=500_000)
     k = 0
@@ -208,7 +219,7 @@ FLOOD_REQUEST = client_frame(
 )
 
 
-async def flood_relay(port: int, stop: asyncio.Event, result: FairnessResult) -> None:
+async def flood_relay(port: int, stop: asyncio.Event, result: FloodCount) -> None:
     """Requests on a relay connection as fast as the socket takes them; reconnect if closed."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -233,6 +244,56 @@ async def flood_relay(port: int, stop: asyncio.Event, result: FairnessResult) ->
         client.close()
 
 
+FLOODERS = {"yjs": flood, "relay": flood_relay}
+
+
+def flooder_main(kind: str, port: int, stop: Any, out: Connection) -> None:
+    """The flooder's process: flood until ``stop`` (a multiprocessing Event) is set, then
+    send back what it sent. Niced, so that on the load generator's core it runs only when
+    the measuring clients have nothing to do (it still offers many times the rate limit)."""
+    os.nice(10)
+
+    async def run() -> FloodCount:
+        count = FloodCount()
+        done = asyncio.Event()
+        task = asyncio.create_task(FLOODERS[kind](port, done, count))
+        out.send("flooding")
+        while not stop.is_set() and not task.done():
+            await asyncio.sleep(0.05)
+        done.set()
+        await task
+        return count
+
+    out.send(asdict(asyncio.run(run())))
+
+
+@contextlib.asynccontextmanager
+async def flooding(kind: str, port: int, result: FairnessResult) -> AsyncIterator[None]:
+    """A flooder in its own process while the block runs: in this one, its writes and the
+    replies it parses would hold the loop the quiet clients time their events on, and the
+    p99 would measure this process as much as the server."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    receiving, sending = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=flooder_main, args=(kind, port, stop, sending), daemon=True)
+    proc.start()
+    sending.close()
+    try:
+        if not await asyncio.to_thread(receiving.poll, 30) or receiving.recv() != "flooding":
+            raise TimeoutError("the flooder process did not start")
+        yield
+    finally:
+        stop.set()
+        if await asyncio.to_thread(receiving.poll, 30):
+            count = receiving.recv()
+            result.flood_frames, result.flood_closes = count["flood_frames"], count["flood_closes"]
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        receiving.close()
+
+
 async def run_relay_fairness(server: ServerProcess) -> FairnessResult:
     """The relay's fairness: a quiet channel (one client publishing with ``publish``
     requests, 10 subscribers), alone and while another client floods requests."""
@@ -251,17 +312,18 @@ async def run_relay_fairness(server: ServerProcess) -> FairnessResult:
         ]
         clients = [writer, *receivers]
         await run_phase(server, writer, receivers, frames[:1], 0, send_ns, None, 10)
+        t0 = time.time()
         result.alone = await run_phase(
             server, writer, receivers, frames[1:151], 1, send_ns, 1 / 50, 30
         )
-        stop = asyncio.Event()
-        flooder = asyncio.create_task(flood_relay(server.port, stop, result))
-        await asyncio.sleep(2.0)  # the flood is on
-        result.flooded = await run_phase(
-            server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
-        )
-        stop.set()
-        await flooder
+        result.phases["alone"] = (t0, time.time())
+        async with flooding("relay", server.port, result):
+            await asyncio.sleep(2.0)  # the flood is on
+            t0 = time.time()
+            result.flooded = await run_phase(
+                server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
+            )
+            result.phases["flooded"] = (t0, time.time())
         if writer.refused:
             result.error = f"the quiet publisher was refused: {writer.refused[0]}"
     except (OSError, TimeoutError, ConnectionError) as exc:
@@ -282,17 +344,18 @@ async def run_fairness(server: ServerProcess) -> FairnessResult:
         receivers = [await join(server.port, path) for _ in range(10)]
         clients = [writer, *receivers]
         await run_phase(server, writer, receivers, frames[:1], 0, send_ns, None, 10)
+        t0 = time.time()
         result.alone = await run_phase(
             server, writer, receivers, frames[1:151], 1, send_ns, 1 / 50, 30
         )
-        stop = asyncio.Event()
-        flooder = asyncio.create_task(flood(server.port, stop, result))
-        await asyncio.sleep(2.0)  # the flood is on
-        result.flooded = await run_phase(
-            server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
-        )
-        stop.set()
-        await flooder
+        result.phases["alone"] = (t0, time.time())
+        async with flooding("yjs", server.port, result):
+            await asyncio.sleep(2.0)  # the flood is on
+            t0 = time.time()
+            result.flooded = await run_phase(
+                server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
+            )
+            result.phases["flooded"] = (t0, time.time())
     except (OSError, TimeoutError, ConnectionError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -309,7 +372,9 @@ class ServerResult:
     skipped: str | None = None
 
 
-async def bench_server(name: str, ns: list[int], fairness: bool) -> ServerResult:
+async def bench_server(
+    name: str, ns: list[int], fairness: bool, probe: Path | None = None
+) -> ServerResult:
     """Each N on a fresh server (memory a process freed is not given back, so a second
     run's growth would be measured from a bloated start), then fairness on another."""
     result = ServerResult(name, spec(name, 0).label)
@@ -323,7 +388,15 @@ async def bench_server(name: str, ns: list[int], fairness: bool) -> ServerResult
             result.idle.append(await run_idle(name, server, n))
     if fairness and name in ("inkwire", "node", "relay"):
         port = free_port()
-        async with started(spec(name, port, fairness=True), port, settle_s=0.5) as server:
+        server_spec = spec(name, port, fairness=True)
+        if probe is not None:  # bench/loop_probe.py in the server: its long loop turns
+            path = probe.with_name(f"{probe.stem}-{name}{probe.suffix}")
+            server_spec.env["LOOP_PROBE_OUT"] = str(path.resolve())
+            server_spec.env["PYTHONPATH"] = os.pathsep.join(
+                [str(site_dir()), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
+            say(f"  {name}: loop probe in {path}")
+        async with started(server_spec, port, settle_s=0.5) as server:
             say(f"  {name}: fairness ...")
             run = run_relay_fairness if name == "relay" else run_fairness
             result.fairness = await run(server)
@@ -392,6 +465,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--no-fairness", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        help="run the fairness servers with bench/loop_probe.py, writing FILE-<server>.jsonl",
+    )
     args = parser.parse_args(argv)
     limit = raise_file_limit()
     if args.n:
@@ -409,11 +487,15 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for name in names:
             say(f"{name}: starting")
-            results.append(await bench_server(name, ns, not args.no_fairness))
+            results.append(await bench_server(name, ns, not args.no_fairness, args.probe))
         return results
 
     results = asyncio.run(run())
     print(report(results))
+    for r in results:  # where to look in a probe file
+        if r.fairness is not None and args.probe is not None:
+            for phase, (since, until) in r.fairness.phases.items():
+                print(f"{r.name} {phase}: --since {since:.3f} --until {until:.3f}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
 
