@@ -197,6 +197,11 @@ def summarise(path: Path, since: float = 0.0, until: float = float("inf")) -> st
     if turns:
         cpus = sorted(t["callbacks_cpu_us"] for t in turns)
         lines.append(f"callbacks' CPU per turn: median {cpus[len(cpus) // 2]} µs, max {cpus[-1]}")
+        over = [f">= {ms} ms: {sum(c >= ms * 1000 for c in cpus)}" for ms in (0.5, 1, 2, 5)]
+        lines.append("turns " + ", ".join(over))
+        gcs = [cpu for t in turns for gen, cpu in t.get("gc", ()) if gen > 0]
+        if gcs:
+            lines.append(f"gen 1-2 collections in them: {len(gcs)}, max {max(gcs)} µs")
     for kind, cpu in by_kind.most_common(25):
         lines.append(f"{cpu / 1000:8.1f} ms  {count[kind]:5d} steps  {kind}")
     return "\n".join(lines)
