@@ -108,6 +108,7 @@ def install() -> None:
     gc.callbacks.append(on_gc)
     steps: list[dict[str, Any]] = []
     turn_cpu = [0.0]
+    turn_number = [0]  # every turn counts, written or not (how many turns a message waited)
     run = asyncio.events.Handle._run
     run_once = asyncio.base_events.BaseEventLoop._run_once  # type: ignore[attr-defined]
 
@@ -160,11 +161,13 @@ def install() -> None:
         steps.clear()
         collections_.clear()
         turn_cpu[0] = 0.0
+        turn_number[0] += 1
         c0, t0 = time.thread_time(), time.perf_counter()
         run_once(loop)
         if turn_cpu[0] >= turn_min:
             turn = {
                 "t": round(time.time(), 4),
+                "n": turn_number[0],
                 "turn_cpu_us": round((time.thread_time() - c0) * 1e6),
                 "callbacks_cpu_us": round(turn_cpu[0] * 1e6),
                 "wall_us": round((time.perf_counter() - t0) * 1e6),
