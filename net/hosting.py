@@ -144,9 +144,10 @@ def _discard_read_ahead(send: Send) -> None:
     time, and the stream reader, which stops reading only past 128 KiB), 3 400
     small requests in tests/test_capacity.py. Draining to the disconnect had
     hypercorn parse every one of them,
-    32 per loop turn (:data:`APP_QUEUE`), ~30 µs a frame: 60-100 ms of CPU
-    after each 4008, in ~1 ms turns that every other client's message waited
-    behind, several times on its way in (docs/capacity.md, "Relay fairness").
+    32 per loop turn (:data:`APP_QUEUE`), ~15 µs a frame: ~50 ms of CPU after
+    each 4008, in ~0.5 ms hypercorn steps that every other client's message
+    waited behind, several times on its way in (docs/capacity.md, "Relay
+    fairness").
     The stream reader gets an error, so hypercorn's next read ends its reading
     (then it reports the disconnect); wsproto's buffer is emptied, so the frames
     it is handing out now end with the one it holds. Where the connection is not

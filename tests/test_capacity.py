@@ -365,7 +365,7 @@ async def test_a_flooders_close_discards_what_hypercorn_read_ahead() -> None:
     """Closed with 4008, a flooder's socket is closed unread; what hypercorn had already
     read from it (wsproto's buffer and its stream reader's: ~3 400 requests here before
     this) is dropped too, not parsed 32 frames a turn on the way to the
-    disconnect (60-100 ms of CPU after each 4008, docs/capacity.md). Only what was
+    disconnect (~50 ms of CPU after each 4008, docs/capacity.md). Only what was
     queued for the app is drained."""
     app = ClosesAFlooder()
     port = free_port()
