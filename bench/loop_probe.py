@@ -15,7 +15,8 @@ it stepped, where the task suspended (its innermost frames), and for a relay or
 written once a second. Each turn notes its garbage collections (generation, µs).
 Thread CPU time, not wall time, is the figure to read: it holds when other jobs
 share the machine. ``bench/connections.py --probe FILE`` runs the fairness phase
-with it; ``python bench/loop_probe.py FILE`` summarises a file.
+with it; ``python bench/loop_probe.py FILE`` summarises a file (``--before PEER``: what the
+turns a quiet client's messages passed cost).
 
 It costs the server a few µs per callback: figures taken with it are not the
 benchmark's.
@@ -207,7 +208,39 @@ def summarise(path: Path, since: float = 0.0, until: float = float("inf")) -> st
             lines.append(f"gen 1-2 collections in them: {len(gcs)}, max {max(gcs)} µs")
     for kind, cpu in by_kind.most_common(25):
         lines.append(f"{cpu / 1000:8.1f} ms  {count[kind]:5d} steps  {kind}")
+    peers = collections.Counter(s["peer"] for t in turns for s in t["steps"] if s.get("peer"))
+    lines.append("connections by steps: " + ", ".join(f"{p} {n}" for p, n in peers.most_common(5)))
     return "\n".join(lines)
+
+
+def turns_before(
+    path: Path, peer: str, since: float = 0.0, until: float = float("inf"), turns: int = 4
+) -> str:
+    """For each step of ``peer``'s connection (a quiet client's message being handled),
+    the CPU of the ``turns`` loop turns before it: what its message passed on the way in
+    (socket read, hypercorn's read and parse, the queue). Needs a probe file written
+    with low thresholds (``LOOP_PROBE_TURN_US=20 LOOP_PROBE_STEP_US=20``): a turn
+    missing counts as 0, a step missing is not counted."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    cpu = {t["n"]: t["callbacks_cpu_us"] for t in rows}
+    mine = [
+        t["n"]
+        for t in rows
+        if since <= t["t"] <= until
+        for s in t["steps"]
+        if s.get("peer") == peer
+    ]
+    waits = sorted(sum(cpu.get(n - k, 0) for k in range(1, turns + 1)) for n in mine)
+    if not waits:
+        return f"no steps of {peer} in the window"
+
+    def at(q: float) -> int:
+        return waits[min(len(waits) - 1, int(q * len(waits)))]
+
+    return (
+        f"{len(waits)} steps of {peer}; CPU of the {turns} turns before each: "
+        f"p50 {at(0.5)} µs, p90 {at(0.9)}, p99 {at(0.99)}, max {waits[-1]}"
+    )
 
 
 def main() -> None:
@@ -215,8 +248,17 @@ def main() -> None:
     parser.add_argument("file", type=Path)
     parser.add_argument("--since", type=float, default=0.0, help="time.time() of the start")
     parser.add_argument("--until", type=float, default=float("inf"))
+    parser.add_argument(
+        "--before",
+        metavar="PEER",
+        help="the CPU of the 4 turns before each step of this connection (the quiet"
+        " client's: in the alone phase, the connection with the most steps)",
+    )
     args = parser.parse_args()
-    print(summarise(args.file, args.since, args.until))
+    if args.before:
+        print(turns_before(args.file, args.before, args.since, args.until))
+    else:
+        print(summarise(args.file, args.since, args.until))
 
 
 if __name__ == "__main__":

@@ -143,16 +143,17 @@ def _discard_read_ahead(send: Send) -> None:
     already read: a few hundred KiB (wsproto's frame buffer, fed 64 KiB at a
     time, and the stream reader, which stops reading only past 128 KiB), 3 400
     small requests in tests/test_capacity.py. Draining to the disconnect had
-    hypercorn parse every one of them,
-    32 per loop turn (:data:`APP_QUEUE`), ~15 µs a frame: ~50 ms of CPU after
-    each 4008, in ~0.5 ms hypercorn steps that every other client's message
-    waited behind, several times on its way in (docs/capacity.md, "Relay
-    fairness").
+    hypercorn parse every one of them, 32 per loop turn (:data:`APP_QUEUE`),
+    ~15 µs a frame: ~50 ms of CPU after each 4008, in ~0.5 ms steps that every
+    other client's message waited behind, several times on its way in
+    (docs/capacity.md, "Relay fairness: what held the loop").
+
     The stream reader gets an error, so hypercorn's next read ends its reading
-    (then it reports the disconnect); wsproto's buffer is emptied, so the frames
-    it is handing out now end with the one it holds. Where the connection is not
-    hypercorn's asyncio HTTP/1.1 one, as found by :func:`net.wire.raw_writer`,
-    nothing is touched and the backlog is parsed as before.
+    (then it reports the disconnect); wsproto's buffer is emptied, so the
+    frames it is handing out now end with the one it holds. Where the
+    connection is not hypercorn's asyncio HTTP/1.1 one, as found by
+    :func:`net.wire.raw_writer`, nothing is touched and the backlog is parsed
+    as before.
     """
     stream = getattr(send, "__self__", None)  # hypercorn's WSStream
     try:

@@ -71,7 +71,7 @@ log = logging.getLogger("inkwire.relay")
 # bucket takes a slice in each of them, plus hypercorn refilling the app queue with as
 # many frames as the slice took: at 1 ms a turn was ~2 ms and the quiet p99 5-15 ms. A
 # request is its own unit (no coalescing to lose), so a small slice costs only a
-# checkpoint per few requests (docs/capacity.md, "Relay fairness").
+# checkpoint per few requests (docs/capacity.md, "Relay fairness: what held the loop").
 SLICE = 0.0002
 
 
