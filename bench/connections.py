@@ -299,7 +299,7 @@ async def flooding(kind: str, port: int, result: FairnessResult) -> AsyncIterato
         if await asyncio.to_thread(receiving.poll, 30):
             count = receiving.recv()
             result.flood_frames, result.flood_closes = count["flood_frames"], count["flood_closes"]
-        proc.join(5)
+        await asyncio.to_thread(proc.join, 5)
         if proc.is_alive():
             proc.kill()
             proc.join()
