@@ -30,6 +30,17 @@ socket takes them (reconnecting when closed, as a determined flooder would). ink
 with its /yjs rate limit as shipped here (the fan-out benchmarks turn it off). The relay's
 quiet channel gets 150 events at 50/s from a client sending `publish` requests, to 10
 subscribers, alone and while another client floods `get_adapter_status` requests.
+The flooder runs in a process of its own (on the load generator's core, niced to 10):
+in this one, its writes and the replies it parses held the loop that stamps the quiet
+clients' arrivals, so the p99 measured this process as much as the server (in practice
+that moved it little, see docs/capacity.md, but a fairness figure must time the server).
+Its niceness only lets the measuring clients run first when both are ready: it still
+offers many times the rate limit.
+
+`--probe FILE` runs the fairness servers with bench/loop_probe.py (what held the
+server's event loop, per turn: CPU per callback, the task it stepped; see there) and
+prints each phase's time bounds for `python bench/loop_probe.py FILE-<server>.jsonl
+--since ... --until ...`. Its figures are not the benchmark's (the probe costs the server).
 
     PYTHONPATH=$PWD .venv/bin/python bench/connections.py [--n 1000,10000,15000]
 """
@@ -40,11 +51,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import os
 import resource
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
@@ -58,6 +74,7 @@ from common import (
     started,
     table,
 )
+from loop_probe import site_dir
 from relay_fanout import JsonClient, WsPublisher, event_item, publish_request
 from relay_fanout import connect as relay_connect
 from relay_fanout import server_spec as relay_spec
@@ -75,6 +92,7 @@ SERVERS = ("inkwire", "relay", "node", "websockets", "hypercorn")
 PER_ROOM = 20
 IN_FLIGHT = 100
 FLOOD_BATCH = 64  # update frames written per turn of the flooder's loop
+EVENTS = 150  # per fairness phase, at 50/s (issue 14); --fair-events for a steadier p99
 
 
 def raise_file_limit() -> int:
@@ -159,15 +177,20 @@ async def run_idle(name: str, server: ServerProcess, n: int) -> IdleResult:
 
 
 @dataclass
-class FairnessResult:
-    alone: PhaseStats | None = None
-    flooded: PhaseStats | None = None
+class FloodCount:
     flood_frames: int = 0
     flood_closes: int = 0
+
+
+@dataclass
+class FairnessResult(FloodCount):
+    alone: PhaseStats | None = None
+    flooded: PhaseStats | None = None
     error: str | None = None
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)  # time.time() bounds
 
 
-async def flood(port: int, stop: asyncio.Event, result: FairnessResult) -> None:
+async def flood(port: int, stop: asyncio.Event, result: FloodCount) -> None:
     """Updates into another diagram as fast as the socket takes them; reconnect if closed."""
     frames = small_updates(20_000, first=500_000)
     k = 0
@@ -208,7 +231,7 @@ FLOOD_REQUEST = client_frame(
 )
 
 
-async def flood_relay(port: int, stop: asyncio.Event, result: FairnessResult) -> None:
+async def flood_relay(port: int, stop: asyncio.Event, result: FloodCount) -> None:
     """Requests on a relay connection as fast as the socket takes them; reconnect if closed."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -233,11 +256,62 @@ async def flood_relay(port: int, stop: asyncio.Event, result: FairnessResult) ->
         client.close()
 
 
-async def run_relay_fairness(server: ServerProcess) -> FairnessResult:
+FLOODERS = {"yjs": flood, "relay": flood_relay}
+
+
+def flooder_main(kind: str, port: int, stop: Any, out: Connection) -> None:
+    """The flooder's process: flood until ``stop`` (a multiprocessing Event) is set, then
+    send back what it sent. Niced, so that on the load generator's core it runs only when
+    the measuring clients have nothing to do (it still offers many times the rate limit)."""
+    os.nice(10)
+
+    async def run() -> FloodCount:
+        count = FloodCount()
+        done = asyncio.Event()
+        task = asyncio.create_task(FLOODERS[kind](port, done, count))
+        out.send("flooding")
+        while not stop.is_set() and not task.done():
+            await asyncio.sleep(0.05)
+        done.set()
+        await task
+        return count
+
+    out.send(asdict(asyncio.run(run())))
+
+
+@contextlib.asynccontextmanager
+async def flooding(kind: str, port: int, result: FairnessResult) -> AsyncIterator[None]:
+    """A flooder in its own process while the block runs: in this one, its writes and the
+    replies it parses would hold the loop the quiet clients time their events on, and the
+    p99 would measure this process as much as the server."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    receiving, sending = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=flooder_main, args=(kind, port, stop, sending), daemon=True)
+    proc.start()
+    sending.close()
+    try:
+        if not await asyncio.to_thread(receiving.poll, 30) or receiving.recv() != "flooding":
+            raise TimeoutError("the flooder process did not start")
+        yield
+    finally:
+        stop.set()
+        if await asyncio.to_thread(receiving.poll, 30):
+            count = receiving.recv()
+            result.flood_frames, result.flood_closes = count["flood_frames"], count["flood_closes"]
+        await asyncio.to_thread(proc.join, 5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        receiving.close()
+
+
+async def run_relay_fairness(server: ServerProcess, events: int = EVENTS) -> FairnessResult:
     """The relay's fairness: a quiet channel (one client publishing with ``publish``
     requests, 10 subscribers), alone and while another client floods requests."""
     result = FairnessResult()
-    frames = [client_frame(publish_request([event_item(i)], i), 0x1) for i in range(301)]
+    n = events
+    frames = [client_frame(publish_request([event_item(i)], i), 0x1) for i in range(2 * n + 1)]
     send_ns = [0] * len(frames)
     clients: list[YClient] = []
     try:
@@ -251,17 +325,18 @@ async def run_relay_fairness(server: ServerProcess) -> FairnessResult:
         ]
         clients = [writer, *receivers]
         await run_phase(server, writer, receivers, frames[:1], 0, send_ns, None, 10)
+        t0 = time.time()
         result.alone = await run_phase(
-            server, writer, receivers, frames[1:151], 1, send_ns, 1 / 50, 30
+            server, writer, receivers, frames[1 : n + 1], 1, send_ns, 1 / 50, 30 + n / 50
         )
-        stop = asyncio.Event()
-        flooder = asyncio.create_task(flood_relay(server.port, stop, result))
-        await asyncio.sleep(2.0)  # the flood is on
-        result.flooded = await run_phase(
-            server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
-        )
-        stop.set()
-        await flooder
+        result.phases["alone"] = (t0, time.time())
+        async with flooding("relay", server.port, result):
+            await asyncio.sleep(2.0)  # the flood is on
+            t0 = time.time()
+            result.flooded = await run_phase(
+                server, writer, receivers, frames[n + 1 :], n + 1, send_ns, 1 / 50, 60 + n / 50
+            )
+            result.phases["flooded"] = (t0, time.time())
         if writer.refused:
             result.error = f"the quiet publisher was refused: {writer.refused[0]}"
     except (OSError, TimeoutError, ConnectionError) as exc:
@@ -271,9 +346,10 @@ async def run_relay_fairness(server: ServerProcess) -> FairnessResult:
     return result
 
 
-async def run_fairness(server: ServerProcess) -> FairnessResult:
+async def run_fairness(server: ServerProcess, events: int = EVENTS) -> FairnessResult:
     result = FairnessResult()
-    frames = small_updates(301)
+    n = events
+    frames = small_updates(2 * n + 1)
     send_ns = [0] * len(frames)
     path = "/yjs/quiet"
     clients: list[YClient] = []
@@ -282,17 +358,18 @@ async def run_fairness(server: ServerProcess) -> FairnessResult:
         receivers = [await join(server.port, path) for _ in range(10)]
         clients = [writer, *receivers]
         await run_phase(server, writer, receivers, frames[:1], 0, send_ns, None, 10)
+        t0 = time.time()
         result.alone = await run_phase(
-            server, writer, receivers, frames[1:151], 1, send_ns, 1 / 50, 30
+            server, writer, receivers, frames[1 : n + 1], 1, send_ns, 1 / 50, 30 + n / 50
         )
-        stop = asyncio.Event()
-        flooder = asyncio.create_task(flood(server.port, stop, result))
-        await asyncio.sleep(2.0)  # the flood is on
-        result.flooded = await run_phase(
-            server, writer, receivers, frames[151:301], 151, send_ns, 1 / 50, 60
-        )
-        stop.set()
-        await flooder
+        result.phases["alone"] = (t0, time.time())
+        async with flooding("yjs", server.port, result):
+            await asyncio.sleep(2.0)  # the flood is on
+            t0 = time.time()
+            result.flooded = await run_phase(
+                server, writer, receivers, frames[n + 1 :], n + 1, send_ns, 1 / 50, 60 + n / 50
+            )
+            result.phases["flooded"] = (t0, time.time())
     except (OSError, TimeoutError, ConnectionError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -309,7 +386,9 @@ class ServerResult:
     skipped: str | None = None
 
 
-async def bench_server(name: str, ns: list[int], fairness: bool) -> ServerResult:
+async def bench_server(
+    name: str, ns: list[int], fairness: bool, probe: Path | None = None, events: int = EVENTS
+) -> ServerResult:
     """Each N on a fresh server (memory a process freed is not given back, so a second
     run's growth would be measured from a bloated start), then fairness on another."""
     result = ServerResult(name, spec(name, 0).label)
@@ -323,10 +402,18 @@ async def bench_server(name: str, ns: list[int], fairness: bool) -> ServerResult
             result.idle.append(await run_idle(name, server, n))
     if fairness and name in ("inkwire", "node", "relay"):
         port = free_port()
-        async with started(spec(name, port, fairness=True), port, settle_s=0.5) as server:
+        server_spec = spec(name, port, fairness=True)
+        if probe is not None:  # bench/loop_probe.py in the server: its long loop turns
+            path = probe.with_name(f"{probe.stem}-{name}{probe.suffix}")
+            server_spec.env["LOOP_PROBE_OUT"] = str(path.resolve())
+            server_spec.env["PYTHONPATH"] = os.pathsep.join(
+                [str(site_dir()), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
+            say(f"  {name}: loop probe in {path}")
+        async with started(server_spec, port, settle_s=0.5) as server:
             say(f"  {name}: fairness ...")
             run = run_relay_fairness if name == "relay" else run_fairness
-            result.fairness = await run(server)
+            result.fairness = await run(server, events)
     return result
 
 
@@ -337,7 +424,7 @@ def ms(phase: PhaseStats | None) -> str:
     return f"{p50:.1f} / {p99:.1f}" + ("" if phase.complete else " (incomplete)")
 
 
-def report(results: list[ServerResult]) -> str:
+def report(results: list[ServerResult], events: int = EVENTS) -> str:
     rows = []
     for r in results:
         if r.skipped:
@@ -375,9 +462,9 @@ def report(results: list[ServerResult]) -> str:
             )
         out += [
             "",
-            "Fairness: a quiet diagram's (relay: channel's) p50 / p99 ms (150 updates or"
-            " events at 50/s, 10 receivers),\nalone and while another client floods (updates"
-            " into its own diagram; relay: requests)",
+            "Fairness: a quiet diagram's (relay: channel's) p50 / p99 ms"
+            f" ({events} updates or events at 50/s, 10 receivers),\nalone and while"
+            " another client floods (updates into its own diagram; relay: requests)",
             table(
                 ["server", "alone", "neighbour flooding", "flood frames", "flooder closed", ""],
                 rows,
@@ -392,6 +479,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--no-fairness", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--fair-events",
+        type=int,
+        default=EVENTS,
+        help=f"events per fairness phase at 50/s (default {EVENTS}: a p99 of 15 latencies)",
+    )
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        help="run the fairness servers with bench/loop_probe.py, writing FILE-<server>.jsonl",
+    )
     args = parser.parse_args(argv)
     limit = raise_file_limit()
     if args.n:
@@ -409,11 +507,17 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for name in names:
             say(f"{name}: starting")
-            results.append(await bench_server(name, ns, not args.no_fairness))
+            results.append(
+                await bench_server(name, ns, not args.no_fairness, args.probe, args.fair_events)
+            )
         return results
 
     results = asyncio.run(run())
-    print(report(results))
+    print(report(results, args.fair_events))
+    for r in results:  # where to look in a probe file
+        if r.fairness is not None and args.probe is not None:
+            for phase, (since, until) in r.fairness.phases.items():
+                print(f"{r.name} {phase}: --since {since:.3f} --until {until:.3f}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
 

@@ -11,6 +11,7 @@ hypercorn has no open connection left to cancel noisily, and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -106,13 +107,15 @@ async def close_websocket(
     parse one by one, hundreds of milliseconds of CPU taken from everyone
     else, for messages that are dropped anyway. So the socket is closed right
     after the close frame, as after a lapsed grace: the backlog is discarded
-    unread, and only what hypercorn had queued is drained.
+    unread, what hypercorn had read ahead too (:func:`_discard_read_ahead`),
+    and only what it had queued is drained.
     """
     writer = raw_writer(send) if flooding else None
     if writer is not None:
         with anyio.move_on_after(grace):
             await send({"type": "websocket.close", "code": code, "reason": reason})
         writer.transport.close()
+        _discard_read_ahead(send)
         with anyio.move_on_after(grace):
             await _drain(receive)
         return
@@ -131,6 +134,42 @@ async def close_websocket(
 async def _drain(receive: Receive) -> None:
     while (await receive())["type"] != "websocket.disconnect":
         pass
+
+
+def _discard_read_ahead(send: Send) -> None:
+    """Drop the bytes hypercorn read from a flooder's socket but has not parsed.
+
+    Closing the socket discards what the kernel holds, not what hypercorn
+    already read: a few hundred KiB (wsproto's frame buffer, fed 64 KiB at a
+    time, and the stream reader, which stops reading only past 128 KiB), 3 400
+    small requests in tests/test_capacity.py. Draining to the disconnect had
+    hypercorn parse every one of them, 32 per loop turn (:data:`APP_QUEUE`),
+    ~15 µs a frame: ~50 ms of CPU after each 4008, in ~0.5 ms steps that every
+    other client's message waited behind, several times on its way in
+    (docs/capacity.md, "Relay fairness: what held the loop").
+
+    The stream reader gets an error, so hypercorn's next read ends its reading
+    (then it reports the disconnect); wsproto's buffer is emptied, so the
+    frames it is handing out now end with the one it holds. Where the
+    connection is not hypercorn's asyncio HTTP/1.1 one, as found by
+    :func:`net.wire.raw_writer`, nothing is touched and the backlog is parsed
+    as before.
+    """
+    stream = getattr(send, "__self__", None)  # hypercorn's WSStream
+    try:
+        reader = stream.send.__self__.send.__self__.reader  # type: ignore[union-attr]
+    except AttributeError:
+        return
+    if isinstance(reader, asyncio.StreamReader):
+        reader.set_exception(ConnectionResetError("closed for flooding"))
+    # wsproto's Connection -> FrameProtocol -> FrameDecoder -> Buffer (private names: each
+    # looked up with a default, so another wsproto leaves its buffer to be parsed)
+    connection = getattr(stream, "connection", None)
+    decoder = getattr(getattr(connection, "_proto", None), "_frame_decoder", None)
+    buffer: Any = getattr(decoder, "buffer", None)
+    if isinstance(getattr(buffer, "buffer", None), bytearray) and hasattr(buffer, "bytes_used"):
+        buffer.buffer.clear()
+        buffer.bytes_used = 0
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inkwire.relay")
 
+# Seconds a relay reader may hold the loop before it yields (the /yjs reader's is
+# net.limits.BUDGET, 1 ms). A quiet channel's event passes ~5 loop turns on its way in
+# (hypercorn's read, its wait_for, the queue, our reader), and a flooder back with a full
+# bucket takes a slice in each of them, plus hypercorn refilling the app queue with as
+# many frames as the slice took: at 1 ms a turn was ~2 ms and the quiet p99 5-15 ms. A
+# request is its own unit (no coalescing to lose), so a small slice costs only a
+# checkpoint per few requests (docs/capacity.md, "Relay fairness: what held the loop").
+SLICE = 0.0002
+
 
 class RelayConnection(FanoutConnection[Entry]):
     stats: RelayStats
@@ -145,7 +154,7 @@ class RelayConnection(FanoutConnection[Entry]):
     async def _read(self, receive: Receive) -> None:
         limit = self.app.settings.max_message_size
         max_outbox = self.hub.settings.max_outbox
-        slice_ = TimeSlice()
+        slice_ = TimeSlice(SLICE)
         while True:
             # the slice counts from before receive(): handing over a queued message is
             # hypercorn's work done in this reader's turn (a wait here only adds a checkpoint)

@@ -16,11 +16,20 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
 from collab.protocol import sync_step1
-from net.hosting import APP_QUEUE, UPGRADE_SECONDS, hypercorn_config
+from net.asgi import Message, Receive, Send
+from net.hosting import (
+    APP_QUEUE,
+    UPGRADE_SECONDS,
+    accept_websocket,
+    close_websocket,
+    hypercorn_config,
+    run_app,
+)
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice
 from relays.app import RelayApp
 from relays.catalogs import BY_NAME
+from tests.conftest import free_port
 from tests.relayclient import relay
 from tests.yclient import Peer, peer, wait_until
 
@@ -308,3 +317,98 @@ def test_a_reader_holds_the_loop_for_at_most_a_millisecond_by_default() -> None:
     slice_ = TimeSlice()
     assert not slice_.spent(0.0006)
     assert slice_.spent(0.0006)
+
+
+class ClosesAFlooder:
+    """A bare app on our hosting: accepts one WebSocket, reads its first message, then,
+    once told, closes it as a flooder (4008) with close_websocket, counting what it
+    had to drain before hypercorn reported the disconnect."""
+
+    max_message_size = 1 << 16
+
+    def __init__(self) -> None:
+        self.close_now = anyio.Event()
+        self.drained: int | None = None
+        self.first_message = anyio.Event()
+        self.closed = anyio.Event()
+
+    def begin_shutdown(self) -> None:
+        pass
+
+    async def wait_all_closed(self) -> None:
+        pass
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()  # websocket.connect
+        await accept_websocket(send)
+        await receive()
+        self.first_message.set()
+        await self.close_now.wait()
+        drained = 0
+
+        async def counted() -> Message:
+            nonlocal drained
+            drained += 1
+            return await receive()
+
+        await close_websocket(counted, send, 4008, "rate limit exceeded", 5.0, flooding=True)
+        self.drained = drained
+        self.closed.set()
+
+
+async def test_a_flooders_close_discards_what_hypercorn_read_ahead() -> None:
+    """Closed with 4008, a flooder's socket is closed unread; what hypercorn had already
+    read from it (wsproto's buffer and its stream reader's: ~3 400 requests here before
+    this) is dropped too, not parsed 32 frames a turn on the way to the
+    disconnect (~50 ms of CPU after each 4008, docs/capacity.md). Only what was
+    queued for the app is drained."""
+    app = ClosesAFlooder()
+    port = free_port()
+    stop = anyio.Event()
+    request = json.dumps({"type": "request", "event": "get_adapter_status", "id": "f"})
+    flood = client_frame(0x1, request.encode()) * 40_000  # ~4 MiB
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_app, app, "127.0.0.1", port, stop.wait)
+        with anyio.fail_after(20):
+            while True:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+            key = base64.b64encode(b"0123456789abcdef")
+            await stream.send(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            response = b""
+            while b"\r\n\r\n" not in response:
+                response += await stream.receive()
+            assert response.startswith(b"HTTP/1.1 101")
+            sent = anyio.Event()
+
+            async def send_flood() -> None:  # until the server stops reading (or closes)
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await stream.send(flood[: 1 << 20])
+                    sent.set()
+                    await stream.send(flood[1 << 20 :])
+
+            tg.start_soon(send_flood)
+            await app.first_message.wait()
+            await sent.wait()  # 1 MiB sent: hypercorn has had its fill of reading ahead
+            await anyio.sleep(0.2)
+            app.close_now.set()
+            received = await dropped(stream)
+            await app.closed.wait()
+        assert b"\x88" in received  # the close frame came, then the TCP close
+        assert app.drained is not None and app.drained <= APP_QUEUE + 2, (
+            app.drained
+        )  # the queue, hypercorn's one, the end
+        await stream.aclose()
+        stop.set()

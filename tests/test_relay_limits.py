@@ -187,3 +187,56 @@ async def test_the_time_slice_counts_what_hypercorn_does_in_the_readers_turn() -
     requests = [i for i, what in enumerate(handled) if what == "request"]
     between = handled[requests[0] : requests[-1]].count("other")
     assert between >= 3, handled
+
+
+@pytest.mark.anyio
+async def test_a_relay_reader_yields_after_a_fraction_of_a_millisecond() -> None:
+    """A quiet channel's event passes several loop turns on its way in, and a flooder
+    spending its burst takes a slice of each: the relay's slice is 0.2 ms (the /yjs
+    reader's 1 ms made each turn ~2 ms and the quiet p99 5-15 ms, docs/capacity.md).
+    Requests that take 0.12 ms each: the reader yields after every second one (more
+    often if the machine is slow, never less)."""
+    app = RelayApp(dhruva)
+    handled: list[str] = []
+
+    @app.handle("get_adapter_status")
+    async def slow(params: dict[str, object]) -> dict[str, object]:
+        end = time.perf_counter() + 0.00012  # handling that holds the loop (no await)
+        while time.perf_counter() < end:
+            pass
+        handled.append("request")
+        return {}
+
+    burst = [
+        {
+            "type": "websocket.receive",
+            "text": json.dumps(
+                {
+                    "type": "request",
+                    "event": "get_adapter_status",
+                    "id": i,
+                    "data": {"adapter_id": "a"},
+                }
+            ),
+        }
+        for i in range(20)
+    ]
+    messages = iter([*burst, {"type": "websocket.disconnect", "code": 1000}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages)  # all queued already: no suspension, as hypercorn's queue
+
+    async def other_connection() -> None:
+        while True:
+            handled.append("other")
+            await anyio.lowlevel.checkpoint()
+
+    connection = RelayConnection(app, "peer", batch=False, grant=OPEN)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_connection)
+        await anyio.lowlevel.checkpoint()
+        await connection._read(receive)
+        tg.cancel_scope.cancel()
+    assert handled.count("request") == 20
+    runs = "".join("r" if what == "request" else "o" for what in handled).split("o")
+    assert max(len(run) for run in runs) <= 2, handled
