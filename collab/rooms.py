@@ -83,7 +83,8 @@ class Rooms:
                 self.rooms[name] = room
                 assert self._tg is not None, "Rooms.run() is not running"
                 self._tg.start_soon(self._run_room, room)
-            await room.loaded.wait()
+            if not room.loaded.is_set():  # (a loaded room's wait would still yield a turn)
+                await room.loaded.wait()
             if room.load_error is not None:
                 raise RuntimeError(f"diagram {name!r} could not be loaded") from room.load_error
             if not room.closing:
