@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -18,7 +19,7 @@ from collab.config import Config
 from collab.protocol import sync_step1
 from net.hosting import APP_QUEUE, UPGRADE_SECONDS, hypercorn_config
 from net.keepalive import Keepalives
-from net.limits import Pacer, TimeSlice
+from net.limits import Pacer, TimeSlice, ready_messages
 from relays.app import RelayApp
 from relays.catalogs import BY_NAME
 from tests.relayclient import relay
@@ -308,3 +309,19 @@ def test_a_reader_holds_the_loop_for_at_most_a_millisecond_by_default() -> None:
     slice_ = TimeSlice()
     assert not slice_.spent(0.0006)
     assert slice_.spent(0.0006)
+
+
+async def test_a_reader_can_tell_a_receive_that_will_wait() -> None:
+    """hypercorn's ``receive`` is its app queue's ``get``: a reader whose queue is empty
+    knows the next ``receive()`` waits, so a new turn begins after it and the time
+    slice counts from there (a joining client's first messages cost no extra turn)."""
+    queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(APP_QUEUE)
+    ready = ready_messages(queue.get)
+    assert ready is not None and ready() == 0
+    queue.put_nowait({"type": "websocket.receive"})
+    assert ready() == 1
+
+    async def receive() -> dict[str, str]:  # another server's: it cannot tell
+        return {}
+
+    assert ready_messages(receive) is None
