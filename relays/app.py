@@ -51,7 +51,7 @@ from relays.protocol import (
     ErrorCode,
     ProtocolError,
     RelayUnavailable,
-    encode_welcome,
+    Welcome,
 )
 from relays.scope import Scopes
 from relays.stats import RelayStats, snapshot
@@ -146,6 +146,17 @@ class RelayApp:
         self._closed: anyio.Event | None = None  # set when the last connection ends
         self.broadcast = Broadcaster(catalog, self._broadcast)
         self.scopes = Scopes(catalog)  # what a token lets each request read
+        # every connection's first message, encoded once but for its ids and time
+        self.welcome = Welcome(
+            server=catalog.service,
+            limits={
+                "max_message_size": self.settings.max_message_size,
+                "max_subscriptions": self.settings.hub.max_subscriptions,
+                "history_size": self.settings.hub.history_size,
+                "history_age": self.settings.hub.history_age,
+                "keepalive_interval": self.settings.keepalive_interval,
+            },
+        )
 
     async def _broadcast(
         self, event: str, channels: list[str], payload: dict[str, Any]
@@ -296,20 +307,8 @@ class RelayApp:
         stats.connections += 1
         stats.connections_total += 1
         self.websocket_metrics.connected()
-        limits = {
-            "max_message_size": self.settings.max_message_size,
-            "max_subscriptions": self.hub.settings.max_subscriptions,
-            "history_size": self.hub.settings.history_size,
-            "history_age": self.hub.settings.history_age,
-            "keepalive_interval": self.settings.keepalive_interval,
-        }
         conn.queue(
-            encode_welcome(
-                conn.id,
-                server=self.catalog.service,
-                authenticated=grant is not None and grant.authenticated,
-                limits=limits,
-            )
+            self.welcome.encode(conn.id, authenticated=grant is not None and grant.authenticated)
         )
         try:
             await conn.run(receive, send)
