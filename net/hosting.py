@@ -202,15 +202,15 @@ def hypercorn_config(
 def tune_gc() -> None:
     """Make full garbage collections 10x rarer in a server process (called once at start).
 
-    Every open connection holds ~150 objects the cyclic collector tracks
+    Every open connection holds ~140 objects the cyclic collector tracks
     (hypercorn's and ours), and they all live long. CPython considers a full
     collection after every 10 young ones, i.e. every ~70 000 new objects, and
     runs it once the objects added since the last one are a quarter of those it
     kept then: while connections pour in (a restart, every client back at once)
     that held at every chance, each pass walking every connection's objects
-    again, ~12 passes for the first 10 000 connections. That was ~45 % of the
-    server's CPU per accepted connection, and each pass paused the loop for up
-    to 0.6 s (docs/capacity.md). Considered after 100 young collections
+    again, 12 passes for the first 10 000 connections. That was ~40 % of the
+    server's CPU per accepted connection, and each pass paused the loop for
+    0.3-0.4 s on average (docs/capacity.md). Considered after 100 young collections
     instead, they come once per ~700 000 new objects: the young collections,
     which stay as small and quick as before, do the rest.
 

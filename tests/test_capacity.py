@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import resource
 
@@ -17,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
 from collab.protocol import sync_step1
-from net.hosting import APP_QUEUE, UPGRADE_SECONDS, hypercorn_config
+from net.hosting import APP_QUEUE, FULL_GC_EVERY, UPGRADE_SECONDS, hypercorn_config, tune_gc
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice, ready_messages
 from relays.app import RelayApp
@@ -325,3 +326,16 @@ async def test_a_reader_can_tell_a_receive_that_will_wait() -> None:
         return {}
 
     assert ready_messages(receive) is None
+
+
+def test_our_server_processes_run_full_collections_ten_times_rarer() -> None:
+    """While connections pour in, CPython's default (a full pass considered after every 10
+    young collections) walked every open connection's objects again and again: ~40 % of
+    the server's CPU per accepted connection (docs/capacity.md)."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (before[0], before[1], FULL_GC_EVERY)
+        assert FULL_GC_EVERY == 10 * 10  # CPython's default: 10
+    finally:
+        gc.set_threshold(*before)
