@@ -278,9 +278,8 @@ class RelayApp:
         if message["type"] != "websocket.connect":
             return
         subprotocols = scope.get("subprotocols") or []
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         negotiated = BATCH_SUBPROTOCOL in subprotocols
-        batch = negotiated or query.get("batch", [""])[0] in ("1", "true")
+        batch = negotiated or _batch_query(scope.get("query_string", b""))
         await accept_websocket(send, BATCH_SUBPROTOCOL if negotiated else None)
         close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
         if not self.ready:
@@ -431,3 +430,11 @@ class RelayApp:
                 )
             checked.append((item["event"], channels, payload))
         return checked
+
+
+def _batch_query(query_string: bytes) -> bool:
+    """``?batch=1`` (or ``true``): the client asks for batched frames without the subprotocol."""
+    if not query_string:  # most clients: nothing to parse
+        return False
+    query = parse_qs(query_string.decode("latin-1"))
+    return query.get("batch", [""])[0] in ("1", "true")
