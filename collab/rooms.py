@@ -14,6 +14,7 @@ from collab.hooks import RoomHooks
 from collab.metrics import Stats
 from collab.persistence import PersistenceFactory, StorePersistence
 from collab.room import Room
+from net.hosting import connection_closed
 from net.keepalive import Keepalives
 from storage import Store
 
@@ -111,6 +112,7 @@ class Rooms:
     def closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.stats.connections -= 1
+        connection_closed(len(self.connections))
         if not self.connections and self._emptied is not None:
             self._emptied.set()
 

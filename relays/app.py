@@ -37,7 +37,7 @@ import anyio
 from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
-from net.hosting import accept_websocket, close_websocket
+from net.hosting import accept_websocket, close_websocket, connection_closed
 from net.keepalive import Keepalives
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
@@ -317,6 +317,7 @@ class RelayApp:
             if not self.connections and self._closed is not None:
                 self._closed.set()
             stats.connections -= 1
+            connection_closed(len(self.connections))
         if not conn.peer_closed:
             await close(conn.close_code, conn.close_reason, flooding=conn.close_code == 4008)
 

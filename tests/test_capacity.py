@@ -18,7 +18,15 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
 from collab.protocol import sync_step1
-from net.hosting import APP_QUEUE, FULL_GC_EVERY, UPGRADE_SECONDS, hypercorn_config, tune_gc
+from net.hosting import (
+    APP_QUEUE,
+    CLOSED_PER_FULL_GC,
+    FULL_GC_EVERY,
+    UPGRADE_SECONDS,
+    connection_closed,
+    hypercorn_config,
+    tune_gc,
+)
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice, ready_messages
 from relays.app import RelayApp
@@ -337,5 +345,10 @@ def test_our_server_processes_run_full_collections_ten_times_rarer() -> None:
         tune_gc()
         assert gc.get_threshold() == (before[0], before[1], FULL_GC_EVERY)
         assert FULL_GC_EVERY == 10 * 10  # CPython's default: 10
+        # ... but closed connections (cyclic garbage) still get a full pass per batch
+        passes = gc.get_stats()[2]["collections"]
+        for _ in range(CLOSED_PER_FULL_GC):
+            connection_closed(still_open=10)
+        assert gc.get_stats()[2]["collections"] > passes
     finally:
         gc.set_threshold(*before)
