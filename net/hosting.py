@@ -225,13 +225,14 @@ def tune_gc() -> None:
     (:func:`connection_closed`) and run a full pass once there are
     ``CLOSED_PER_FULL_GC`` of them since the last one, or a quarter of the
     connections still open if that is more: the dead are bounded by what
-    closes, not by what opens. Only for our own server processes: an app
-    embedded elsewhere leaves its host's collector alone.
+    closes, not by what opens (except in the shutdown, when all of them close
+    at once). Only for our own server processes: an app embedded elsewhere
+    leaves its host's collector alone.
     """
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_GC_EVERY)
-    if not _dead.counting:
-        _dead.counting = True
+    _dead.counting = True
+    if _dead.on_gc not in gc.callbacks:
         gc.callbacks.append(_dead.on_gc)
 
 
@@ -276,6 +277,9 @@ async def run_app(
 
     async def trigger() -> None:
         await shutdown_trigger()
+        # every client is about to close: no full collections per batch of them now,
+        # the process is on its way out (see connection_closed)
+        _dead.counting = False
         app.begin_shutdown()
         with anyio.move_on_after(SHUTDOWN_SECONDS):
             await app.wait_all_closed()
