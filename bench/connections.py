@@ -14,6 +14,11 @@ bench/common.py, this load generator on core 1):
 * hypercorn    a bare ASGI app on hypercorn (bench/baseline_asgi_relay.py: accepts, welcomes,
                holds), with the inkwire relay's hypercorn settings: hypercorn's own floor,
                which inkwire's two servers sit on
+* hypercorn-yjs, hypercorn-relay   the same bare app doing the exchange inkwire's join does
+               (`--servers` only): an empty diagram's sync steps 1 and 2 both ways, on
+               `/yjs/c<k>`; a welcome, a `subscribe` and its response, on `/relay`; every
+               message a constant of inkwire's size, with inkwire's garbage collector
+               setting (net.hosting.tune_gc). What inkwire costs above these is its own.
 
 For each N (default 1 000 and 10 000, plus 15 000 when the open-file limit allows; this
 process raises its soft limit to the hard one, and the servers inherit it), on a fresh
@@ -89,6 +94,7 @@ from yjs_fanout import (
 )
 
 SERVERS = ("inkwire", "relay", "node", "websockets", "hypercorn")
+FULL_GC_EVERY = 100  # net.hosting's, for the bare hypercorn-yjs and hypercorn-relay apps
 PER_ROOM = 20
 IN_FLIGHT = 100
 FLOOD_BATCH = 64  # update frames written per turn of the flooder's loop
@@ -112,6 +118,11 @@ def spec(name: str, port: int, *, fairness: bool = False) -> ServerSpec:
         return s
     if name == "node":
         return server_specs(port)["node"]
+    if name in ("hypercorn-yjs", "hypercorn-relay"):
+        s = relay_spec("hypercorn", port)
+        s.name, s.label = name, f"bare hypercorn ASGI app, {name[10:]} exchange"
+        s.env["BASELINE_FULL_GC_EVERY"] = str(FULL_GC_EVERY)
+        return s
     s = relay_spec({"relay": "inkwire"}.get(name, name), port)
     if name == "relay":
         s.env["INKWIRE_RELAYS_DHRUVA_MAX_CONNECTIONS"] = limits
@@ -131,9 +142,12 @@ def shipped_rate_limit(argv: list[str]) -> list[str]:
 
 async def open_one(name: str, port: int, i: int) -> YClient:
     loop = asyncio.get_running_loop()
-    if name in ("relay", "websockets", "hypercorn"):
-        inkwire = name == "relay"
-        _, client = await loop.create_connection(lambda: JsonClient(port, "/", inkwire), HOST, port)
+    if name in ("relay", "websockets", "hypercorn", "hypercorn-relay"):
+        inkwire = name in ("relay", "hypercorn-relay")
+        route = "/relay" if name == "hypercorn-relay" else "/"
+        _, client = await loop.create_connection(
+            lambda: JsonClient(port, route, inkwire), HOST, port
+        )
     else:
         path = f"/yjs/c{i // PER_ROOM}"
         _, client = await loop.create_connection(lambda: YClient(port, path), HOST, port)

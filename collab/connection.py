@@ -46,7 +46,7 @@ from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
 from net.hosting import accept_websocket, close_websocket
 from net.keepalive import Keepalives
-from net.limits import Pacer, TimeSlice
+from net.limits import Pacer, TimeSlice, ready_messages
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -124,11 +124,15 @@ class Connection(FanoutConnection[RoomEntry]):
         limit = self.config.max_message_size
         pacer = self._pacer
         slice_ = TimeSlice()
+        ready = ready_messages(receive)
         while True:
             # the slice counts from before receive(): handing over a queued message is
-            # hypercorn's work done in this reader's turn (a wait here only adds a checkpoint)
+            # hypercorn's work done in this reader's turn; after a wait, a new turn began
             started = perf_counter()
+            waits = ready is not None and not ready()
             message = await receive()
+            if waits:
+                started = perf_counter()
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return

@@ -14,6 +14,7 @@ from collab.hooks import RoomHooks
 from collab.metrics import Stats
 from collab.persistence import PersistenceFactory, StorePersistence
 from collab.room import Room
+from net.hosting import connection_closed
 from net.keepalive import Keepalives
 from storage import Store
 
@@ -83,7 +84,8 @@ class Rooms:
                 self.rooms[name] = room
                 assert self._tg is not None, "Rooms.run() is not running"
                 self._tg.start_soon(self._run_room, room)
-            await room.loaded.wait()
+            if not room.loaded.is_set():  # (a loaded room's wait would still yield a turn)
+                await room.loaded.wait()
             if room.load_error is not None:
                 raise RuntimeError(f"diagram {name!r} could not be loaded") from room.load_error
             if not room.closing:
@@ -110,6 +112,7 @@ class Rooms:
     def closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.stats.connections -= 1
+        connection_closed(len(self.connections))
         if not self.connections and self._emptied is not None:
             self._emptied.set()
 

@@ -143,7 +143,10 @@ class FanoutConnection(ABC, Generic[E]):
                 self._scope = tg.cancel_scope
                 self._tasks = tg
                 subscriber.on_wake = self._start_writer
-                tg.start_soon(self._write, sender)  # what was queued before, if anything
+                # what was queued before (a welcome, sync step 1): written at once where it can
+                left = self._write_queued(sender) if sender.raw else ()
+                if left is not None:
+                    tg.start_soon(self._write, sender, left)
                 self._start_tasks(tg)
                 if keepalives is not None:
                     keepalives.add(self, tg)
@@ -161,8 +164,29 @@ class FanoutConnection(ABC, Generic[E]):
         if tasks is not None and sender is not None:
             tasks.start_soon(self._write, sender)
 
-    async def _write(self, sender: Sender) -> None:
-        """The one writer: outbox frames and log entries, in order, until nothing is left.
+    def _write_queued(self, sender: Sender) -> Sequence[Frame] | None:
+        """Write what was queued before the connection ran, now, on a raw socket with
+        room; None once all is written (the subscriber then waits, as after a writer),
+        else the frames taken but not written, which a writer must send first.
+
+        A connection's first frames (the relays' welcome, sync step 1 of a room)
+        are nearly always written so, sparing each accepted connection a writer
+        task that would send them and end (docs/capacity.md).
+        """
+        log = self.log
+        subscriber = self.subscriber
+        big_frame = self.big_frame
+        while (batch := log.take(subscriber)) is not None:
+            frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
+            if any(len(frame.payload) >= big_frame for frame in frames):
+                return frames  # a big frame waits its turn at big_sends, in the writer
+            if not sender.try_write(frames):
+                return frames
+        return None
+
+    async def _write(self, sender: Sender, first: Sequence[Frame] = ()) -> None:
+        """The one writer: ``first``, then outbox frames and log entries, in order, until
+        nothing is left.
 
         It exists only while there is something to send (see
         :class:`~net.fanout.Subscriber`): an idle connection holds no task
@@ -171,8 +195,8 @@ class FanoutConnection(ABC, Generic[E]):
         log = self.log
         subscriber = self.subscriber
         big_frame = self.big_frame
-        while (batch := log.take(subscriber)) is not None:
-            frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
+        frames = first
+        while True:
             for frame in frames:
                 try:
                     if len(frame.payload) < big_frame:
@@ -182,6 +206,10 @@ class FanoutConnection(ABC, Generic[E]):
                             await sender.send(frame)
                 except (ConnectionError, OSError):
                     return  # the peer is gone; the reader sees the disconnect
+            batch = log.take(subscriber)
+            if batch is None:
+                return
+            frames = [batch] if isinstance(batch, Frame) else self._frames(*batch)
 
     def deliver_now(self, start: int, entries: Sequence[E]) -> bool:
         """Called by the publisher: write this run straight out if the socket has room.

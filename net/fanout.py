@@ -156,8 +156,16 @@ class FanoutLog(Generic[T]):
         self._idle.discard(subscriber)
 
     def attach(self, subscriber: Subscriber, position: int) -> None:
-        """Start (or restart) delivering log entries from ``position`` on."""
-        subscriber.cursor = max(position, self._base)
+        """Start (or restart) delivering log entries from ``position`` on.
+
+        A waiting subscriber with nothing to send from there (a client joining
+        at the head, the usual case) stays waiting, as a writer woken for it
+        would leave it: starting one only to find nothing cost a task per join.
+        """
+        cursor = subscriber.cursor = max(position, self._base)
+        if subscriber.waiting and not subscriber.outbox and cursor >= self.published:
+            self._idle.add(subscriber)
+            return
         self._idle.discard(subscriber)
         subscriber.wake()
 

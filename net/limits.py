@@ -10,7 +10,9 @@ variant: no refusals (a Yjs client has no way to hear them), only the pause.
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
 
 ALLOWED: Final = "allowed"
 DROPPED: Final = "dropped"  # answer RATE_LIMITED, keep the connection
@@ -100,9 +102,11 @@ class TimeSlice:
     queue has room) to the end of its handling, and yields to the loop (one
     checkpoint) whenever it passes ``budget``, which bounds the stall without
     yielding per message, so a burst still coalesces. A ``receive()`` that
-    waited counts too: a needless checkpoint after a quiet spell costs a few
-    microseconds. 1 ms: at 5 ms, counting handling only, a flooder's turns took
-    5-10 ms and the quiet diagram beside it waited for them (docs/capacity.md).
+    waited began a turn of its own: the reader counts from its return then
+    (see :func:`ready_messages`), else every message after a quiet spell, a
+    joining client's first ones included, would pay for a needless turn.
+    1 ms: at 5 ms, counting handling only, a flooder's turns took 5-10 ms and
+    the quiet diagram beside it waited for them (docs/capacity.md).
     """
 
     __slots__ = ("_used", "budget")
@@ -118,3 +122,14 @@ class TimeSlice:
             return False
         self._used = 0.0
         return True
+
+
+def ready_messages(receive: Any) -> Callable[[], int] | None:
+    """How many messages an ASGI ``receive`` has ready, where that can be told: hypercorn's
+    asyncio worker hands a connection its messages from a queue, whose ``get`` it is.
+
+    None elsewhere (the trio worker, another server): a reader then counts every
+    ``receive()`` into its :class:`TimeSlice`, waits included.
+    """
+    queue = getattr(receive, "__self__", None)
+    return queue.qsize if isinstance(queue, asyncio.Queue) else None

@@ -50,7 +50,10 @@ class Grant:
     expires: float | None = None  # the token's ``exp`` (Unix time), if it has one
 
     def allows(self, channel: str) -> bool:
-        return any(fnmatchcase(channel, pattern) for pattern in self.channels)
+        channels = self.channels
+        # "*" (OPEN's, every connection's with auth off) matches anything: no pattern
+        # matching per join, subscribe or published event
+        return "*" in channels or any(fnmatchcase(channel, pattern) for pattern in channels)
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires is not None and (time.time() if now is None else now) >= self.expires

@@ -37,7 +37,7 @@ import anyio
 from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
-from net.hosting import accept_websocket, close_websocket
+from net.hosting import accept_websocket, close_websocket, connection_closed
 from net.keepalive import Keepalives
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
@@ -51,7 +51,7 @@ from relays.protocol import (
     ErrorCode,
     ProtocolError,
     RelayUnavailable,
-    encode_welcome,
+    Welcome,
 )
 from relays.scope import Scopes
 from relays.stats import RelayStats, snapshot
@@ -146,6 +146,17 @@ class RelayApp:
         self._closed: anyio.Event | None = None  # set when the last connection ends
         self.broadcast = Broadcaster(catalog, self._broadcast)
         self.scopes = Scopes(catalog)  # what a token lets each request read
+        # every connection's first message, encoded once but for its ids and time
+        self.welcome = Welcome(
+            server=catalog.service,
+            limits={
+                "max_message_size": self.settings.max_message_size,
+                "max_subscriptions": self.settings.hub.max_subscriptions,
+                "history_size": self.settings.hub.history_size,
+                "history_age": self.settings.hub.history_age,
+                "keepalive_interval": self.settings.keepalive_interval,
+            },
+        )
 
     async def _broadcast(
         self, event: str, channels: list[str], payload: dict[str, Any]
@@ -267,9 +278,8 @@ class RelayApp:
         if message["type"] != "websocket.connect":
             return
         subprotocols = scope.get("subprotocols") or []
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         negotiated = BATCH_SUBPROTOCOL in subprotocols
-        batch = negotiated or query.get("batch", [""])[0] in ("1", "true")
+        batch = negotiated or _batch_query(scope.get("query_string", b""))
         await accept_websocket(send, BATCH_SUBPROTOCOL if negotiated else None)
         close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
         if not self.ready:
@@ -296,20 +306,8 @@ class RelayApp:
         stats.connections += 1
         stats.connections_total += 1
         self.websocket_metrics.connected()
-        limits = {
-            "max_message_size": self.settings.max_message_size,
-            "max_subscriptions": self.hub.settings.max_subscriptions,
-            "history_size": self.hub.settings.history_size,
-            "history_age": self.hub.settings.history_age,
-            "keepalive_interval": self.settings.keepalive_interval,
-        }
         conn.queue(
-            encode_welcome(
-                conn.id,
-                server=self.catalog.service,
-                authenticated=grant is not None and grant.authenticated,
-                limits=limits,
-            )
+            self.welcome.encode(conn.id, authenticated=grant is not None and grant.authenticated)
         )
         try:
             await conn.run(receive, send)
@@ -319,6 +317,7 @@ class RelayApp:
             if not self.connections and self._closed is not None:
                 self._closed.set()
             stats.connections -= 1
+            connection_closed(len(self.connections))
         if not conn.peer_closed:
             await close(conn.close_code, conn.close_reason, flooding=conn.close_code == 4008)
 
@@ -432,3 +431,11 @@ class RelayApp:
                 )
             checked.append((item["event"], channels, payload))
         return checked
+
+
+def _batch_query(query_string: bytes) -> bool:
+    """``?batch=1`` (or ``true``): the client asks for batched frames without the subprotocol."""
+    if not query_string:  # most clients: nothing to parse
+        return False
+    query = parse_qs(query_string.decode("latin-1"))
+    return query.get("batch", [""])[0] in ("1", "true")

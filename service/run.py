@@ -15,6 +15,7 @@ import anyio
 
 from collab.app import CollabApp
 from collab.server import serve
+from net.hosting import tune_gc
 from relays.serve import host_relay
 from service import build
 from service.settings import Settings
@@ -48,6 +49,7 @@ async def serve_collab(
 ) -> None:
     c = settings.collab
     app = app if app is not None else build.collab_app(settings)
+    tune_gc()
     log.info("saving to %s", shown(c.db))
     log.info(
         "serving on %s://%s:%d%s",
@@ -67,6 +69,7 @@ async def serve_relays(
 ) -> None:
     """Serve the named relays until ``stop`` returns (one history file, or one Redis
     link, for all)."""
+    tune_gc()
     store = build.relay_store(settings)
     link: RedisLink | None = None
     if settings.redis is not None:

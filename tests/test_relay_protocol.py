@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from relays.protocol import (
     PreparedEvent,
     ProtocolError,
     Request,
+    Welcome,
     encode_error,
     encode_event,
     encode_failure,
@@ -26,6 +28,7 @@ from relays.protocol import (
     encode_response,
     encode_welcome,
     join_batch,
+    new_id,
     parse_client_message,
     split_batch,
 )
@@ -198,6 +201,29 @@ def test_welcome() -> None:
         "authenticated": False,
         "limits": {"max_message": 65536},
     }
+
+
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_a_welcome_encoded_once_is_the_same_text(authenticated: bool) -> None:
+    """Welcome splices a connection's ids and time into a text encoded once: byte for
+    byte what encode_welcome makes (key order, compact JSON, escapes)."""
+    limits = {"max_message_size": 1 << 20, "history_age": 3600, "keepalive_interval": 25.0}
+    welcome = Welcome(server='dh"ru\u00e9va', limits=limits)
+    text = welcome.encode('c\n"1', authenticated=authenticated, id="i1", timestamp="t1")
+    expected = decode(
+        encode_welcome('c\n"1', server='dh"ru\u00e9va', authenticated=authenticated, limits=limits)
+    )
+    expected.update(id="i1", timestamp="t1")
+    assert text == json.dumps(expected, separators=(",", ":"))
+    fresh = decode(welcome.encode("c2", authenticated=authenticated))
+    assert fresh["id"] != decode(welcome.encode("c2", authenticated=authenticated))["id"]
+    assert fresh["timestamp"].endswith("+00:00")
+
+
+def test_message_ids_are_uuid4_hex() -> None:
+    for _ in range(200):
+        value = new_id()
+        assert value == uuid.UUID(hex=value, version=4).hex
 
 
 # --- events --------------------------------------------------------------------
