@@ -142,6 +142,7 @@ class Connection(FanoutConnection[RoomEntry]):
                     await anyio.sleep(wait)  # reading paused: TCP slows the client down
                     started = perf_counter()
             data = message.get("bytes")
+            del message  # an idle connection keeps nothing of its last message
             if data is None:
                 self.fail(1003, "text frames are not part of the y-websocket protocol", "text")
                 return
@@ -176,6 +177,7 @@ class Connection(FanoutConnection[RoomEntry]):
                 )
                 self.fail(1007, f"malformed message: {exc}", "malformed")
                 return
+            del data, parsed
             if slice_.spent(perf_counter() - started):
                 await anyio.lowlevel.checkpoint()  # a burst must not hold every other room
 

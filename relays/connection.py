@@ -156,6 +156,7 @@ class RelayConnection(FanoutConnection[Entry]):
                 return
             text = message.get("text")
             size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+            del message  # an idle connection keeps nothing of its last message
             if size > limit:
                 self.fail(1009, f"message over {limit} bytes")
                 return
@@ -179,6 +180,7 @@ class RelayConnection(FanoutConnection[Entry]):
                 self._error(ErrorCode.BAD_REQUEST, "binary frames are not part of the protocol")
                 continue
             await self._handle(text)
+            del text
             if slice_.spent(perf_counter() - started):
                 # hypercorn hands over a client's queued messages without a suspension in
                 # between: a burst (a flooder back with a full bucket) must not hold the loop
