@@ -65,6 +65,7 @@ _ids = itertools.count(1)
 RATE_LIMITED = 4008  # a client that kept sending past its rate limit (as on the relays)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
+NO_CLIENTS: frozenset[int] = frozenset()
 
 
 class Connection(FanoutConnection[RoomEntry]):
@@ -84,7 +85,9 @@ class Connection(FanoutConnection[RoomEntry]):
         # a token without publish: syncs and shares awareness, its updates are refused
         self.read_only = not grant.publish
         self.config = room.config
-        self.client_ids: set[int] = set()
+        # the awareness client ids it set: a set once there is one (most idle clients
+        # that never send awareness, like bench/connections.py's, need none)
+        self.client_ids: set[int] | frozenset[int] = NO_CLIENTS
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
         self._throttling = False  # a _throttle_awareness task is running
@@ -255,8 +258,7 @@ async def serve_yjs(
     auth: Authenticator | None = None,
 ) -> None:
     """The ASGI handler for ``WS /yjs/{diagram}`` (``auth``: None when auth is off)."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
+    if (await receive())["type"] != "websocket.connect":
         return
     diagram = scope["path"][len("/yjs/") :]
     client = scope.get("client") or ("?", 0)
@@ -301,6 +303,7 @@ async def serve_yjs(
         await close(4429, "room full")
         return
     rooms.opened(conn)
+    del close  # the handler's frame lives as long as the connection: it keeps no more than it needs
     if grant.authenticated:
         log.info(
             "open room=%s client=%d peer=%s sub=%s%s",
@@ -327,4 +330,11 @@ async def serve_yjs(
             conn.close_reason,
         )
     if not conn.peer_closed:
-        await close(conn.close_code, conn.close_reason, flooding=conn.close_code == RATE_LIMITED)
+        await close_websocket(
+            receive,
+            send,
+            conn.close_code,
+            conn.close_reason,
+            grace=rooms.config.close_timeout,
+            flooding=conn.close_code == RATE_LIMITED,
+        )

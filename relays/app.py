@@ -263,13 +263,10 @@ class RelayApp:
             await self._closed.wait()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
+        if (await receive())["type"] != "websocket.connect":
             return
-        subprotocols = scope.get("subprotocols") or []
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        negotiated = BATCH_SUBPROTOCOL in subprotocols
-        batch = negotiated or query.get("batch", [""])[0] in ("1", "true")
+        negotiated = BATCH_SUBPROTOCOL in (scope.get("subprotocols") or [])
+        batch = negotiated or _batch_query(scope.get("query_string", b""))
         await accept_websocket(send, BATCH_SUBPROTOCOL if negotiated else None)
         close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
         if not self.ready:
@@ -296,21 +293,9 @@ class RelayApp:
         stats.connections += 1
         stats.connections_total += 1
         self.websocket_metrics.connected()
-        limits = {
-            "max_message_size": self.settings.max_message_size,
-            "max_subscriptions": self.hub.settings.max_subscriptions,
-            "history_size": self.hub.settings.history_size,
-            "history_age": self.hub.settings.history_age,
-            "keepalive_interval": self.settings.keepalive_interval,
-        }
-        conn.queue(
-            encode_welcome(
-                conn.id,
-                server=self.catalog.service,
-                authenticated=grant is not None and grant.authenticated,
-                limits=limits,
-            )
-        )
+        conn.queue(self._welcome(conn.id, grant))
+        # this frame lives as long as the connection: it keeps no more than it needs
+        del close, grant
         try:
             await conn.run(receive, send)
         finally:
@@ -320,7 +305,29 @@ class RelayApp:
                 self._closed.set()
             stats.connections -= 1
         if not conn.peer_closed:
-            await close(conn.close_code, conn.close_reason, flooding=conn.close_code == 4008)
+            await close_websocket(
+                receive,
+                send,
+                conn.close_code,
+                conn.close_reason,
+                grace=self.settings.close_timeout,
+                flooding=conn.close_code == 4008,
+            )
+
+    def _welcome(self, connection_id: str, grant: Grant | None) -> str:
+        limits = {
+            "max_message_size": self.settings.max_message_size,
+            "max_subscriptions": self.hub.settings.max_subscriptions,
+            "history_size": self.hub.settings.history_size,
+            "history_age": self.hub.settings.history_age,
+            "keepalive_interval": self.settings.keepalive_interval,
+        }
+        return encode_welcome(
+            connection_id,
+            server=self.catalog.service,
+            authenticated=grant is not None and grant.authenticated,
+            limits=limits,
+        )
 
     # --- HTTP ----------------------------------------------------------------------
 
@@ -432,3 +439,9 @@ class RelayApp:
                 )
             checked.append((item["event"], channels, payload))
         return checked
+
+
+def _batch_query(query_string: bytes) -> bool:
+    """``?batch=1`` (or ``true``): newline-delimited batches without the subprotocol."""
+    query = parse_qs(query_string.decode("latin-1"))
+    return query.get("batch", [""])[0] in ("1", "true")
