@@ -44,7 +44,7 @@ from collab.rooms import Rooms, ServerFull
 from net.asgi import Receive, Scope, Send
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
-from net.hosting import accept_websocket, close_websocket
+from net.hosting import accept_websocket, close_websocket, release_headers
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice
 from net.tokens import (
@@ -303,6 +303,7 @@ async def serve_yjs(
         await close(4429, "room full")
         return
     rooms.opened(conn)
+    release_headers(scope)
     del close  # the handler's frame lives as long as the connection: it keeps no more than it needs
     if grant.authenticated:
         log.info(

@@ -37,7 +37,7 @@ import anyio
 from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
-from net.hosting import accept_websocket, close_websocket
+from net.hosting import accept_websocket, close_websocket, release_headers
 from net.keepalive import Keepalives
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
@@ -294,6 +294,7 @@ class RelayApp:
         stats.connections_total += 1
         self.websocket_metrics.connected()
         conn.queue(self._welcome(conn.id, grant))
+        release_headers(scope)
         # this frame lives as long as the connection: it keeps no more than it needs
         del close, grant
         try:
