@@ -24,7 +24,6 @@ from time import perf_counter
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from collab.auth import FORBIDDEN, diagram_channel
 from collab.frames import RoomEntry
@@ -102,9 +101,9 @@ class Connection(FanoutConnection[RoomEntry]):
             self.stats.reject(counter)
         return ended
 
-    def _start_tasks(self, tg: TaskGroup) -> None:
+    def _start_tasks(self) -> None:
         if self.grant.expires is not None:
-            tg.start_soon(self._expire)
+            self._spawn(self._expire)
 
     @property
     def keepalives(self) -> Keepalives | None:
@@ -212,9 +211,8 @@ class Connection(FanoutConnection[RoomEntry]):
             self.user_name = _user_name(accepted)
         for entry in accepted:
             self._awareness_pending[entry.client_id] = entry
-        if not self._throttling and self._tasks is not None:
+        if not self._throttling and self._spawn(self._throttle_awareness):
             self._throttling = True
-            self._tasks.start_soon(self._throttle_awareness)
 
     def flush_awareness(self) -> None:
         """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
@@ -317,7 +315,7 @@ async def serve_yjs(
     else:
         log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
     try:
-        await conn.run(receive, send)
+        await conn.run(receive, send, room.tasks)
     finally:
         conn.flush_awareness()
         room.leave(conn)

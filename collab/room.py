@@ -26,6 +26,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import TaskGroup
 from pycrdt import Doc, TransactionEvent
 
 from collab.awareness import RoomAwareness
@@ -113,6 +114,9 @@ class Room:
         self._sync_replies = SyncReplies(stats)
         self._changes: list[bytes] = []  # what the transaction being applied changed
         self._occupancy: anyio.Event | None = None
+        # its connections' own tasks (their writers) run here while it is loaded: a
+        # connection keeps the room occupied, so this outlives it (net.connection)
+        self.tasks: TaskGroup | None = None
         self.updates = 0  # document updates applied (with changes), for the dashboard
 
     # --- lifecycle ----------------------------------------------------------
@@ -140,9 +144,11 @@ class Room:
             try:
                 async with anyio.create_task_group() as tg:
                     await tg.start(self.persistence.run)
+                    self.tasks = tg
                     self.loaded.set()
                     await self._wait_until_idle()
                     self.closing = True
+                    self.tasks = None
                     tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await self.persistence.finish()

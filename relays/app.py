@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import anyio
+from anyio.abc import TaskGroup
 from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
@@ -144,6 +145,7 @@ class RelayApp:
         self.keepalives = Keepalives(interval) if interval else None
         self.ready = True  # also when mounted in an app that sends no lifespan events
         self._closed: anyio.Event | None = None  # set when the last connection ends
+        self._tasks: TaskGroup | None = None  # while the lifespan runs
         self.broadcast = Broadcaster(catalog, self._broadcast)
         self.scopes = Scopes(catalog)  # what a token lets each request read
 
@@ -237,15 +239,23 @@ class RelayApp:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.ready = True
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.begin_shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        # the connections' own tasks (their writers) run in the lifespan's task group
+        # (see net.connection); without a lifespan each connection has a group of its own
+        async with anyio.create_task_group() as tg:
+            self._tasks = tg
+            try:
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        self.ready = True
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        self.begin_shutdown()
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            finally:
+                self._tasks = None
+                tg.cancel_scope.cancel()  # what is left: connections the server gave up on
 
     @property
     def max_message_size(self) -> int:
@@ -298,7 +308,7 @@ class RelayApp:
         # this frame lives as long as the connection: it keeps no more than it needs
         del close, grant
         try:
-            await conn.run(receive, send)
+            await conn.run(receive, send, self._tasks)
         finally:
             self.hub.leave(conn.member)
             self.connections.discard(conn)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from net.asgi import Receive
 from net.connection import FanoutConnection
@@ -101,11 +100,11 @@ class RelayConnection(FanoutConnection[Entry]):
         for frame in frames:
             self.hub.log.send_direct(self.member.subscriber, frame, after=after)
 
-    def _start_tasks(self, tg: TaskGroup) -> None:
+    def _start_tasks(self) -> None:
         if self.grant is None:
-            tg.start_soon(self._auth_deadline)
+            self._spawn(self._auth_deadline)
         if self.app.auth is not None:
-            tg.start_soon(self._expire)
+            self._spawn(self._expire)
 
     @property
     def keepalives(self) -> Keepalives | None:
