@@ -48,9 +48,25 @@ def report(*_):
     files = [[s.traceback[0].filename, s.size_diff, s.count_diff] for s in diff if s.size_diff]
     top = snap.compare_to(BASE, "lineno")[:60]
     lines = [[str(s.traceback[0]), s.size_diff, s.count_diff] for s in top]
+    # with TRACE_FRAMES > 1: each block by its innermost frame in inkwire's own code
+    root = os.getcwd() + "/"
+    ours = {}
+    for st in snap.compare_to(BASE, "traceback"):
+        if st.size_diff <= 0:
+            continue
+        frames = list(st.traceback)[::-1]  # innermost first
+        where = f"{frames[0].filename.rsplit('/', 1)[-1]}:{frames[0].lineno}"
+        mine = [f for f in frames if f.filename.startswith(root) and "/.venv/" not in f.filename]
+        if mine:
+            key = f"{mine[0].filename[len(root):]}:{mine[0].lineno} <- {where}"
+        else:
+            key = "(none of ours) " + where.split(":")[0]
+        ours[key] = ours.get(key, 0) + st.size_diff
     c = counts()
     objs = {k: c[k] - BASE_COUNTS.get(k, 0) for k in c if c[k] - BASE_COUNTS.get(k, 0)}
-    json.dump({"rss": rss, "files": files, "lines": lines, "objects": objs}, open(OUT, "w"))
+    ours = sorted(ours.items(), key=lambda kv: -kv[1])
+    report = {"rss": rss, "files": files, "lines": lines, "objects": objs, "ours": ours}
+    json.dump(report, open(OUT, "w"))
 signal.signal(signal.SIGUSR1, mark)
 signal.signal(signal.SIGUSR2, report)
 sys.argv = ["inkwire", *sys.argv[1:]]
@@ -69,7 +85,7 @@ def read_report(path: Path) -> dict | None:
 
 
 async def wait_report(path: Path) -> dict:
-    for _ in range(600):
+    for _ in range(3000):  # a deep trace takes minutes to group
         report = read_report(path)
         if report is not None:
             return report
@@ -86,6 +102,7 @@ async def main() -> None:
     parser.add_argument("--target", choices=("yjs", "relay"), default="yjs")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--deflate", action="store_true")
+    # frames > 1: also attribute each block to the innermost frame in inkwire's code
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -100,7 +117,7 @@ async def main() -> None:
     argv = [sys.executable, "-c", PROBE, *cmd, "--host", HOST, "--port", str(port)]
     proc = start_server([*argv, "--log-level", "WARNING"], env)
     try:
-        for _ in range(200):
+        for _ in range(1200):  # deep tracing slows the server's start
             try:
                 (await asyncio.open_connection(HOST, port))[1].close()
                 break
@@ -164,6 +181,10 @@ async def main() -> None:
         print("top lines:")
         for name, size, count in report["lines"][: args.top]:
             print(f"  {size / n:8.0f} B {count / n:6.1f} blocks  {name}")
+        if args.frames > 1:
+            print("by the innermost frame in inkwire's code (<- where allocated):")
+            for name, size in report["ours"][: args.top]:
+                print(f"  {size / n:8.0f} B  {name}")
         print("objects per connection:")
         for name, count in sorted(report["objects"].items(), key=lambda kv: -kv[1])[: args.top]:
             print(f"  {count / n:6.2f}  {name}")

@@ -76,7 +76,10 @@ class RoomAwareness:
             ):
                 continue
             self.records[entry.client_id] = AwarenessRecord(entry, conn)
-            conn.client_ids.add(entry.client_id)
+            ids = conn.client_ids
+            if isinstance(ids, frozenset):  # its first (see Connection.client_ids)
+                ids = conn.client_ids = set()
+            ids.add(entry.client_id)
             accepted.append(entry)
         if accepted:
             self._snapshot = None

@@ -24,7 +24,6 @@ from time import perf_counter
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from collab.auth import FORBIDDEN, diagram_channel
 from collab.frames import RoomEntry
@@ -44,7 +43,7 @@ from collab.rooms import Rooms, ServerFull
 from net.asgi import Receive, Scope, Send
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
-from net.hosting import accept_websocket, close_websocket
+from net.hosting import accept_websocket, close_websocket, release_headers
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice, ready_messages
 from net.tokens import (
@@ -65,6 +64,7 @@ _ids = itertools.count(1)
 RATE_LIMITED = 4008  # a client that kept sending past its rate limit (as on the relays)
 KEEPALIVE = Frame(b"\x01\x01\x00")  # an awareness update with no entries
 BIG_FRAME = 1 << 20  # frames this large go out a few at a time (see Room.big_sends)
+NO_CLIENTS: frozenset[int] = frozenset()
 
 
 class Connection(FanoutConnection[RoomEntry]):
@@ -84,7 +84,9 @@ class Connection(FanoutConnection[RoomEntry]):
         # a token without publish: syncs and shares awareness, its updates are refused
         self.read_only = not grant.publish
         self.config = room.config
-        self.client_ids: set[int] = set()
+        # the awareness client ids it set: a set once there is one (most idle clients
+        # that never send awareness, like bench/connections.py's, need none)
+        self.client_ids: set[int] | frozenset[int] = NO_CLIENTS
         self._awareness_pending: dict[int, AwarenessEntry] = {}
         self._awareness_next = 0.0
         self._throttling = False  # a _throttle_awareness task is running
@@ -99,9 +101,9 @@ class Connection(FanoutConnection[RoomEntry]):
             self.stats.reject(counter)
         return ended
 
-    def _start_tasks(self, tg: TaskGroup) -> None:
+    def _start_tasks(self) -> None:
         if self.grant.expires is not None:
-            tg.start_soon(self._expire)
+            self._spawn(self._expire)
 
     @property
     def keepalives(self) -> Keepalives | None:
@@ -146,6 +148,7 @@ class Connection(FanoutConnection[RoomEntry]):
                     await anyio.sleep(wait)  # reading paused: TCP slows the client down
                     started = perf_counter()
             data = message.get("bytes")
+            del message  # an idle connection keeps nothing of its last message
             if data is None:
                 self.fail(1003, "text frames are not part of the y-websocket protocol", "text")
                 return
@@ -180,6 +183,7 @@ class Connection(FanoutConnection[RoomEntry]):
                 )
                 self.fail(1007, f"malformed message: {exc}", "malformed")
                 return
+            del data, parsed
             if slice_.spent(perf_counter() - started):
                 await anyio.lowlevel.checkpoint()  # a burst must not hold every other room
 
@@ -211,9 +215,8 @@ class Connection(FanoutConnection[RoomEntry]):
             self.user_name = _user_name(accepted)
         for entry in accepted:
             self._awareness_pending[entry.client_id] = entry
-        if not self._throttling and self._tasks is not None:
+        if not self._throttling and self._spawn(self._throttle_awareness):
             self._throttling = True
-            self._tasks.start_soon(self._throttle_awareness)
 
     def flush_awareness(self) -> None:
         """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
@@ -257,8 +260,7 @@ async def serve_yjs(
     auth: Authenticator | None = None,
 ) -> None:
     """The ASGI handler for ``WS /yjs/{diagram}`` (``auth``: None when auth is off)."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
+    if (await receive())["type"] != "websocket.connect":
         return
     diagram = scope["path"][len("/yjs/") :]
     client = scope.get("client") or ("?", 0)
@@ -303,6 +305,8 @@ async def serve_yjs(
         await close(4429, "room full")
         return
     rooms.opened(conn)
+    release_headers(scope)
+    del close  # the handler's frame lives as long as the connection: it keeps no more than it needs
     if grant.authenticated:
         log.info(
             "open room=%s client=%d peer=%s sub=%s%s",
@@ -315,7 +319,7 @@ async def serve_yjs(
     else:
         log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
     try:
-        await conn.run(receive, send)
+        await conn.run(receive, send, room.tasks)
     finally:
         conn.flush_awareness()
         room.leave(conn)
@@ -329,4 +333,11 @@ async def serve_yjs(
             conn.close_reason,
         )
     if not conn.peer_closed:
-        await close(conn.close_code, conn.close_reason, flooding=conn.close_code == RATE_LIMITED)
+        await close_websocket(
+            receive,
+            send,
+            conn.close_code,
+            conn.close_reason,
+            grace=rooms.config.close_timeout,
+            flooding=conn.close_code == RATE_LIMITED,
+        )

@@ -26,6 +26,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
 from pycrdt import Doc, TransactionEvent
 
 from collab.awareness import RoomAwareness
@@ -52,6 +54,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("inkwire.room")
 
 EMPTY_UPDATE = b"\x00\x00"
+
+
+class Latch:
+    """A one-way event whose :class:`anyio.Event` exists only while someone waits.
+
+    A room's ``loaded`` and ``closed`` are set once and waited for by few (the
+    clients that arrive during the load; the next room of the same diagram),
+    so the room does not keep an event (~0.9 KiB) for its whole life.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+    async def wait(self) -> None:
+        if self._set:
+            await anyio.lowlevel.checkpoint()  # as anyio.Event.wait: always a checkpoint
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
 
 
 class RoomFull(Exception):
@@ -102,18 +136,33 @@ class Room:
         self.awareness = RoomAwareness()
         self.persistence: Persistence = persistence(self, store)
         self.connections: set[Connection] = set()
-        self.loaded = anyio.Event()
-        self.closed = anyio.Event()
+        self.loaded = Latch()
+        self.closed = Latch()
         self.closing = False
         self.load_error: BaseException | None = None
-        self.big_sends = anyio.Semaphore(2)  # large frames in flight: each holds a copy
+        self._big_sends: anyio.Semaphore | None = None
         self._store = store
         self._previous = previous
         self._lock: DiagramLock | None = None  # once loaded
         self._sync_replies = SyncReplies(stats)
         self._changes: list[bytes] = []  # what the transaction being applied changed
         self._occupancy: anyio.Event | None = None
+        # its connections' own tasks (their writers) run here while it is loaded: a
+        # connection keeps the room occupied, so this outlives it (net.connection)
+        self.tasks: TaskGroup | None = None
         self.updates = 0  # document updates applied (with changes), for the dashboard
+
+    @property
+    def big_sends(self) -> anyio.Semaphore:
+        """Held while a large frame is sent: two in flight at most, each holds a copy.
+
+        Made at the first large frame: like the two latches, it would otherwise
+        be ~0.9 KiB of every room (each asyncio waiter queue is a 752-byte deque),
+        most of which never sends one (docs/capacity.md).
+        """
+        if self._big_sends is None:
+            self._big_sends = anyio.Semaphore(2)
+        return self._big_sends
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -140,9 +189,11 @@ class Room:
             try:
                 async with anyio.create_task_group() as tg:
                     await tg.start(self.persistence.run)
+                    self.tasks = tg
                     self.loaded.set()
                     await self._wait_until_idle()
                     self.closing = True
+                    self.tasks = None
                     tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await self.persistence.finish()

@@ -23,9 +23,10 @@ the writer's wake-up.
 
 from __future__ import annotations
 
+import logging
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import anyio
@@ -37,6 +38,8 @@ from net.keepalive import Keepalives
 from net.wire import Frame, Sender, SendStats
 
 E = TypeVar("E")  # the log's entries
+
+log = logging.getLogger("inkwire.connection")
 
 SLOW_CONSUMER = 4009  # the close code of a client the log left behind
 
@@ -66,7 +69,9 @@ class FanoutConnection(ABC, Generic[E]):
         self.raw_path = False  # frames written straight to the socket (see net.wire)
         self._scope: anyio.CancelScope | None = None
         self._sender: Sender | None = None
-        self._tasks: TaskGroup | None = None  # the connection's task group, while it runs
+        self._tasks: TaskGroup | None = None  # where its tasks run, while it runs
+        self._task_scopes: set[anyio.CancelScope] | None = None  # of its running tasks
+        self._tasks_ended: anyio.Event | None = None  # set when they have, once it ended
 
     # --- what each server provides ------------------------------------------
 
@@ -92,8 +97,8 @@ class FanoutConnection(ABC, Generic[E]):
     def _frames(self, start: int, entries: Sequence[E]) -> Sequence[Frame]:
         """What this client is sent for the run of log entries from position ``start``."""
 
-    def _start_tasks(self, tg: TaskGroup) -> None:
-        """Start the server's own tasks for this connection, if it has any."""
+    def _start_tasks(self) -> None:
+        """Start the server's own tasks for this connection (with :meth:`_spawn`), if any."""
 
     @property
     def big_sends(self) -> anyio.Semaphore:
@@ -130,8 +135,23 @@ class FanoutConnection(ABC, Generic[E]):
         self.close_code = message.get("code", 1005)
         self.close_reason = "client closed"
 
-    async def run(self, receive: Receive, send: Send) -> None:
-        """Serve the connection until the client leaves or :meth:`fail` ends it."""
+    async def run(self, receive: Receive, send: Send, owner: TaskGroup | None = None) -> None:
+        """Serve the connection until the client leaves or :meth:`fail` ends it.
+
+        ``owner``: a task group of the server's that outlives the connection
+        (a room's, a relay app's) to run the connection's own tasks in (its
+        writer, a token's expiry), each under a cancel scope of its own that
+        the connection's end cancels, waiting for them as a task group's end
+        would. An anyio task group per connection costs ~0.5 KiB more than the
+        one cancel scope that :meth:`fail` needs (docs/capacity.md). None: the
+        connection makes a task group of its own to be that owner (an app
+        nobody runs the lifespan of).
+        """
+        if owner is None:
+            async with anyio.create_task_group() as tg:
+                await self.run(receive, send, tg)
+            return
+        # one coroutine frame for the whole connection: an idle one waits in _read below
         sender = self._sender = Sender(send, self.stats)
         subscriber = self.subscriber
         self.raw_path = sender.raw
@@ -139,30 +159,77 @@ class FanoutConnection(ABC, Generic[E]):
             subscriber.direct = self  # deliver_now and write_now below
         keepalives = self.keepalives
         try:
-            async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
-                self._tasks = tg
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                self._tasks = owner
                 subscriber.on_wake = self._start_writer
                 # what was queued before (a welcome, sync step 1): written at once where it can
                 left = self._write_queued(sender) if sender.raw else ()
                 if left is not None:
-                    tg.start_soon(self._write, sender, left)
-                self._start_tasks(tg)
+                    self._spawn(self._write, sender, left)
+                self._start_tasks()
                 if keepalives is not None:
-                    keepalives.add(self, tg)
+                    keepalives.add(self, owner)
                 await self._read(receive)
-                tg.cancel_scope.cancel()
         finally:
             self._tasks = None
             subscriber.on_wake = None
             subscriber.direct = None
             if keepalives is not None:
                 keepalives.remove(self)
+            scopes = self._task_scopes
+            if scopes:  # its tasks end before the connection does, as in a task group
+                for task_scope in scopes:
+                    task_scope.cancel()
+                ended = self._tasks_ended = anyio.Event()
+                with anyio.CancelScope(shield=True):
+                    await ended.wait()  # (each ends at its next checkpoint)
+
+    def _spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> bool:
+        """Start one of the connection's own tasks; False: it ended, so none was started."""
+        tasks = self._tasks
+        if tasks is None:
+            return False
+        scope = anyio.CancelScope()
+        scopes = self._task_scopes
+        if scopes is None:
+            scopes = self._task_scopes = set()
+        scopes.add(scope)
+        try:
+            tasks.start_soon(self._own_task, scope, func, args)
+        except RuntimeError:  # the owner's group ended (its server stops): so does this
+            scopes.discard(scope)
+            self.fail(1011, "server stopping")
+            return False
+        return True
+
+    async def _own_task(
+        self,
+        scope: anyio.CancelScope,
+        func: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
+        """A task of this connection's in the server's task group: stopped with it, and
+        never taking that group down (an error ends this connection alone, with 1011)."""
+        try:
+            with scope:
+                if not scope.cancel_called:  # (the connection ended before it began)
+                    await func(*args)
+        except Exception:
+            log.exception("connection task %s failed", getattr(func, "__name__", func))
+            self.fail(1011, "internal error")
+        finally:
+            scopes = self._task_scopes
+            if scopes is not None:
+                scopes.discard(scope)
+                if not scopes:
+                    self._task_scopes = None
+                    if self._tasks_ended is not None:
+                        self._tasks_ended.set()
 
     def _start_writer(self) -> None:
-        tasks, sender = self._tasks, self._sender
-        if tasks is not None and sender is not None:
-            tasks.start_soon(self._write, sender)
+        if self._sender is not None:
+            self._spawn(self._write, self._sender)
 
     def _write_queued(self, sender: Sender) -> Sequence[Frame] | None:
         """Write what was queued before the connection ran, now, on a raw socket with

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from net.wire import Frame
@@ -62,7 +62,9 @@ class Subscriber:
     direct: DirectWriter | None = None
     on_wake: Callable[[], None] | None = None
     cursor: int | None = None
-    outbox: deque[tuple[int, Frame]] = field(default_factory=deque)
+    # a deque only while it holds frames: an empty one is ~750 bytes, as much as a
+    # tenth of an idle connection's own share (docs/capacity.md)
+    outbox: deque[tuple[int, Frame]] | tuple[()] = ()
     waiting: bool = False
     overflowed: bool = False
 
@@ -142,7 +144,10 @@ class FanoutLog(Generic[T]):
             and direct.write_now(frame)
         ):
             return
-        subscriber.outbox.append((after, frame))
+        outbox = subscriber.outbox
+        if isinstance(outbox, tuple):
+            outbox = subscriber.outbox = deque()
+        outbox.append((after, frame))
         self._idle.discard(subscriber)
         subscriber.wake()
 
@@ -186,7 +191,10 @@ class FanoutLog(Generic[T]):
             if cursor is not None and cursor < limit:
                 return self._take(subscriber, cursor, limit)
             if after <= published:
-                return outbox.popleft()[1]
+                frame = outbox.popleft()[1]
+                if not outbox:
+                    subscriber.outbox = ()
+                return frame
         elif cursor is not None and cursor < published:
             return self._take(subscriber, cursor, published)
         subscriber.waiting = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,6 +76,19 @@ async def accept_websocket(send: Send, subprotocol: str | None = None) -> None:
     if subprotocol is not None:
         message["subprotocol"] = subprotocol
     await send(message)
+
+
+def release_headers(scope: MutableMapping[str, Any]) -> None:
+    """Drop a joined WebSocket's request headers from its ASGI scope.
+
+    Both apps read the headers once, at the join (the token). The server keeps
+    the scope for the connection's whole life (hypercorn: its ``WSStream``, for
+    the access log line at the close), and with it the header list, its tuples
+    and bytes: ~1 KiB of every idle connection (docs/capacity.md). The scope is
+    the app's to read and change (ASGI); a server's access log of a WebSocket
+    then shows no request headers (ours has no access log).
+    """
+    scope["headers"] = []
 
 
 async def close_websocket(

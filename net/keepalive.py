@@ -8,9 +8,11 @@ of its life.
 
 The timer's task needs an owner that lives as long as the connections it
 serves, and an app may be mounted where nobody runs its lifespan. So the task
-runs in the task group of one of its connections (the oldest) and moves to
-the next when that one ends; it stops with the last. Every task has an owner
-and a stop, and a server with no connection runs no timer.
+runs in the task group that runs one of its connections' tasks (the oldest's:
+its room's, its relay app's lifespan's, or its own, see
+:meth:`net.connection.FanoutConnection.run`) and moves to the next when that
+one ends; it stops with the last. Every task has an owner and a stop, and a
+server with no connection runs no timer.
 """
 
 from __future__ import annotations
@@ -75,7 +77,12 @@ class Keepalives:
     def _move_to(self, member: Quiet) -> None:
         self._host = member
         self._scope = anyio.CancelScope()
-        self._members[member].start_soon(self._run, self._scope)
+        try:
+            self._members[member].start_soon(self._run, self._scope)
+        except RuntimeError:
+            # its task group has ended: a server's, shared by its connections (see
+            # net.connection), stopping with connections it gave up on still open
+            self._host = self._scope = None
 
     async def _run(self, scope: anyio.CancelScope) -> None:
         with scope:

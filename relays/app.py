@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import anyio
+from anyio.abc import TaskGroup
 from prometheus_client import generate_latest
 
 from net.asgi import Receive, Scope, Send, read_body, respond, respond_json
-from net.hosting import accept_websocket, close_websocket, connection_closed
+from net.hosting import accept_websocket, close_websocket, connection_closed, release_headers
 from net.keepalive import Keepalives
 from net.metrics import CONTENT_TYPE, WebSocketMetrics, registry
 from net.tokens import OPEN, UNAUTHORIZED, Authenticator, AuthError, Grant, token_from_scope
@@ -144,6 +145,7 @@ class RelayApp:
         self.keepalives = Keepalives(interval) if interval else None
         self.ready = True  # also when mounted in an app that sends no lifespan events
         self._closed: anyio.Event | None = None  # set when the last connection ends
+        self._tasks: TaskGroup | None = None  # while the lifespan runs
         self.broadcast = Broadcaster(catalog, self._broadcast)
         self.scopes = Scopes(catalog)  # what a token lets each request read
         # every connection's first message, encoded once but for its ids and time
@@ -248,15 +250,23 @@ class RelayApp:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.ready = True
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.begin_shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        # the connections' own tasks (their writers) run in the lifespan's task group
+        # (see net.connection); without a lifespan each connection has a group of its own
+        async with anyio.create_task_group() as tg:
+            self._tasks = tg
+            try:
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        self.ready = True
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        self.begin_shutdown()
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            finally:
+                self._tasks = None
+                tg.cancel_scope.cancel()  # what is left: connections the server gave up on
 
     @property
     def max_message_size(self) -> int:
@@ -274,11 +284,9 @@ class RelayApp:
             await self._closed.wait()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
+        if (await receive())["type"] != "websocket.connect":
             return
-        subprotocols = scope.get("subprotocols") or []
-        negotiated = BATCH_SUBPROTOCOL in subprotocols
+        negotiated = BATCH_SUBPROTOCOL in (scope.get("subprotocols") or [])
         batch = negotiated or _batch_query(scope.get("query_string", b""))
         await accept_websocket(send, BATCH_SUBPROTOCOL if negotiated else None)
         close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
@@ -309,8 +317,11 @@ class RelayApp:
         conn.queue(
             self.welcome.encode(conn.id, authenticated=grant is not None and grant.authenticated)
         )
+        release_headers(scope)
+        # this frame lives as long as the connection: it keeps no more than it needs
+        del close, grant
         try:
-            await conn.run(receive, send)
+            await conn.run(receive, send, self._tasks)
         finally:
             self.hub.leave(conn.member)
             self.connections.discard(conn)
@@ -319,7 +330,14 @@ class RelayApp:
             stats.connections -= 1
             connection_closed(len(self.connections))
         if not conn.peer_closed:
-            await close(conn.close_code, conn.close_reason, flooding=conn.close_code == 4008)
+            await close_websocket(
+                receive,
+                send,
+                conn.close_code,
+                conn.close_reason,
+                grace=self.settings.close_timeout,
+                flooding=conn.close_code == 4008,
+            )
 
     # --- HTTP ----------------------------------------------------------------------
 
@@ -434,7 +452,7 @@ class RelayApp:
 
 
 def _batch_query(query_string: bytes) -> bool:
-    """``?batch=1`` (or ``true``): the client asks for batched frames without the subprotocol."""
+    """``?batch=1`` (or ``true``): newline-delimited batches without the subprotocol."""
     if not query_string:  # most clients: nothing to parse
         return False
     query = parse_qs(query_string.decode("latin-1"))

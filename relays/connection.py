@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from net.asgi import Receive
 from net.connection import FanoutConnection
@@ -110,11 +109,11 @@ class RelayConnection(FanoutConnection[Entry]):
         for frame in frames:
             self.hub.log.send_direct(self.member.subscriber, frame, after=after)
 
-    def _start_tasks(self, tg: TaskGroup) -> None:
+    def _start_tasks(self) -> None:
         if self.grant is None:
-            tg.start_soon(self._auth_deadline)
+            self._spawn(self._auth_deadline)
         if self.app.auth is not None:
-            tg.start_soon(self._expire)
+            self._spawn(self._expire)
 
     @property
     def keepalives(self) -> Keepalives | None:
@@ -169,6 +168,7 @@ class RelayConnection(FanoutConnection[Entry]):
                 return
             text = message.get("text")
             size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+            del message  # an idle connection keeps nothing of its last message
             if size > limit:
                 self.fail(1009, f"message over {limit} bytes")
                 return
@@ -192,6 +192,7 @@ class RelayConnection(FanoutConnection[Entry]):
                 self._error(ErrorCode.BAD_REQUEST, "binary frames are not part of the protocol")
                 continue
             await self._handle(text)
+            del text
             if slice_.spent(perf_counter() - started):
                 # hypercorn hands over a client's queued messages without a suspension in
                 # between: a burst (a flooder back with a full bucket) must not hold the loop

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -18,6 +19,8 @@ import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 from httpx_ws import aconnect_ws
+from hypercorn.asyncio import serve as hypercorn_asyncio_serve
+from hypercorn.trio import serve as hypercorn_trio_serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -25,8 +28,10 @@ from websockets.sync.client import ClientConnection as SyncConnection
 from websockets.sync.client import connect as sync_connect
 
 import relays
+from net.hosting import hypercorn_config
 from relays.catalogs import BY_NAME, SERVICES
 from relays.hub import HubSettings
+from relays.serve import wait_listening
 from tests.conftest import ROOT, free_port
 from tests.relayclient import TIMEOUT, client, relay
 
@@ -70,6 +75,39 @@ async def test_embedded_relay_under_asyncio_and_trio(anyio_backend: str) -> None
                     }
                 )
                 assert json.loads(await ws.receive_text())["data"] == {"rendering": "c"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_relay_whose_lifespan_nobody_runs_still_serves(anyio_backend: str) -> None:
+    """Mounted where no lifespan event reaches it, a connection runs its writer in a task
+    group of its own (net.connection): replies and events still arrive, in order."""
+    app = relays.RelayApp(dhruva)
+
+    async def host(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # the host's own, never forwarded to the relay
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+        else:
+            await app(scope, receive, send)
+
+    port = free_port()
+    config = hypercorn_config(app, "127.0.0.1", port)
+    serve = hypercorn_trio_serve if anyio_backend == "trio" else hypercorn_asyncio_serve
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(serve, host, config, shutdown_trigger=stop.wait))
+        await wait_listening("127.0.0.1", port)
+        async with httpx.AsyncClient() as http, aconnect_ws(f"ws://127.0.0.1:{port}/", http) as ws:
+            with anyio.fail_after(TIMEOUT):
+                assert json.loads(await ws.receive_text())["event"] == "session.created"
+                request = {"type": "request", "event": "subscribe", "id": 1}
+                await ws.send_json({**request, "data": {"channel": "registry"}})
+                assert json.loads(await ws.receive_text())["correlation_id"] == 1
+                app.publish("registry.updated", {"version": "v1"})
+                assert json.loads(await ws.receive_text())["event"] == "registry.updated"
+        stop.set()
 
 
 # --- Hypothesis: arbitrary frames get one error each, the connection stays usable ----------

@@ -12,6 +12,7 @@ from pycrdt import Doc, Map
 
 from collab.app import CollabApp
 from collab.config import Config
+from collab.room import Latch
 from storage import MemoryStore
 from tests.yclient import Peer, peer, wait_until
 
@@ -293,3 +294,23 @@ async def test_health_and_metrics(collab_server) -> None:
     ):
         assert name in metrics
     assert json.loads(json.dumps(ready))
+
+
+async def test_a_latch_wakes_its_waiters_once_set_and_never_blocks_after() -> None:
+    """A room's ``loaded`` and ``closed`` (collab.room.Latch): an event made only for waiters."""
+    latch = Latch()
+    woken: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await latch.wait()
+        woken.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(waiter, i)
+            await anyio.wait_all_tasks_blocked()
+            assert woken == [] and not latch.is_set()
+            latch.set()
+        assert sorted(woken) == [0, 1, 2] and latch.is_set()
+        await latch.wait()  # set: returns at once
