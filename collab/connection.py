@@ -121,7 +121,7 @@ class Connection(FanoutConnection[RoomEntry]):
 
     # --- reading ------------------------------------------------------------
 
-    async def _read(self, receive: Receive) -> None:
+    async def read(self, receive: Receive) -> None:
         room = self.room
         limit = self.config.max_message_size
         pacer = self._pacer
@@ -319,7 +319,8 @@ async def serve_yjs(
     else:
         log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
     try:
-        await conn.run(receive, send, room.tasks)
+        async with conn.serving(send, room.tasks):  # (conn.run without its frame)
+            await conn.read(receive)
     finally:
         conn.flush_awareness()
         room.leave(conn)

@@ -321,7 +321,8 @@ class RelayApp:
         # this frame lives as long as the connection: it keeps no more than it needs
         del close, grant
         try:
-            await conn.run(receive, send, self._tasks)
+            async with conn.serving(send, self._tasks):  # (conn.run without its frame)
+                await conn.read(receive)
         finally:
             self.hub.leave(conn.member)
             self.connections.discard(conn)

@@ -150,7 +150,7 @@ class RelayConnection(FanoutConnection[Entry]):
 
     # --- reading ----------------------------------------------------------------
 
-    async def _read(self, receive: Receive) -> None:
+    async def read(self, receive: Receive) -> None:
         limit = self.app.settings.max_message_size
         max_outbox = self.hub.settings.max_outbox
         slice_ = TimeSlice(SLICE)
