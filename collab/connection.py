@@ -119,6 +119,33 @@ class Connection(FanoutConnection[RoomEntry]):
         await wait_expired(self.grant)
         self.fail(UNAUTHORIZED, "token expired", "unauthorized")
 
+    def left(self, rooms: Rooms) -> None:
+        """The connection ended: out of its room and the server's count."""
+        self.flush_awareness()
+        room = self.room
+        room.leave(self)
+        rooms.closed(self)
+        log.info(
+            "close room=%s client=%d peer=%s code=%d reason=%r",
+            room.name,
+            self.id,
+            self.peer,
+            self.close_code,
+            self.close_reason,
+        )
+
+    async def close_socket(self, receive: Receive, send: Send, grace: float) -> None:
+        """Close the WebSocket with the connection's close code, unless the client did."""
+        if not self.peer_closed:
+            await close_websocket(
+                receive,
+                send,
+                self.close_code,
+                self.close_reason,
+                grace=grace,
+                flooding=self.close_code == RATE_LIMITED,
+            )
+
     # --- reading ------------------------------------------------------------
 
     async def read(self, receive: Receive) -> None:
@@ -252,16 +279,23 @@ def _user_name(entries: list[AwarenessEntry]) -> str | None:
     return None
 
 
-async def serve_yjs(
+async def join_yjs(
     scope: Scope,
     receive: Receive,
     send: Send,
     rooms: Rooms,
     auth: Authenticator | None = None,
-) -> None:
-    """The ASGI handler for ``WS /yjs/{diagram}`` (``auth``: None when auth is off)."""
+) -> Connection | None:
+    """The first half of ``WS /yjs/{diagram}`` (``auth``: None when auth is off): accept,
+    check, join the room; None: refused (and closed) or gone.
+
+    The ASGI app itself then reads the connection (see ``CollabApp.__call__``,
+    and :meth:`Connection.left`, :meth:`Connection.close_socket` after it):
+    no handler coroutine of its own stays suspended for the connection's life,
+    one frame (~0.35 KiB) fewer per idle connection (docs/capacity.md).
+    """
     if (await receive())["type"] != "websocket.connect":
-        return
+        return None
     diagram = scope["path"][len("/yjs/") :]
     client = scope.get("client") or ("?", 0)
     peer = f"{client[0]}:{client[1]}"
@@ -276,37 +310,36 @@ async def serve_yjs(
         except AuthError:
             rooms.stats.reject("unauthorized")
             await close(UNAUTHORIZED, "token required" if token is None else "bad token")
-            return
+            return None
     if not DIAGRAM_NAME.fullmatch(diagram):
         rooms.stats.reject("bad_name")
         await close(4400, f"diagram name must be {DIAGRAM_NAME_RULE}")
-        return
+        return None
     if not grant.allows(diagram_channel(diagram)):
         rooms.stats.reject("forbidden")
         await close(FORBIDDEN, f"forbidden: the token does not cover {diagram_channel(diagram)}")
-        return
+        return None
     if len(rooms.connections) >= rooms.config.max_connections:
         rooms.stats.reject("server_full")
         await close(1013, "server full: too many connections")
-        return
+        return None
     try:
         room = await rooms.acquire(diagram)
     except ServerFull:
         await close(1013, "server full: too many rooms")
-        return
+        return None
     except Exception:
         await close(1011, "diagram could not be loaded")
-        return
+        return None
     conn = Connection(room, peer, grant, rooms.keepalives)
     try:
         room.join(conn)
     except RoomFull:
         rooms.stats.reject("room_full")
         await close(4429, "room full")
-        return
+        return None
     rooms.opened(conn)
     release_headers(scope)
-    del close  # the handler's frame lives as long as the connection: it keeps no more than it needs
     if grant.authenticated:
         log.info(
             "open room=%s client=%d peer=%s sub=%s%s",
@@ -318,27 +351,4 @@ async def serve_yjs(
         )
     else:
         log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
-    try:
-        async with conn.serving(send, room.tasks):  # (conn.run without its frame)
-            await conn.read(receive)
-    finally:
-        conn.flush_awareness()
-        room.leave(conn)
-        rooms.closed(conn)
-        log.info(
-            "close room=%s client=%d peer=%s code=%d reason=%r",
-            diagram,
-            conn.id,
-            peer,
-            conn.close_code,
-            conn.close_reason,
-        )
-    if not conn.peer_closed:
-        await close_websocket(
-            receive,
-            send,
-            conn.close_code,
-            conn.close_reason,
-            grace=rooms.config.close_timeout,
-            flooding=conn.close_code == RATE_LIMITED,
-        )
+    return conn
