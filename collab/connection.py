@@ -45,7 +45,7 @@ from net.connection import FanoutConnection
 from net.fanout import FanoutLog, Subscriber
 from net.hosting import accept_websocket, close_websocket, release_headers
 from net.keepalive import Keepalives
-from net.limits import Pacer, TimeSlice, ready_messages
+from net.limits import Pacer, TimeSlice, message_queue
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -78,7 +78,6 @@ class Connection(FanoutConnection[RoomEntry]):
         self._keepalives = keepalives
         self.id = next(_ids)
         self.room = room
-        self._render = room.frames.frames_for  # per delivery: the shortest path to the frames
         self.peer = peer
         self.grant = grant  # OPEN when auth is off
         # a token without publish: syncs and shares awareness, its updates are refused
@@ -87,7 +86,9 @@ class Connection(FanoutConnection[RoomEntry]):
         # the awareness client ids it set: a set once there is one (most idle clients
         # that never send awareness, like bench/connections.py's, need none)
         self.client_ids: set[int] | frozenset[int] = NO_CLIENTS
-        self._awareness_pending: dict[int, AwarenessEntry] = {}
+        # held-back awareness: a dict only while there is some (an empty one is ~64 bytes
+        # an idle connection need not hold, docs/capacity.md)
+        self._awareness_pending: dict[int, AwarenessEntry] | None = None
         self._awareness_next = 0.0
         self._throttling = False  # a _throttle_awareness task is running
         self.user_name: str | None = None  # from its awareness state, for the history
@@ -153,12 +154,12 @@ class Connection(FanoutConnection[RoomEntry]):
         limit = self.config.max_message_size
         pacer = self._pacer
         slice_ = TimeSlice()
-        ready = ready_messages(receive)
+        queue = message_queue(receive)
         while True:
             # the slice counts from before receive(): handing over a queued message is
             # hypercorn's work done in this reader's turn; after a wait, a new turn began
             started = perf_counter()
-            waits = ready is not None and not ready()
+            waits = queue is not None and not queue.qsize()
             message = await receive()
             if waits:
                 started = perf_counter()
@@ -221,7 +222,7 @@ class Connection(FanoutConnection[RoomEntry]):
         return self.room.log
 
     def _frames(self, start: int, entries: Sequence[RoomEntry]) -> list[Frame]:
-        return self._render(start, entries, self.id)
+        return self.room.frames.frames_for(start, entries, self.id)
 
     @property
     def big_sends(self) -> anyio.Semaphore:
@@ -240,15 +241,19 @@ class Connection(FanoutConnection[RoomEntry]):
             return
         if self.user_name is None:
             self.user_name = _user_name(accepted)
+        pending = self._awareness_pending
+        if pending is None:
+            pending = self._awareness_pending = {}
         for entry in accepted:
-            self._awareness_pending[entry.client_id] = entry
+            pending[entry.client_id] = entry
         if not self._throttling and self._spawn(self._throttle_awareness):
             self._throttling = True
 
     def flush_awareness(self) -> None:
         """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
-        if self._awareness_pending:
-            pending, self._awareness_pending = self._awareness_pending, {}
+        pending = self._awareness_pending
+        if pending:
+            self._awareness_pending = None
             self.room.broadcast_awareness(self, list(pending.values()))
 
     async def _throttle_awareness(self) -> None:
