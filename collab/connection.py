@@ -41,8 +41,8 @@ from collab.protocol import (
 from collab.room import Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from net.asgi import Receive, Scope, Send
-from net.connection import FanoutConnection
-from net.fanout import FanoutLog, Subscriber
+from net.connection import ConnectionSubscriber, FanoutConnection
+from net.fanout import FanoutLog
 from net.hosting import accept_websocket, close_websocket, release_headers
 from net.keepalive import Keepalives
 from net.limits import Pacer, TimeSlice, message_queue
@@ -74,7 +74,7 @@ class Connection(FanoutConnection[RoomEntry]):
     def __init__(
         self, room: Room, peer: str, grant: Grant = OPEN, keepalives: Keepalives | None = None
     ) -> None:
-        super().__init__(room.stats, Subscriber(on_overflow=self._overflow))
+        super().__init__(room.stats, ConnectionSubscriber(self))
         self._keepalives = keepalives
         self.id = next(_ids)
         self.room = room

@@ -28,7 +28,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -49,6 +49,31 @@ class ConnectionStats(SendStats, Protocol):
     """What a connection counts besides what it sends (both servers' stats have it)."""
 
     slow_consumer_closes: int
+
+
+def _overridden() -> None:
+    """(A :class:`ConnectionSubscriber`'s ``on_overflow``: its ``overflow`` is called instead.)"""
+
+
+class ConnectionSubscriber(Subscriber):
+    """A subscriber that calls its connection back directly.
+
+    The same as ``Subscriber(on_overflow=conn._overflow)`` with ``on_wake``
+    set to ``conn._start_writer`` while it runs, without the two bound-method
+    objects (~64 bytes each) an idle connection would hold (docs/capacity.md).
+    """
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: FanoutConnection[Any]) -> None:
+        super().__init__(on_overflow=_overridden)
+        self.connection = connection
+
+    def start_writer(self) -> None:
+        self.connection._start_writer()  # (it starts none unless the connection runs)
+
+    def overflow(self) -> None:
+        self.connection._overflow()
 
 
 class FanoutConnection(ABC, Generic[E]):
@@ -186,7 +211,8 @@ class FanoutConnection(ABC, Generic[E]):
             self.raw_path = sender.raw
             if sender.raw:
                 subscriber.direct = self  # deliver_now and write_now below
-            subscriber.on_wake = self._start_writer
+            if not isinstance(subscriber, ConnectionSubscriber):  # (which calls it itself)
+                subscriber.on_wake = self._start_writer
             # what was queued before (a welcome, sync step 1): written at once where it can
             left = self._write_queued(sender) if sender.raw else ()
             if left is not None:
