@@ -72,13 +72,17 @@ class Connection(FanoutConnection[RoomEntry]):
     big_frame = BIG_FRAME
 
     def __init__(
-        self, room: Room, peer: str, grant: Grant = OPEN, keepalives: Keepalives | None = None
+        self,
+        room: Room,
+        client: tuple[str, int],
+        grant: Grant = OPEN,
+        keepalives: Keepalives | None = None,
     ) -> None:
         super().__init__(room.stats, ConnectionSubscriber(self))
         self._keepalives = keepalives
         self.id = next(_ids)
         self.room = room
-        self.peer = peer
+        self._client = client  # the scope's (host, port): the peer string only when logged
         self.grant = grant  # OPEN when auth is off
         # a token without publish: syncs and shares awareness, its updates are refused
         self.read_only = not grant.publish
@@ -119,6 +123,13 @@ class Connection(FanoutConnection[RoomEntry]):
         """Close with 4001 when the token's ``exp`` passes, even if the client is silent."""
         await wait_expired(self.grant)
         self.fail(UNAUTHORIZED, "token expired", "unauthorized")
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for the logs: made when one is written, not kept (a
+        string per idle connection is ~64 bytes, docs/capacity.md)."""
+        host, port = self._client
+        return f"{host}:{port}"
 
     def left(self, rooms: Rooms) -> None:
         """The connection ended: out of its room and the server's count."""
@@ -303,7 +314,6 @@ async def join_yjs(
         return None
     diagram = scope["path"][len("/yjs/") :]
     client = scope.get("client") or ("?", 0)
-    peer = f"{client[0]}:{client[1]}"
     # accepted first so a refusal is a close code the client can read, not an HTTP 403
     await accept_websocket(send)
     close = partial(close_websocket, receive, send, grace=rooms.config.close_timeout)
@@ -336,7 +346,7 @@ async def join_yjs(
     except Exception:
         await close(1011, "diagram could not be loaded")
         return None
-    conn = Connection(room, peer, grant, rooms.keepalives)
+    conn = Connection(room, client, grant, rooms.keepalives)
     try:
         room.join(conn)
     except RoomFull:
@@ -350,10 +360,10 @@ async def join_yjs(
             "open room=%s client=%d peer=%s sub=%s%s",
             diagram,
             conn.id,
-            peer,
+            conn.peer,
             grant.sub,
             " read-only" if conn.read_only else "",
         )
     else:
-        log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
+        log.info("open room=%s client=%d peer=%s", diagram, conn.id, conn.peer)
     return conn
