@@ -37,7 +37,7 @@ from prometheus_client import generate_latest
 from collab import api
 from collab.collaborators import Collaborators
 from collab.config import Config
-from collab.connection import serve_yjs
+from collab.connection import join_yjs
 from collab.dashboard import Dashboard
 from collab.diagram_events import DiagramEvents
 from collab.hooks import RoomHooks
@@ -129,7 +129,17 @@ class CollabApp:
         path = scope.get("path", "")
         if kind == "websocket":
             if path.startswith("/yjs/"):
-                await serve_yjs(scope, receive, send, self.rooms, self.auth)
+                # the handler: join_yjs, then the connection is read in this very frame, so an
+                # idle one holds no handler coroutine besides it (docs/capacity.md)
+                conn = await join_yjs(scope, receive, send, self.rooms, self.auth)
+                if conn is None:
+                    return
+                try:
+                    async with conn.serving(send, conn.room.tasks):
+                        await conn.read(receive)
+                finally:
+                    conn.left(self.rooms)
+                await conn.close_socket(receive, send, self.rooms.config.close_timeout)
             elif path in (EVENTS_PATH, EVENTS_PATH + "/"):
                 await self.collaborators.serve(scope, receive, send)
             else:

@@ -41,11 +41,11 @@ from collab.protocol import (
 from collab.room import Room, RoomFull
 from collab.rooms import Rooms, ServerFull
 from net.asgi import Receive, Scope, Send
-from net.connection import FanoutConnection
-from net.fanout import FanoutLog, Subscriber
+from net.connection import ConnectionSubscriber, FanoutConnection
+from net.fanout import FanoutLog
 from net.hosting import accept_websocket, close_websocket, release_headers
 from net.keepalive import Keepalives
-from net.limits import Pacer, TimeSlice, ready_messages
+from net.limits import Pacer, TimeSlice, message_queue
 from net.tokens import (
     OPEN,
     UNAUTHORIZED,
@@ -72,14 +72,17 @@ class Connection(FanoutConnection[RoomEntry]):
     big_frame = BIG_FRAME
 
     def __init__(
-        self, room: Room, peer: str, grant: Grant = OPEN, keepalives: Keepalives | None = None
+        self,
+        room: Room,
+        client: tuple[str, int],
+        grant: Grant = OPEN,
+        keepalives: Keepalives | None = None,
     ) -> None:
-        super().__init__(room.stats, Subscriber(on_overflow=self._overflow))
+        super().__init__(room.stats, ConnectionSubscriber(self))
         self._keepalives = keepalives
         self.id = next(_ids)
         self.room = room
-        self._render = room.frames.frames_for  # per delivery: the shortest path to the frames
-        self.peer = peer
+        self._client = client  # the scope's (host, port): the peer string only when logged
         self.grant = grant  # OPEN when auth is off
         # a token without publish: syncs and shares awareness, its updates are refused
         self.read_only = not grant.publish
@@ -87,7 +90,9 @@ class Connection(FanoutConnection[RoomEntry]):
         # the awareness client ids it set: a set once there is one (most idle clients
         # that never send awareness, like bench/connections.py's, need none)
         self.client_ids: set[int] | frozenset[int] = NO_CLIENTS
-        self._awareness_pending: dict[int, AwarenessEntry] = {}
+        # held-back awareness: a dict only while there is some (an empty one is ~64 bytes
+        # an idle connection need not hold, docs/capacity.md)
+        self._awareness_pending: dict[int, AwarenessEntry] | None = None
         self._awareness_next = 0.0
         self._throttling = False  # a _throttle_awareness task is running
         self.user_name: str | None = None  # from its awareness state, for the history
@@ -119,19 +124,53 @@ class Connection(FanoutConnection[RoomEntry]):
         await wait_expired(self.grant)
         self.fail(UNAUTHORIZED, "token expired", "unauthorized")
 
+    @property
+    def peer(self) -> str:
+        """The client's address, for the logs: made when one is written, not kept (a
+        string per idle connection is ~64 bytes, docs/capacity.md)."""
+        host, port = self._client
+        return f"{host}:{port}"
+
+    def left(self, rooms: Rooms) -> None:
+        """The connection ended: out of its room and the server's count."""
+        self.flush_awareness()
+        room = self.room
+        room.leave(self)
+        rooms.closed(self)
+        log.info(
+            "close room=%s client=%d peer=%s code=%d reason=%r",
+            room.name,
+            self.id,
+            self.peer,
+            self.close_code,
+            self.close_reason,
+        )
+
+    async def close_socket(self, receive: Receive, send: Send, grace: float) -> None:
+        """Close the WebSocket with the connection's close code, unless the client did."""
+        if not self.peer_closed:
+            await close_websocket(
+                receive,
+                send,
+                self.close_code,
+                self.close_reason,
+                grace=grace,
+                flooding=self.close_code == RATE_LIMITED,
+            )
+
     # --- reading ------------------------------------------------------------
 
-    async def _read(self, receive: Receive) -> None:
+    async def read(self, receive: Receive) -> None:
         room = self.room
         limit = self.config.max_message_size
         pacer = self._pacer
         slice_ = TimeSlice()
-        ready = ready_messages(receive)
+        queue = message_queue(receive)
         while True:
             # the slice counts from before receive(): handing over a queued message is
             # hypercorn's work done in this reader's turn; after a wait, a new turn began
             started = perf_counter()
-            waits = ready is not None and not ready()
+            waits = queue is not None and not queue.qsize()
             message = await receive()
             if waits:
                 started = perf_counter()
@@ -194,7 +233,7 @@ class Connection(FanoutConnection[RoomEntry]):
         return self.room.log
 
     def _frames(self, start: int, entries: Sequence[RoomEntry]) -> list[Frame]:
-        return self._render(start, entries, self.id)
+        return self.room.frames.frames_for(start, entries, self.id)
 
     @property
     def big_sends(self) -> anyio.Semaphore:
@@ -213,15 +252,19 @@ class Connection(FanoutConnection[RoomEntry]):
             return
         if self.user_name is None:
             self.user_name = _user_name(accepted)
+        pending = self._awareness_pending
+        if pending is None:
+            pending = self._awareness_pending = {}
         for entry in accepted:
-            self._awareness_pending[entry.client_id] = entry
+            pending[entry.client_id] = entry
         if not self._throttling and self._spawn(self._throttle_awareness):
             self._throttling = True
 
     def flush_awareness(self) -> None:
         """Broadcast held-back awareness now (a goodbye's null state must not be lost)."""
-        if self._awareness_pending:
-            pending, self._awareness_pending = self._awareness_pending, {}
+        pending = self._awareness_pending
+        if pending:
+            self._awareness_pending = None
             self.room.broadcast_awareness(self, list(pending.values()))
 
     async def _throttle_awareness(self) -> None:
@@ -252,19 +295,25 @@ def _user_name(entries: list[AwarenessEntry]) -> str | None:
     return None
 
 
-async def serve_yjs(
+async def join_yjs(
     scope: Scope,
     receive: Receive,
     send: Send,
     rooms: Rooms,
     auth: Authenticator | None = None,
-) -> None:
-    """The ASGI handler for ``WS /yjs/{diagram}`` (``auth``: None when auth is off)."""
+) -> Connection | None:
+    """The first half of ``WS /yjs/{diagram}`` (``auth``: None when auth is off): accept,
+    check, join the room; None: refused (and closed) or gone.
+
+    The ASGI app itself then reads the connection (see ``CollabApp.__call__``,
+    and :meth:`Connection.left`, :meth:`Connection.close_socket` after it):
+    no handler coroutine of its own stays suspended for the connection's life,
+    one frame (~0.35 KiB) fewer per idle connection (docs/capacity.md).
+    """
     if (await receive())["type"] != "websocket.connect":
-        return
+        return None
     diagram = scope["path"][len("/yjs/") :]
     client = scope.get("client") or ("?", 0)
-    peer = f"{client[0]}:{client[1]}"
     # accepted first so a refusal is a close code the client can read, not an HTTP 403
     await accept_websocket(send)
     close = partial(close_websocket, receive, send, grace=rooms.config.close_timeout)
@@ -276,68 +325,45 @@ async def serve_yjs(
         except AuthError:
             rooms.stats.reject("unauthorized")
             await close(UNAUTHORIZED, "token required" if token is None else "bad token")
-            return
+            return None
     if not DIAGRAM_NAME.fullmatch(diagram):
         rooms.stats.reject("bad_name")
         await close(4400, f"diagram name must be {DIAGRAM_NAME_RULE}")
-        return
+        return None
     if not grant.allows(diagram_channel(diagram)):
         rooms.stats.reject("forbidden")
         await close(FORBIDDEN, f"forbidden: the token does not cover {diagram_channel(diagram)}")
-        return
+        return None
     if len(rooms.connections) >= rooms.config.max_connections:
         rooms.stats.reject("server_full")
         await close(1013, "server full: too many connections")
-        return
+        return None
     try:
         room = await rooms.acquire(diagram)
     except ServerFull:
         await close(1013, "server full: too many rooms")
-        return
+        return None
     except Exception:
         await close(1011, "diagram could not be loaded")
-        return
-    conn = Connection(room, peer, grant, rooms.keepalives)
+        return None
+    conn = Connection(room, client, grant, rooms.keepalives)
     try:
         room.join(conn)
     except RoomFull:
         rooms.stats.reject("room_full")
         await close(4429, "room full")
-        return
+        return None
     rooms.opened(conn)
     release_headers(scope)
-    del close  # the handler's frame lives as long as the connection: it keeps no more than it needs
     if grant.authenticated:
         log.info(
             "open room=%s client=%d peer=%s sub=%s%s",
             diagram,
             conn.id,
-            peer,
+            conn.peer,
             grant.sub,
             " read-only" if conn.read_only else "",
         )
     else:
-        log.info("open room=%s client=%d peer=%s", diagram, conn.id, peer)
-    try:
-        await conn.run(receive, send, room.tasks)
-    finally:
-        conn.flush_awareness()
-        room.leave(conn)
-        rooms.closed(conn)
-        log.info(
-            "close room=%s client=%d peer=%s code=%d reason=%r",
-            diagram,
-            conn.id,
-            peer,
-            conn.close_code,
-            conn.close_reason,
-        )
-    if not conn.peer_closed:
-        await close_websocket(
-            receive,
-            send,
-            conn.close_code,
-            conn.close_reason,
-            grace=rooms.config.close_timeout,
-            flooding=conn.close_code == RATE_LIMITED,
-        )
+        log.info("open room=%s client=%d peer=%s", diagram, conn.id, conn.peer)
+    return conn

@@ -71,8 +71,16 @@ class Subscriber:
     def wake(self) -> None:
         if self.waiting:
             self.waiting = False
-            if self.on_wake is not None:
-                self.on_wake()
+            self.start_writer()
+
+    def start_writer(self) -> None:
+        """Start the writer (``on_wake``); a subclass may do it without a callable."""
+        if self.on_wake is not None:
+            self.on_wake()
+
+    def overflow(self) -> None:
+        """The log cut this subscriber off (``on_overflow``); a subclass may override it."""
+        self.on_overflow()
 
 
 class FanoutLog(Generic[T]):
@@ -224,7 +232,7 @@ class FanoutLog(Generic[T]):
             if published - cursor > self.max_lag or lag_bytes > self.max_lag_bytes:
                 subscriber.overflowed = True
                 self.remove(subscriber)
-                subscriber.on_overflow()
+                subscriber.overflow()
                 continue
             low = min(low, cursor)
         drop = low - self._base

@@ -11,7 +11,6 @@ variant: no refusals (a Yjs client has no way to hear them), only the pause.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, Final
 
 ALLOWED: Final = "allowed"
@@ -103,7 +102,7 @@ class TimeSlice:
     checkpoint) whenever it passes ``budget``, which bounds the stall without
     yielding per message, so a burst still coalesces. A ``receive()`` that
     waited began a turn of its own: the reader counts from its return then
-    (see :func:`ready_messages`), else every message after a quiet spell, a
+    (see :func:`message_queue`), else every message after a quiet spell, a
     joining client's first ones included, would pay for a needless turn.
     1 ms: at 5 ms, counting handling only, a flooder's turns took 5-10 ms and
     the quiet diagram beside it waited for them (docs/capacity.md).
@@ -124,12 +123,15 @@ class TimeSlice:
         return True
 
 
-def ready_messages(receive: Any) -> Callable[[], int] | None:
-    """How many messages an ASGI ``receive`` has ready, where that can be told: hypercorn's
-    asyncio worker hands a connection its messages from a queue, whose ``get`` it is.
+def message_queue(receive: Any) -> asyncio.Queue[Any] | None:
+    """The queue an ASGI ``receive`` takes its messages from, where there is one: hypercorn's
+    asyncio worker hands a connection its messages from a queue, whose ``get`` it is;
+    its ``qsize()`` says how many are ready.
 
     None elsewhere (the trio worker, another server): a reader then counts every
-    ``receive()`` into its :class:`TimeSlice`, waits included.
+    ``receive()`` into its :class:`TimeSlice`, waits included. The queue, not its
+    bound ``qsize``: an idle reader's frame would hold that method object (~64
+    bytes) for the connection's life (docs/capacity.md).
     """
     queue = getattr(receive, "__self__", None)
-    return queue.qsize if isinstance(queue, asyncio.Queue) else None
+    return queue if isinstance(queue, asyncio.Queue) else None

@@ -240,7 +240,25 @@ class RelayApp:
         kind = scope["type"]
         if kind == "websocket":
             if scope["path"] in WS_PATHS or scope["path"] == self.catalog.path:
-                await self._websocket(scope, receive, send)
+                # the handler: _join, then the connection is read in this very frame, so an
+                # idle one holds no handler coroutine besides it (docs/capacity.md)
+                conn = await self._join(scope, receive, send)
+                if conn is None:
+                    return
+                try:
+                    async with conn.serving(send, self._tasks):
+                        await conn.read(receive)
+                finally:
+                    self._left(conn)
+                if not conn.peer_closed:
+                    await close_websocket(
+                        receive,
+                        send,
+                        conn.close_code,
+                        conn.close_reason,
+                        grace=self.settings.close_timeout,
+                        flooding=conn.close_code == 4008,
+                    )
             else:
                 await receive()
                 await send({"type": "websocket.close", "code": 4404, "reason": "no such route"})
@@ -283,20 +301,24 @@ class RelayApp:
             self._closed = anyio.Event()
             await self._closed.wait()
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _join(self, scope: Scope, receive: Receive, send: Send) -> RelayConnection | None:
+        """Accept a WebSocket and add its connection; None: refused (and closed) or gone.
+
+        ``__call__`` then reads it in its own frame (see there).
+        """
         if (await receive())["type"] != "websocket.connect":
-            return
+            return None
         negotiated = BATCH_SUBPROTOCOL in (scope.get("subprotocols") or [])
         batch = negotiated or _batch_query(scope.get("query_string", b""))
         await accept_websocket(send, BATCH_SUBPROTOCOL if negotiated else None)
         close = partial(close_websocket, receive, send, grace=self.settings.close_timeout)
         if not self.ready:
             await close(1001, "shutting down")
-            return
+            return None
         if len(self.connections) >= self.settings.max_connections:
             self.stats.error("SERVER_FULL")
             await close(1013, "server full")
-            return
+            return None
         # accepted first so a refusal is a 4001 close the client can read, not an HTTP 403
         grant: Grant | None = OPEN
         if self.auth is not None:
@@ -306,7 +328,7 @@ class RelayApp:
             except AuthError:
                 self.stats.error("UNAUTHORIZED")
                 await close(UNAUTHORIZED, "bad token")
-                return
+                return None
         client = scope.get("client") or ("?", 0)
         conn = RelayConnection(self, f"{client[0]}:{client[1]}", batch=batch, grant=grant)
         self.connections.add(conn)
@@ -318,26 +340,15 @@ class RelayApp:
             self.welcome.encode(conn.id, authenticated=grant is not None and grant.authenticated)
         )
         release_headers(scope)
-        # this frame lives as long as the connection: it keeps no more than it needs
-        del close, grant
-        try:
-            await conn.run(receive, send, self._tasks)
-        finally:
-            self.hub.leave(conn.member)
-            self.connections.discard(conn)
-            if not self.connections and self._closed is not None:
-                self._closed.set()
-            stats.connections -= 1
-            connection_closed(len(self.connections))
-        if not conn.peer_closed:
-            await close_websocket(
-                receive,
-                send,
-                conn.close_code,
-                conn.close_reason,
-                grace=self.settings.close_timeout,
-                flooding=conn.close_code == 4008,
-            )
+        return conn
+
+    def _left(self, conn: RelayConnection) -> None:
+        self.hub.leave(conn.member)
+        self.connections.discard(conn)
+        if not self.connections and self._closed is not None:
+            self._closed.set()
+        self.stats.connections -= 1
+        connection_closed(len(self.connections))
 
     # --- HTTP ----------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from net.asgi import Receive
 from net.connection import FanoutConnection
 from net.fanout import FanoutLog
 from net.keepalive import Keepalives
-from net.limits import ALLOWED, DROPPED, RateLimiter, TimeSlice, ready_messages
+from net.limits import ALLOWED, DROPPED, RateLimiter, TimeSlice, message_queue
 from net.tokens import OPEN, UNAUTHORIZED, AuthError, Grant, wait_expired
 from net.wire import Frame
 from relays.hub import Entry, published_body
@@ -150,16 +150,16 @@ class RelayConnection(FanoutConnection[Entry]):
 
     # --- reading ----------------------------------------------------------------
 
-    async def _read(self, receive: Receive) -> None:
+    async def read(self, receive: Receive) -> None:
         limit = self.app.settings.max_message_size
         max_outbox = self.hub.settings.max_outbox
         slice_ = TimeSlice(SLICE)
-        ready = ready_messages(receive)
+        queue = message_queue(receive)
         while True:
             # the slice counts from before receive(): handing over a queued message is
             # hypercorn's work done in this reader's turn; after a wait, a new turn began
             started = perf_counter()
-            waits = ready is not None and not ready()
+            waits = queue is not None and not queue.qsize()
             message = await receive()
             if waits:
                 started = perf_counter()

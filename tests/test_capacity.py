@@ -32,7 +32,7 @@ from net.hosting import (
     tune_gc,
 )
 from net.keepalive import Keepalives
-from net.limits import Pacer, TimeSlice, ready_messages
+from net.limits import Pacer, TimeSlice, message_queue
 from relays.app import RelayApp
 from relays.catalogs import BY_NAME
 from tests.conftest import free_port
@@ -425,15 +425,15 @@ async def test_a_reader_can_tell_a_receive_that_will_wait() -> None:
     knows the next ``receive()`` waits, so a new turn begins after it and the time
     slice counts from there (a joining client's first messages cost no extra turn)."""
     queue: asyncio.Queue[dict[str, str]] = asyncio.Queue(APP_QUEUE)
-    ready = ready_messages(queue.get)
-    assert ready is not None and ready() == 0
+    assert message_queue(queue.get) is queue
+    assert queue.qsize() == 0  # what the reader asks before its receive()
     queue.put_nowait({"type": "websocket.receive"})
-    assert ready() == 1
+    assert queue.qsize() == 1
 
     async def receive() -> dict[str, str]:  # another server's: it cannot tell
         return {}
 
-    assert ready_messages(receive) is None
+    assert message_queue(receive) is None
 
 
 def test_our_server_processes_run_full_collections_ten_times_rarer() -> None:

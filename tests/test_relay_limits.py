@@ -140,7 +140,7 @@ async def test_a_burst_of_requests_lets_others_run() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(other_connection)
         await anyio.lowlevel.checkpoint()  # it ran once
-        await connection._read(receive)
+        await connection.read(receive)
         tg.cancel_scope.cancel()
     requests = [i for i, what in enumerate(handled) if what == "request"]
     assert len(requests) == 20
@@ -182,7 +182,7 @@ async def test_the_time_slice_counts_what_hypercorn_does_in_the_readers_turn() -
     async with anyio.create_task_group() as tg:
         tg.start_soon(other_connection)
         await anyio.lowlevel.checkpoint()
-        await connection._read(receive)
+        await connection.read(receive)
         tg.cancel_scope.cancel()
     requests = [i for i, what in enumerate(handled) if what == "request"]
     between = handled[requests[0] : requests[-1]].count("other")
@@ -235,7 +235,7 @@ async def test_a_relay_reader_yields_after_a_fraction_of_a_millisecond() -> None
     async with anyio.create_task_group() as tg:
         tg.start_soon(other_connection)
         await anyio.lowlevel.checkpoint()
-        await connection._read(receive)
+        await connection.read(receive)
         tg.cancel_scope.cancel()
     assert handled.count("request") == 20
     runs = "".join("r" if what == "request" else "o" for what in handled).split("o")
