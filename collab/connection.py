@@ -164,16 +164,21 @@ class Connection(FanoutConnection[RoomEntry]):
         room = self.room
         limit = self.config.max_message_size
         pacer = self._pacer
-        slice_ = TimeSlice()
+        slice_: TimeSlice | None = None
         queue = message_queue(receive)
         while True:
-            # the slice counts from before receive(): handing over a queued message is
-            # hypercorn's work done in this reader's turn; after a wait, a new turn began
-            started = perf_counter()
-            waits = queue is not None and not queue.qsize()
-            message = await receive()
-            if waits:
+            if queue is not None and not queue.qsize():
+                # this receive() waits: a new turn of the loop begins after it, and with
+                # it a new slice (an idle reader holds none, nor a float: ~0.1 KiB)
+                slice_ = None
+                started = 0.0
+                message = await receive()
                 started = perf_counter()
+            else:
+                # the slice counts from before receive(): handing over a queued message
+                # is hypercorn's work done in this reader's turn
+                started = perf_counter()
+                message = await receive()
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return
@@ -223,6 +228,8 @@ class Connection(FanoutConnection[RoomEntry]):
                 self.fail(1007, f"malformed message: {exc}", "malformed")
                 return
             del data, parsed
+            if slice_ is None:
+                slice_ = TimeSlice()
             if slice_.spent(perf_counter() - started):
                 await anyio.lowlevel.checkpoint()  # a burst must not hold every other room
 

@@ -101,9 +101,10 @@ class TimeSlice:
     queue has room) to the end of its handling, and yields to the loop (one
     checkpoint) whenever it passes ``budget``, which bounds the stall without
     yielding per message, so a burst still coalesces. A ``receive()`` that
-    waited began a turn of its own: the reader counts from its return then
-    (see :func:`message_queue`), else every message after a quiet spell, a
-    joining client's first ones included, would pay for a needless turn.
+    waited began a turn of its own: the reader starts a new slice from its
+    return then (see :func:`message_queue`; an idle reader holds no slice),
+    else every message after a quiet spell, a joining client's first ones
+    included, would pay for a needless turn.
     1 ms: at 5 ms, counting handling only, a flooder's turns took 5-10 ms and
     the quiet diagram beside it waited for them (docs/capacity.md).
     """

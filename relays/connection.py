@@ -153,25 +153,31 @@ class RelayConnection(FanoutConnection[Entry]):
     async def read(self, receive: Receive) -> None:
         limit = self.app.settings.max_message_size
         max_outbox = self.hub.settings.max_outbox
-        slice_ = TimeSlice(SLICE)
+        slice_: TimeSlice | None = None
         queue = message_queue(receive)
         while True:
-            # the slice counts from before receive(): handing over a queued message is
-            # hypercorn's work done in this reader's turn; after a wait, a new turn began
-            started = perf_counter()
-            waits = queue is not None and not queue.qsize()
-            message = await receive()
-            if waits:
+            if queue is not None and not queue.qsize():
+                # this receive() waits: a new turn of the loop begins after it, and with
+                # it a new slice (an idle reader holds none, nor a float: ~0.1 KiB)
+                slice_ = None
+                started = 0.0
+                message = await receive()
                 started = perf_counter()
+            else:
+                # the slice counts from before receive(): handing over a queued message
+                # is hypercorn's work done in this reader's turn
+                started = perf_counter()
+                message = await receive()
             if message["type"] == "websocket.disconnect":
                 self._closed_by_peer(message)
                 return
             text = message.get("text")
             size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
-            del message  # an idle connection keeps nothing of its last message
+            del message  # an idle connection keeps nothing of its last message, nor its size
             if size > limit:
                 self.fail(1009, f"message over {limit} bytes")
                 return
+            del size
             if len(self.member.subscriber.outbox) > max_outbox:
                 self._overflow()  # it sends requests but does not read the replies
                 return
@@ -193,6 +199,8 @@ class RelayConnection(FanoutConnection[Entry]):
                 continue
             await self._handle(text)
             del text
+            if slice_ is None:
+                slice_ = TimeSlice(SLICE)
             if slice_.spent(perf_counter() - started):
                 # hypercorn hands over a client's queued messages without a suspension in
                 # between: a burst (a flooder back with a full bucket) must not hold the loop
