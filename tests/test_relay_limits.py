@@ -96,17 +96,16 @@ def test_a_refused_client_waits_until_its_next_token() -> None:
     assert limiter.take(0.1) == ALLOWED
 
 
-@pytest.mark.anyio
-async def test_a_burst_of_requests_lets_others_run() -> None:
-    """hypercorn hands the reader a client's queued messages without a suspension; the
-    reader yields once its handling passes the time slice, so a burst of slow requests
-    (a flooder back with a full bucket) does not hold everyone else until it is done."""
+async def burst_beside_another_task(seconds_per_request: float) -> list[str]:
+    """A relay reader handed 20 queued requests that each hold the loop for
+    ``seconds_per_request`` (as hypercorn hands them: no suspension in between),
+    beside another task; what ran, in order: "request" or "other"."""
     app = RelayApp(dhruva)
     handled: list[str] = []
 
     @app.handle("get_adapter_status")
     async def slow(params: dict[str, object]) -> dict[str, object]:
-        end = time.perf_counter() + 0.002  # handling that holds the loop (no await)
+        end = time.perf_counter() + seconds_per_request  # handling that holds the loop
         while time.perf_counter() < end:
             pass
         handled.append("request")
@@ -142,6 +141,15 @@ async def test_a_burst_of_requests_lets_others_run() -> None:
         await anyio.lowlevel.checkpoint()  # it ran once
         await connection.read(receive)
         tg.cancel_scope.cancel()
+    return handled
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_requests_lets_others_run() -> None:
+    """hypercorn hands the reader a client's queued messages without a suspension; the
+    reader yields once its handling passes the time slice, so a burst of slow requests
+    (a flooder back with a full bucket) does not hold everyone else until it is done."""
+    handled = await burst_beside_another_task(0.002)
     requests = [i for i, what in enumerate(handled) if what == "request"]
     assert len(requests) == 20
     # the other task ran between the burst's first and last request, more than once
@@ -196,47 +204,7 @@ async def test_a_relay_reader_yields_after_a_fraction_of_a_millisecond() -> None
     reader's 1 ms made each turn ~2 ms and the quiet p99 5-15 ms, docs/capacity.md).
     Requests that take 0.12 ms each: the reader yields after every second one (more
     often if the machine is slow, never less)."""
-    app = RelayApp(dhruva)
-    handled: list[str] = []
-
-    @app.handle("get_adapter_status")
-    async def slow(params: dict[str, object]) -> dict[str, object]:
-        end = time.perf_counter() + 0.00012  # handling that holds the loop (no await)
-        while time.perf_counter() < end:
-            pass
-        handled.append("request")
-        return {}
-
-    burst = [
-        {
-            "type": "websocket.receive",
-            "text": json.dumps(
-                {
-                    "type": "request",
-                    "event": "get_adapter_status",
-                    "id": i,
-                    "data": {"adapter_id": "a"},
-                }
-            ),
-        }
-        for i in range(20)
-    ]
-    messages = iter([*burst, {"type": "websocket.disconnect", "code": 1000}])
-
-    async def receive() -> dict[str, object]:
-        return next(messages)  # all queued already: no suspension, as hypercorn's queue
-
-    async def other_connection() -> None:
-        while True:
-            handled.append("other")
-            await anyio.lowlevel.checkpoint()
-
-    connection = RelayConnection(app, "peer", batch=False, grant=OPEN)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(other_connection)
-        await anyio.lowlevel.checkpoint()
-        await connection.read(receive)
-        tg.cancel_scope.cancel()
+    handled = await burst_beside_another_task(0.00012)
     assert handled.count("request") == 20
     runs = "".join("r" if what == "request" else "o" for what in handled).split("o")
     assert max(len(run) for run in runs) <= 2, handled
