@@ -259,6 +259,8 @@ def test_a_pasted_image_reaches_the_peer_over_http(server: Any, open_peer: Any) 
     bob = open_peer(url(server), BOB).open("pictures")
     fetched: list[str] = []
     bob.page.on("request", lambda request: fetched.append(request.url))
+    bob_said: list[str] = []  # what Bob's page logged, for a failure to say (it once flaked)
+    bob.page.on("console", lambda message: bob_said.append(f"{message.type}: {message.text}"))
     alice.page.mouse.click(400, 300)  # Excalidraw takes pastes only while it has the focus
     alice.page.evaluate(PASTE_JS, [base64.b64encode(red_png()).decode()])
     live = bob.wait_live(
@@ -277,11 +279,18 @@ def test_a_pasted_image_reaches_the_peer_over_http(server: Any, open_peer: Any) 
         5,
         "the uploader marked the image saved",
     )
-    wait_for(
-        lambda: bob.page.evaluate(RED_PIXELS_JS) > 100,
-        10,  # the fetch, the decode and the next frame: 5 s was once not enough under load
-        "Bob's canvas renders the red image",
-    )
+    try:
+        wait_for(
+            lambda: bob.page.evaluate(RED_PIXELS_JS) > 100,
+            10,  # the fetch, the decode and the next frame: 5 s was once not enough under load
+            "Bob's canvas renders the red image",
+        )
+    except AssertionError as exc:  # once under load in CI: say where it stopped
+        has_file = bob.page.evaluate("(id) => Boolean(window.inkwire.api.getFiles()[id])", file_id)
+        raise AssertionError(
+            f"{exc}; Bob's page has the file: {has_file}; it requested {fetched}; "
+            f"it logged {bob_said}"
+        ) from None
     assert f"/api/diagrams/pictures/files/{file_id}" in "\n".join(fetched)
     served = httpx.get(f"{url(server)}/api/diagrams/pictures/files/{file_id}", timeout=5)
     assert served.headers["content-type"] == "image/png"  # Excalidraw re-encodes pastes
