@@ -9,6 +9,7 @@ the edit computed again from the new state, so the person's change survives.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,6 +39,15 @@ Elements = dict[str, dict[str, Any]]
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with inkwire(tmp_path) as running_server:
         yield running_server
+
+
+@contextlib.asynccontextmanager
+async def seeded_pair(server: RunningServer) -> AsyncIterator[tuple[DiagramClient, DiagramClient]]:
+    """Ada, who seeded the "plan" diagram, and the agent's client, which has the seed."""
+    async with person(server, "plan") as ada, person(server, "plan") as agent:
+        await seeded(ada)
+        await agent.wait_for(lambda c: c.get_element("seed"))
+        yield ada, agent
 
 
 def write(client: DiagramClient, edit: Edit) -> None:
@@ -70,9 +80,7 @@ class Attempts:
 
 
 async def test_the_mirror_follows_every_change_of_the_map(server: RunningServer) -> None:
-    async with person(server, "plan") as ada, person(server, "plan") as agent:
-        await seeded(ada)
-        await agent.wait_for(lambda c: c.get_element("seed"))
+    async with seeded_pair(server) as (ada, agent):
         mirror = ElementMirror(agent.elements)
         assert mirror.snapshot() == stored(agent)
         before = mirror.generation
@@ -95,9 +103,7 @@ async def test_the_mirror_follows_every_change_of_the_map(server: RunningServer)
 async def test_a_mirror_converted_in_a_thread_keeps_the_changes_made_meanwhile(
     server: RunningServer,
 ) -> None:
-    async with person(server, "plan") as ada, person(server, "plan") as agent:
-        await seeded(ada)
-        await agent.wait_for(lambda c: c.get_element("seed"))
+    async with seeded_pair(server) as (ada, agent):
         loaded: list[ElementMirror] = []
 
         async def load() -> None:
@@ -123,9 +129,7 @@ async def test_a_mirror_converted_in_a_thread_keeps_the_changes_made_meanwhile(
 async def test_an_unchanged_document_computes_the_edit_once_in_a_worker_thread(
     server: RunningServer,
 ) -> None:
-    async with person(server, "plan") as ada, person(server, "plan") as agent:
-        await seeded(ada)
-        await agent.wait_for(lambda c: c.get_element("seed"))
+    async with seeded_pair(server) as (_, agent):
         mirror = ElementMirror(agent.elements)
         make = Attempts(lambda e: edits.update_elements(e, [{"id": "seed", "x": 7}], Clock()))
         edit, revision = await consistent_edit(mirror, make, lambda: revision_of(agent.doc))
@@ -137,9 +141,7 @@ async def test_an_unchanged_document_computes_the_edit_once_in_a_worker_thread(
 async def test_a_change_arriving_while_the_edit_is_computed_is_not_overwritten(
     server: RunningServer,
 ) -> None:
-    async with person(server, "plan") as ada, person(server, "plan") as agent:
-        await seeded(ada)
-        await agent.wait_for(lambda c: c.get_element("seed"))
+    async with seeded_pair(server) as (ada, agent):
         mirror = ElementMirror(agent.elements)
 
         async def ada_moves_it(attempt: int) -> None:
@@ -169,9 +171,7 @@ async def test_a_refusal_for_what_changed_meanwhile_is_asked_again(
 ) -> None:
     """The element the agent connects to appears while its first try runs: that try
     refuses (no such element), the second sees it."""
-    async with person(server, "plan") as ada, person(server, "plan") as agent:
-        await seeded(ada)
-        await agent.wait_for(lambda c: c.get_element("seed"))
+    async with seeded_pair(server) as (ada, agent):
         mirror = ElementMirror(agent.elements)
 
         async def ada_draws_the_target(attempt: int) -> None:
@@ -197,9 +197,7 @@ async def test_a_refusal_for_what_changed_meanwhile_is_asked_again(
 async def test_a_document_that_keeps_changing_gets_the_last_try_on_the_loop(
     server: RunningServer,
 ) -> None:
-    async with person(server, "plan") as ada, person(server, "plan") as agent:
-        await seeded(ada)
-        await agent.wait_for(lambda c: c.get_element("seed"))
+    async with seeded_pair(server) as (ada, agent):
         mirror = ElementMirror(agent.elements)
 
         async def ada_moves_it_every_time(attempt: int) -> None:
