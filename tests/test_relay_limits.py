@@ -96,10 +96,13 @@ def test_a_refused_client_waits_until_its_next_token() -> None:
     assert limiter.take(0.1) == ALLOWED
 
 
-async def burst_beside_another_task(seconds_per_request: float) -> list[str]:
+async def burst_beside_another_task(
+    seconds_per_request: float, seconds_per_receive: float = 0.0
+) -> list[str]:
     """A relay reader handed 20 queued requests that each hold the loop for
-    ``seconds_per_request`` (as hypercorn hands them: no suspension in between),
-    beside another task; what ran, in order: "request" or "other"."""
+    ``seconds_per_request`` (as hypercorn hands them: no suspension in between;
+    handing each over holds it for ``seconds_per_receive``), beside another
+    task; what ran, in order: "request" or "other"."""
     app = RelayApp(dhruva)
     handled: list[str] = []
 
@@ -128,6 +131,9 @@ async def burst_beside_another_task(seconds_per_request: float) -> list[str]:
     messages = iter([*burst, {"type": "websocket.disconnect", "code": 1000}])
 
     async def receive() -> dict[str, object]:
+        end = time.perf_counter() + seconds_per_receive  # parsing a frame, in this turn
+        while time.perf_counter() < end:
+            pass
         return next(messages)  # all queued already: no suspension, as hypercorn's queue
 
     async def other_connection() -> None:
@@ -164,34 +170,7 @@ async def test_the_time_slice_counts_what_hypercorn_does_in_the_readers_turn() -
     so the slice counts it, not only the handling. Here handing over each message holds
     the loop (a busy wait) while handling it is cheap: the reader still lets others run
     during the burst (a slice that counted handling alone never yielded)."""
-    app = RelayApp(dhruva)
-    handled: list[str] = []
-    request = {
-        "type": "websocket.receive",
-        "text": json.dumps(
-            {"type": "request", "event": "get_adapter_status", "id": 1, "data": {"adapter_id": "a"}}
-        ),
-    }
-    messages = iter([*[request] * 20, {"type": "websocket.disconnect", "code": 1000}])
-
-    async def receive() -> dict[str, object]:
-        end = time.perf_counter() + 0.0015  # parsing a frame, in this reader's turn
-        while time.perf_counter() < end:
-            pass
-        handled.append("request")
-        return next(messages)
-
-    async def other_connection() -> None:
-        while True:
-            handled.append("other")
-            await anyio.lowlevel.checkpoint()
-
-    connection = RelayConnection(app, "peer", batch=False, grant=OPEN)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(other_connection)
-        await anyio.lowlevel.checkpoint()
-        await connection.read(receive)
-        tg.cancel_scope.cancel()
+    handled = await burst_beside_another_task(0.0, seconds_per_receive=0.0015)
     requests = [i for i, what in enumerate(handled) if what == "request"]
     between = handled[requests[0] : requests[-1]].count("other")
     assert between >= 3, handled
