@@ -321,14 +321,20 @@ def encode_welcome(
     protocol: str = PROTOCOL_VERSION,
 ) -> str:
     """The first message on every connection (existing clients read it, then subscribe)."""
-    data = {
+    data = _welcome_data(connection_id, server, protocol, authenticated, limits)
+    return dumps(_envelope("event", event=WELCOME_EVENT, data=data))
+
+
+def _welcome_data(
+    connection_id: str, server: str, protocol: str, authenticated: bool, limits: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
         "connection_id": connection_id,
         "server": server,
         "protocol": protocol,
         "authenticated": authenticated,
         "limits": dict(limits),
     }
-    return dumps(_envelope("event", event=WELCOME_EVENT, data=data))
 
 
 class Welcome:
@@ -351,13 +357,7 @@ class Welcome:
         self._parts: dict[bool, tuple[str, str, str, str]] = {}
         mark_id, mark_connection, mark_time = (_string(mark) for mark in self._MARKS)
         for authenticated in (False, True):
-            data = {
-                "connection_id": self._MARKS[1],
-                "server": server,
-                "protocol": protocol,
-                "authenticated": authenticated,
-                "limits": dict(limits),
-            }
+            data = _welcome_data(self._MARKS[1], server, protocol, authenticated, limits)
             envelope = _envelope("event", event=WELCOME_EVENT, data=data, id=self._MARKS[0])
             envelope["timestamp"] = self._MARKS[2]
             head, rest = dumps(envelope).split(mark_id)
